@@ -1,0 +1,25 @@
+//! Links libtorch so that the binaries and the C library run without LD_LIBRARY_PATH and find CUDA.
+//!
+//! torch-sys links `torch_cuda` as an ordinary library, but the toolchain's default `--as-needed`
+//! drops it because no symbol of it is referenced directly; CUDA then silently stays unavailable
+//! on a GPU machine. We re-link it with `--no-as-needed` and add an rpath to libtorch's directory.
+use std::env;
+use std::path::PathBuf;
+
+fn main() {
+    println!("cargo:rerun-if-changed=build.rs");
+    let lib_dir = match env::var("DEP_TCH_LIBTORCH_LIB") {
+        Ok(dir) => PathBuf::from(dir),
+        Err(_) => return, // non-Unix targets: torch-sys did not report it
+    };
+    let lib = lib_dir.display();
+    println!("cargo:rustc-env=LOFI_LIBTORCH_LIB={lib}");
+    println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
+    if lib_dir.join("libtorch_cuda.so").exists() {
+        println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
+        println!("cargo:rustc-link-arg=-L{lib}");
+        println!("cargo:rustc-link-arg=-ltorch_cuda");
+        println!("cargo:rustc-link-arg=-ltorch");
+        println!("cargo:rustc-link-arg=-Wl,--as-needed");
+    }
+}

@@ -1,0 +1,60 @@
+use std::path::PathBuf;
+
+use anyhow::Result;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The .lofi model.
+    model: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let model = lofi::Model::load(&args.model, Default::default())?;
+    let cfg = model.config();
+    if args.json {
+        let info = serde_json::json!({
+            "path": args.model.display().to_string(),
+            "config": cfg,
+            "parameters": model.parameter_count(),
+            "training_resolution": [cfg.image_size, cfg.image_size],
+            "notes": model.notes(),
+        });
+        println!("{}", serde_json::to_string_pretty(&info)?);
+        return Ok(());
+    }
+    println!("model:               {}", args.model.display());
+    println!("parameters:          {}", model.parameter_count());
+    println!("training resolution: {0} x {0}", cfg.image_size);
+    println!(
+        "channels:            {} in, {} out{}",
+        cfg.c_in,
+        cfg.c_out,
+        if cfg.c_in == 2 { " (input is one complex channel)" } else { "" }
+    );
+    println!(
+        "network:             {:?}, {} hidden layers of {}",
+        cfg.network, cfg.num_layers, cfg.hidden_dim
+    );
+    println!(
+        "geometry:            {:?}, {} rings x {} angles, learned: {}",
+        cfg.patch_shape, cfg.n, cfg.m, cfg.learned_geo
+    );
+    println!(
+        "fourier filter:      {}",
+        if cfg.fourier_filtering { format!("yes, {} per channel", cfg.num_filters) } else { "no".into() }
+    );
+    println!("residual learning:   {}", cfg.residual_learning);
+    println!(
+        "CCPG:                {}",
+        if cfg.ccpg { format!("{} blocks", cfg.n_deform) } else { "no".into() }
+    );
+    println!("INR coordinates:     {}", cfg.coord_deform);
+    if let Some(notes) = model.notes() {
+        println!("notes:               {notes}");
+    }
+    println!("configuration JSON:  {}", cfg.to_json());
+    Ok(())
+}

@@ -1,0 +1,118 @@
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use lofi::device::{DeviceSpec, Precision};
+use lofi::engine::{self, format_bytes, parse_bytes, ImageView, OutputView, Region, RunOptions};
+use lofi::image_io::{self, Image};
+use lofi::model::LoadOptions;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The .lofi model.
+    #[arg(long)]
+    model: PathBuf,
+    /// The observation: .npy float32 (H, W) or (H, W, C), PNG or TIFF (8/16-bit, scaled to [0, 1]).
+    #[arg(long)]
+    input: PathBuf,
+    /// Where to write the reconstruction (.npy, .png or .tif; PNG/TIFF are clipped to [0, 1]).
+    #[arg(long)]
+    output: PathBuf,
+    /// Output samples across the region (default: the input's width).
+    #[arg(long)]
+    width: Option<usize>,
+    /// Output samples down the region (default: the input's height).
+    #[arg(long)]
+    height: Option<usize>,
+    /// X0,Y0,X1,Y1 in input pixel coordinates (pixel centres at integers; x = column).
+    /// Default: the whole image, 0,0,W-1,H-1.
+    #[arg(long, value_parser = parse_region, allow_hyphen_values = true)]
+    region: Option<Region>,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Working-memory budget (device memory on CUDA), e.g. 512MiB.
+    #[arg(long, default_value = "512MiB")]
+    memory_budget: String,
+    /// Network precision: f32, or bf16/f16 on CUDA.
+    #[arg(long, default_value = "f32")]
+    precision: String,
+    /// CPU threads (0: libtorch's default).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Bits per sample of PNG/TIFF outputs: 8 or 16.
+    #[arg(long, default_value_t = 8)]
+    bits: u8,
+}
+
+fn parse_region(text: &str) -> Result<Region, String> {
+    let v: Vec<f64> = text
+        .split(',')
+        .map(|s| s.trim().parse::<f64>().map_err(|_| format!("'{s}' is not a number")))
+        .collect::<Result<_, _>>()?;
+    match v.as_slice() {
+        [x0, y0, x1, y1] => Ok(Region { x0: *x0, y0: *y0, x1: *x1, y1: *y1 }),
+        _ => Err("expected four numbers X0,Y0,X1,Y1".into()),
+    }
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let device: DeviceSpec = args.device.parse()?;
+    let precision: Precision = args.precision.parse()?;
+    let budget = parse_bytes(&args.memory_budget)?;
+    if args.bits != 8 && args.bits != 16 {
+        bail!("--bits must be 8 or 16");
+    }
+    let input = image_io::read(&args.input)?;
+    let model = lofi::Model::load(&args.model, LoadOptions { device, precision })?;
+    let c_out = model.config().c_out as usize;
+    let region = args.region.unwrap_or_else(|| Region::whole(input.height, input.width));
+    let width = args.width.unwrap_or(input.width);
+    let height = args.height.unwrap_or(input.height);
+    if width == 0 || height == 0 {
+        bail!("--width and --height must be at least 1");
+    }
+    let values = width
+        .checked_mul(height)
+        .and_then(|v| v.checked_mul(c_out))
+        .filter(|&v| v <= 1 << 34)
+        .with_context(|| format!("an output of {width} x {height} is absurdly large"))?;
+
+    let mut output = Image::zeros(height, width, c_out);
+    debug_assert_eq!(output.data.len(), values);
+    let started = Instant::now();
+    let report = engine::reconstruct_region(
+        &model,
+        ImageView::from_image(&input),
+        region,
+        width,
+        height,
+        None,
+        OutputView { data: &mut output.data, row_stride: width * c_out },
+        RunOptions { memory_budget: budget, threads: args.threads, progress: None },
+    )?;
+    let seconds = started.elapsed().as_secs_f64();
+    image_io::write(&args.output, &output, args.bits)?;
+    let measured = report
+        .measured_peak_bytes
+        .map(|b| format!(", measured peak {}", format_bytes(b as usize)))
+        .unwrap_or_default();
+    eprintln!(
+        "lofi: {} x {} ({} channel{}) from a {} x {} input on {} in {:.2} s: {} batch{} of {} pixels, \
+         working memory <= {}{measured}; wrote {}",
+        width,
+        height,
+        c_out,
+        if c_out == 1 { "" } else { "s" },
+        input.width,
+        input.height,
+        model.device_spec(),
+        seconds,
+        report.batches,
+        if report.batches == 1 { "" } else { "es" },
+        report.plan.batch_pixels,
+        format_bytes(report.plan.estimated_bytes()),
+        args.output.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,58 @@
+//! `lofi`: the command-line tool. Inference commands use the library as any C or Rust user would;
+//! training and simulation live here only (the deployable library holds no training code).
+
+mod commands;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "lofi",
+    version,
+    about = "LoFi (Local Field) image reconstruction",
+    propagate_version = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Reconstruct an image, or a region of it at any resolution, with a trained model.
+    Reconstruct(commands::reconstruct::Args),
+    /// Show a model's configuration, parameter count and training resolution.
+    Info(commands::info::Args),
+    /// Turn a reference (PyTorch) state dict and its constructor arguments into a .lofi model.
+    Import(commands::import::Args),
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+        .format_timestamp(None)
+        .init();
+    // libtorch errors inside tch surface as panics; they are caught and reported as one line, so
+    // the default hook's backtrace noise is silenced unless RUST_BACKTRACE asks for it.
+    if std::env::var_os("RUST_BACKTRACE").is_none() {
+        std::panic::set_hook(Box::new(|info| log::debug!("panic: {info}")));
+    }
+    let cli = Cli::parse();
+    let result = std::panic::catch_unwind(|| match cli.command {
+        Command::Reconstruct(args) => commands::reconstruct::run(args),
+        Command::Info(args) => commands::info::run(args),
+        Command::Import(args) => commands::import::run(args),
+    });
+    match result {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
+            eprintln!("lofi: error: {e:#}");
+            ExitCode::FAILURE
+        }
+        Err(panic) => {
+            eprintln!("lofi: error: {}", lofi::error::panic_message(&panic));
+            ExitCode::FAILURE
+        }
+    }
+}

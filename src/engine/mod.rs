@@ -1,0 +1,417 @@
+//! The streaming engine, shared by the command line, the C ABI and plug-and-play.
+//!
+//! A reconstruction is: plan a batch size from the memory budget, prepare the image once
+//! (validate, move to the device, apply the Fourier filter), then stream batches of output
+//! coordinates through the network, writing each batch straight into the caller's buffer.
+//! Working memory is bounded by the plan, whatever the number of output pixels.
+
+pub mod budget;
+mod cuda_memory;
+
+use tch::{Device, Kind, Tensor};
+
+pub use budget::{format_bytes, parse_bytes, BatchPlan, BATCH_QUANTUM};
+
+use crate::error::{Error, Result};
+use crate::model::Model;
+
+/// Default working-memory budget: 512 MiB.
+pub const DEFAULT_MEMORY_BUDGET: usize = 512 << 20;
+
+/// A borrowed input image: row-major (H, W, C) float32 with a row stride in elements.
+#[derive(Clone, Copy, Debug)]
+pub struct ImageView<'a> {
+    pub data: &'a [f32],
+    pub height: usize,
+    pub width: usize,
+    pub channels: usize,
+    /// Elements from the start of one row to the next (>= width * channels).
+    pub row_stride: usize,
+}
+
+impl<'a> ImageView<'a> {
+    pub fn from_image(img: &'a crate::image_io::Image) -> Self {
+        ImageView {
+            data: &img.data,
+            height: img.height,
+            width: img.width,
+            channels: img.channels,
+            row_stride: img.width * img.channels,
+        }
+    }
+
+    fn validate(&self, c_in: usize) -> Result<()> {
+        if self.height < 2 || self.width < 2 {
+            return Err(Error::invalid_input(format!(
+                "the image is {} x {}; LoFi needs at least 2 x 2 pixels",
+                self.height, self.width
+            )));
+        }
+        if self.height > crate::image_io::MAX_SIDE || self.width > crate::image_io::MAX_SIDE {
+            return Err(Error::invalid_input(format!(
+                "the image is {} x {}, larger than {} on a side",
+                self.height,
+                self.width,
+                crate::image_io::MAX_SIDE
+            )));
+        }
+        if self.channels != c_in {
+            return Err(Error::invalid_input(format!(
+                "the image has {} channel(s), the model expects {c_in}",
+                self.channels
+            )));
+        }
+        let row = self.width * self.channels;
+        if self.row_stride < row {
+            return Err(Error::invalid_argument(format!(
+                "row stride {} is smaller than a row ({} values)",
+                self.row_stride, row
+            )));
+        }
+        let needed = (self.height - 1) * self.row_stride + row;
+        if self.data.len() < needed {
+            return Err(Error::invalid_argument(format!(
+                "the image buffer holds {} values, {} x {} x {} with stride {} needs {needed}",
+                self.data.len(),
+                self.height,
+                self.width,
+                self.channels,
+                self.row_stride
+            )));
+        }
+        for r in 0..self.height {
+            let line = &self.data[r * self.row_stride..r * self.row_stride + row];
+            if let Some(i) = line.iter().position(|v| !v.is_finite()) {
+                return Err(Error::invalid_input(format!(
+                    "pixel (row {r}, column {}, channel {}) is {} (the image must be finite)",
+                    i / self.channels,
+                    i % self.channels,
+                    line[i]
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// (1, C, H, W) float32 on the CPU.
+    fn to_tensor(self) -> Tensor {
+        let row = self.width * self.channels;
+        let mut packed = Vec::with_capacity(self.height * row);
+        for r in 0..self.height {
+            packed.extend_from_slice(&self.data[r * self.row_stride..r * self.row_stride + row]);
+        }
+        Tensor::from_slice(&packed)
+            .view([self.height as i64, self.width as i64, self.channels as i64])
+            .permute([2, 0, 1])
+            .unsqueeze(0)
+            .contiguous()
+    }
+}
+
+/// A rectangle of the input's continuous pixel coordinates: x is the column, y the row, pixel
+/// centres sit at integers, so the whole image is (0, 0, W-1, H-1).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Region {
+    pub x0: f64,
+    pub y0: f64,
+    pub x1: f64,
+    pub y1: f64,
+}
+
+impl Region {
+    pub fn whole(height: usize, width: usize) -> Region {
+        Region { x0: 0.0, y0: 0.0, x1: width as f64 - 1.0, y1: height as f64 - 1.0 }
+    }
+    fn validate(&self) -> Result<()> {
+        if ![self.x0, self.y0, self.x1, self.y1].iter().all(|v| v.is_finite()) {
+            return Err(Error::invalid_argument("the region's corners must be finite"));
+        }
+        Ok(())
+    }
+}
+
+/// A sub-window of the output grid (tiles): columns `col0..col0+cols`, rows `row0..row0+rows`.
+/// Tiles of one grid reconstructed separately equal the whole grid, bit for bit on the CPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    pub col0: usize,
+    pub row0: usize,
+    pub cols: usize,
+    pub rows: usize,
+}
+
+/// The caller's output buffer: row-major (rows, cols, c_out) with a row stride in elements.
+pub struct OutputView<'a> {
+    pub data: &'a mut [f32],
+    pub row_stride: usize,
+}
+
+/// Progress of a reconstruction, handed to the callback after every batch.
+#[derive(Clone, Copy, Debug)]
+pub struct Progress {
+    pub done: usize,
+    pub total: usize,
+}
+
+/// Per-call settings.
+pub struct RunOptions<'a> {
+    /// Working-memory budget in bytes (device memory on CUDA, host memory on the CPU).
+    pub memory_budget: usize,
+    /// CPU threads for this call (0: libtorch's default). Applies to the calling thread only and
+    /// is restored afterwards.
+    pub threads: usize,
+    /// Called after every batch; returning `false` cancels the reconstruction.
+    pub progress: Option<&'a mut dyn FnMut(Progress) -> bool>,
+}
+
+impl Default for RunOptions<'_> {
+    fn default() -> Self {
+        RunOptions { memory_budget: DEFAULT_MEMORY_BUDGET, threads: 0, progress: None }
+    }
+}
+
+/// What a reconstruction did.
+#[derive(Clone, Copy, Debug)]
+pub struct RunReport {
+    pub plan: BatchPlan,
+    /// Output values computed (pixels).
+    pub pixels: usize,
+    pub batches: usize,
+    /// Peak device memory measured during the call (CUDA only): bytes allocated above what was
+    /// allocated when the call began.
+    pub measured_peak_bytes: Option<u64>,
+}
+
+/// An image prepared for one model: validated, on the model's device, filtered.
+pub struct PreparedImage<'m> {
+    model: &'m Model,
+    tensor: Tensor,
+    pub height: usize,
+    pub width: usize,
+}
+
+/// Restores libtorch's thread count when a call that changed it ends.
+struct ThreadScope(Option<i32>);
+impl ThreadScope {
+    fn new(threads: usize) -> Self {
+        if threads == 0 {
+            return ThreadScope(None);
+        }
+        let before = tch::get_num_threads();
+        tch::set_num_threads(threads as i32);
+        ThreadScope(Some(before))
+    }
+}
+impl Drop for ThreadScope {
+    fn drop(&mut self) {
+        if let Some(n) = self.0 {
+            tch::set_num_threads(n);
+        }
+    }
+}
+
+impl<'m> PreparedImage<'m> {
+    /// Validates and prepares `image` (the filter runs here, once).
+    pub fn new(model: &'m Model, image: ImageView<'_>) -> Result<PreparedImage<'m>> {
+        image.validate(model.config().c_in as usize)?;
+        let _guard = tch::no_grad_guard();
+        let input = image.to_tensor().to_device(model.device());
+        let prepared = model.net().prepare(&input)?.to_kind(model.precision().kind());
+        Ok(PreparedImage { model, tensor: prepared, height: image.height, width: image.width })
+    }
+
+    /// Normalised model coordinate of a continuous pixel position (row y, column x).
+    fn normalise(&self, y: f64, x: f64) -> [f32; 2] {
+        [(y / (self.height as f64 - 1.0) - 0.5) as f32, (x / (self.width as f64 - 1.0) - 0.5) as f32]
+    }
+
+    /// Runs the network on normalised coordinates `coords` (2 per point) and calls `sink` with
+    /// each batch's first output index and its (points, c_out) values.
+    fn stream(
+        &self,
+        total: usize,
+        plan: &BatchPlan,
+        coords_of: &mut dyn FnMut(usize, &mut Vec<f32>),
+        sink: &mut dyn FnMut(usize, &[f32]),
+        progress: &mut Option<&mut dyn FnMut(Progress) -> bool>,
+    ) -> Result<usize> {
+        let _guard = tch::no_grad_guard();
+        let device = self.model.device();
+        let c_out = self.model.config().c_out as usize;
+        let mut batches = 0;
+        let mut start = 0;
+        let mut coords = Vec::with_capacity(plan.batch_pixels * 2);
+        while start < total {
+            let count = plan.batch_pixels.min(total - start);
+            coords.clear();
+            for i in start..start + count {
+                coords_of(i, &mut coords);
+            }
+            // Pad to a whole quantum with copies of the last point so that every matrix product
+            // sees the same row alignment (bit-identical tiles on the CPU).
+            let padded = count.div_ceil(BATCH_QUANTUM) * BATCH_QUANTUM;
+            let (ly, lx) = (coords[2 * count - 2], coords[2 * count - 1]);
+            for _ in count..padded {
+                coords.extend_from_slice(&[ly, lx]);
+            }
+            let batch = Tensor::from_slice(&coords).view([1, padded as i64, 2]).to_device(device);
+            let out = self
+                .model
+                .pixel_net()
+                .forward_prepared(&self.tensor, &batch)
+                .narrow(1, 0, count as i64)
+                .to_kind(Kind::Float)
+                .to_device(Device::Cpu)
+                .contiguous();
+            let mut values = vec![0f32; count * c_out];
+            out.f_copy_data(&mut values, count * c_out)?;
+            sink(start, &values);
+            batches += 1;
+            start += count;
+            if let Some(cb) = progress.as_mut() {
+                if !cb(Progress { done: start, total }) {
+                    return Err(Error::Cancelled);
+                }
+            }
+        }
+        Ok(batches)
+    }
+}
+
+fn plan_for(model: &Model, height: usize, width: usize, budget: usize) -> Result<BatchPlan> {
+    BatchPlan::new(model.config(), height, width, model.precision().bytes(), budget)
+}
+
+/// Reconstructs `region` of `image` sampled on a `grid_width` x `grid_height` grid (both ends of
+/// the region included; a single sample along an axis sits at the region's middle), or only the
+/// `window` of that grid, into `out` ((rows, cols, c_out) with the given row stride).
+pub fn reconstruct_region(
+    model: &Model,
+    image: ImageView<'_>,
+    region: Region,
+    grid_width: usize,
+    grid_height: usize,
+    window: Option<Window>,
+    out: OutputView<'_>,
+    options: RunOptions<'_>,
+) -> Result<RunReport> {
+    crate::error::catch_torch(move || {
+        region.validate()?;
+        if grid_width == 0 || grid_height == 0 {
+            return Err(Error::invalid_argument(format!(
+                "output size {grid_width} x {grid_height} is empty"
+            )));
+        }
+        const MAX_OUTPUT_SIDE: usize = 1 << 20;
+        if grid_width > MAX_OUTPUT_SIDE || grid_height > MAX_OUTPUT_SIDE {
+            return Err(Error::invalid_argument(format!(
+                "output size {grid_width} x {grid_height} is absurd (at most {MAX_OUTPUT_SIDE} on a side)"
+            )));
+        }
+        let window = window.unwrap_or(Window { col0: 0, row0: 0, cols: grid_width, rows: grid_height });
+        if window.cols == 0
+            || window.rows == 0
+            || window.col0 + window.cols > grid_width
+            || window.row0 + window.rows > grid_height
+        {
+            return Err(Error::invalid_argument(format!(
+                "window {window:?} is empty or outside the {grid_width} x {grid_height} output grid"
+            )));
+        }
+        let c_out = model.config().c_out as usize;
+        check_output(out.data.len(), window.rows, window.cols * c_out, out.row_stride)?;
+
+        let plan = plan_for(model, image.height, image.width, options.memory_budget)?;
+        let _threads = ThreadScope::new(options.threads);
+        let memory = cuda_memory::PeakTracker::start(model.device());
+        let prepared = PreparedImage::new(model, image)?;
+
+        let axis = |lo: f64, hi: f64, n: usize| -> Box<dyn Fn(usize) -> f64> {
+            if n == 1 {
+                Box::new(move |_| 0.5 * (lo + hi))
+            } else {
+                let step = (hi - lo) / (n as f64 - 1.0);
+                Box::new(move |i| lo + i as f64 * step)
+            }
+        };
+        let xs = axis(region.x0, region.x1, grid_width);
+        let ys = axis(region.y0, region.y1, grid_height);
+        let total = window.rows * window.cols;
+        let OutputView { data, row_stride } = out;
+        let RunOptions { mut progress, .. } = options;
+        let batches = prepared.stream(
+            total,
+            &plan,
+            &mut |i, coords| {
+                let (r, c) = (window.row0 + i / window.cols, window.col0 + i % window.cols);
+                coords.extend_from_slice(&prepared.normalise(ys(r), xs(c)));
+            },
+            &mut |first, values| {
+                for (k, px) in values.chunks_exact(c_out).enumerate() {
+                    let i = first + k;
+                    let (r, c) = (i / window.cols, i % window.cols);
+                    let at = r * row_stride + c * c_out;
+                    data[at..at + c_out].copy_from_slice(px);
+                }
+            },
+            &mut progress,
+        )?;
+        Ok(RunReport { plan, pixels: total, batches, measured_peak_bytes: memory.finish() })
+    })
+}
+
+/// Reconstructs arbitrary points `(x, y)` (column, row, in input pixel coordinates) into `out`
+/// ((points, c_out), contiguous).
+pub fn reconstruct_points(
+    model: &Model,
+    image: ImageView<'_>,
+    points: &[[f64; 2]],
+    out: &mut [f32],
+    options: RunOptions<'_>,
+) -> Result<RunReport> {
+    crate::error::catch_torch(move || {
+        if points.is_empty() {
+            return Err(Error::invalid_argument("no points to reconstruct"));
+        }
+        if let Some(i) = points.iter().position(|p| !p[0].is_finite() || !p[1].is_finite()) {
+            return Err(Error::invalid_argument(format!("point {i} has a non-finite coordinate")));
+        }
+        let c_out = model.config().c_out as usize;
+        if out.len() < points.len() * c_out {
+            return Err(Error::invalid_argument(format!(
+                "the output buffer holds {} values, {} points x {c_out} channels need {}",
+                out.len(),
+                points.len(),
+                points.len() * c_out
+            )));
+        }
+        let plan = plan_for(model, image.height, image.width, options.memory_budget)?;
+        let _threads = ThreadScope::new(options.threads);
+        let memory = cuda_memory::PeakTracker::start(model.device());
+        let prepared = PreparedImage::new(model, image)?;
+        let RunOptions { mut progress, .. } = options;
+        let batches = prepared.stream(
+            points.len(),
+            &plan,
+            &mut |i, coords| coords.extend_from_slice(&prepared.normalise(points[i][1], points[i][0])),
+            &mut |first, values| out[first * c_out..first * c_out + values.len()].copy_from_slice(values),
+            &mut progress,
+        )?;
+        Ok(RunReport { plan, pixels: points.len(), batches, measured_peak_bytes: memory.finish() })
+    })
+}
+
+fn check_output(len: usize, rows: usize, row_values: usize, row_stride: usize) -> Result<()> {
+    if row_stride < row_values {
+        return Err(Error::invalid_argument(format!(
+            "output row stride {row_stride} is smaller than a row ({row_values} values)"
+        )));
+    }
+    let needed = (rows - 1) * row_stride + row_values;
+    if len < needed {
+        return Err(Error::invalid_argument(format!(
+            "the output buffer holds {len} values, {rows} rows with stride {row_stride} need {needed}"
+        )));
+    }
+    Ok(())
+}

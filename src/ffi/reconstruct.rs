@@ -1,0 +1,194 @@
+//! Reconstruction entry points.
+
+use std::os::raw::c_void;
+
+use super::error::{guard, lofi_status, non_null};
+use super::model::lofi_model;
+use super::types::*;
+use crate::engine::{self, ImageView, OutputView, Progress, Region, RunOptions, Window};
+use crate::error::{Error, Result};
+
+/// Checks an image descriptor and borrows its pixels.
+///
+/// # Safety
+/// `image.data` must point to at least `(height - 1) * stride + width * channels` floats.
+pub(crate) unsafe fn image_view<'a>(image: &lofi_image) -> Result<ImageView<'a>> {
+    if image.data.is_null() {
+        return Err(Error::invalid_argument("image data is NULL"));
+    }
+    if image.width == 0 || image.height == 0 || image.channels == 0 {
+        return Err(Error::invalid_input(format!(
+            "image of {} x {} x {} is empty",
+            image.width, image.height, image.channels
+        )));
+    }
+    let row = image
+        .width
+        .checked_mul(image.channels)
+        .filter(|&r| r <= isize::MAX as usize / 4)
+        .ok_or_else(|| Error::invalid_argument("image width x channels overflows"))?;
+    let stride = stride_in_floats(image.row_stride_bytes, row, "image")?;
+    let len = (image.height - 1)
+        .checked_mul(stride)
+        .and_then(|v| v.checked_add(row))
+        .filter(|&v| v <= isize::MAX as usize / 4)
+        .ok_or_else(|| Error::invalid_argument("image size overflows"))?;
+    Ok(ImageView {
+        data: std::slice::from_raw_parts(image.data, len),
+        height: image.height,
+        width: image.width,
+        channels: image.channels,
+        row_stride: stride,
+    })
+}
+
+/// A stride in bytes (0 = packed) as a stride in floats.
+fn stride_in_floats(bytes: usize, row: usize, what: &str) -> Result<usize> {
+    if bytes == 0 {
+        return Ok(row);
+    }
+    if bytes % 4 != 0 {
+        return Err(Error::invalid_argument(format!("{what} row stride {bytes} is not a multiple of 4 bytes")));
+    }
+    Ok(bytes / 4)
+}
+
+/// Per-call options with the C callback wrapped as a closure.
+struct CallParams {
+    params: lofi_run_params,
+}
+
+impl CallParams {
+    fn new(params: *const lofi_run_params) -> Self {
+        // SAFETY: NULL or a valid struct, per the API contract.
+        let params = unsafe { params.as_ref() }.copied().unwrap_or_else(|| lofi_default_run_params());
+        CallParams { params }
+    }
+
+    fn run<T>(&self, f: impl FnOnce(RunOptions<'_>) -> Result<T>) -> Result<T> {
+        let p = self.params;
+        if p.threads < 0 {
+            return Err(Error::invalid_argument(format!("threads = {} is negative", p.threads)));
+        }
+        let budget = usize::try_from(p.memory_budget_bytes).unwrap_or(usize::MAX);
+        let mut callback = p.progress.map(|cb| {
+            let user = p.progress_user_data;
+            move |progress: Progress| -> bool {
+                // SAFETY: the caller's function with the caller's user data, as documented.
+                unsafe { cb(user as *mut c_void, progress.done as u64, progress.total as u64) }
+            }
+        });
+        let progress = callback.as_mut().map(|c| c as &mut dyn FnMut(Progress) -> bool);
+        f(RunOptions { memory_budget: budget, threads: p.threads as usize, progress })
+    }
+}
+
+fn write_report(report: *mut lofi_run_report, r: engine::RunReport) {
+    // SAFETY: NULL or valid, per the API contract.
+    if let Some(out) = unsafe { report.as_mut() } {
+        *out = r.into();
+    }
+}
+
+/// Reconstructs a region of `input` sampled on a `grid_width` x `grid_height` grid.
+///
+/// * `model`: a loaded model; it is only read, so threads may share it.
+/// * `input`: the observation (channels = the model's input channels). Only read.
+/// * `region`: NULL for the whole image `{0, 0, width - 1, height - 1}`. The grid's samples span
+///   the region, both ends included (a single sample along an axis sits at the middle); so a
+///   `width` x `height` grid of the whole image gives the on-grid reconstruction, and a
+///   `2 width - 1` x `2 height - 1` grid adds the halfway points.
+/// * `window`: NULL for the whole grid, or the tile of it to compute.
+/// * `output`: (rows, cols, channels_out) float32, rows and cols those of the window (or grid),
+///   `output_row_stride_bytes` apart (0: packed). Written batch by batch; on failure its
+///   contents are unspecified.
+/// * `params`: NULL for `lofi_default_run_params()`.
+/// * `report`: NULL, or receives what the call did.
+///
+/// Working memory stays within `params->memory_budget_bytes` whatever the output size.
+#[no_mangle]
+pub unsafe extern "C" fn lofi_reconstruct_region(
+    model: *const lofi_model,
+    input: *const lofi_image,
+    region: *const lofi_region,
+    grid_width: usize,
+    grid_height: usize,
+    window: *const lofi_window,
+    output: *mut f32,
+    output_row_stride_bytes: usize,
+    params: *const lofi_run_params,
+    report: *mut lofi_run_report,
+) -> lofi_status {
+    guard("lofi_reconstruct_region", || {
+        let model = &non_null(model, "model")?.inner;
+        let image = image_view(non_null(input, "input")?)?;
+        if output.is_null() {
+            return Err(Error::invalid_argument("output is NULL"));
+        }
+        let region = match region.as_ref() {
+            Some(r) => Region { x0: r.x0, y0: r.y0, x1: r.x1, y1: r.y1 },
+            None => Region::whole(image.height, image.width),
+        };
+        let window = window.as_ref().map(|w| Window { col0: w.col0, row0: w.row0, cols: w.cols, rows: w.rows });
+        let (cols, rows) = window.map_or((grid_width, grid_height), |w| (w.cols, w.rows));
+        if cols == 0 || rows == 0 {
+            return Err(Error::invalid_argument(format!("output of {cols} x {rows} is empty")));
+        }
+        let c_out = model.config().c_out as usize;
+        let row = cols.checked_mul(c_out).ok_or_else(|| Error::invalid_argument("output width overflows"))?;
+        let stride = stride_in_floats(output_row_stride_bytes, row, "output")?;
+        let len = (rows - 1)
+            .checked_mul(stride)
+            .and_then(|v| v.checked_add(row))
+            .filter(|&v| v <= isize::MAX as usize / 4)
+            .ok_or_else(|| Error::invalid_argument("output size overflows"))?;
+        let data = std::slice::from_raw_parts_mut(output, len);
+        let r = CallParams::new(params).run(|options| {
+            engine::reconstruct_region(
+                model,
+                image,
+                region,
+                grid_width,
+                grid_height,
+                window,
+                OutputView { data, row_stride: stride },
+                options,
+            )
+        })?;
+        write_report(report, r);
+        Ok(())
+    })
+}
+
+/// Reconstructs `count` arbitrary points. `points_xy` holds `2 * count` doubles: x (column) then
+/// y (row) of each point, in input pixel coordinates. `output` receives `count * channels_out`
+/// floats, point after point. Otherwise as `lofi_reconstruct_region()`.
+#[no_mangle]
+pub unsafe extern "C" fn lofi_reconstruct_points(
+    model: *const lofi_model,
+    input: *const lofi_image,
+    points_xy: *const f64,
+    count: usize,
+    output: *mut f32,
+    params: *const lofi_run_params,
+    report: *mut lofi_run_report,
+) -> lofi_status {
+    guard("lofi_reconstruct_points", || {
+        let model = &non_null(model, "model")?.inner;
+        let image = image_view(non_null(input, "input")?)?;
+        if points_xy.is_null() || output.is_null() {
+            return Err(Error::invalid_argument(if points_xy.is_null() { "points_xy is NULL" } else { "output is NULL" }));
+        }
+        if count == 0 || count > isize::MAX as usize / 16 {
+            return Err(Error::invalid_argument(format!("count = {count} is out of range")));
+        }
+        let raw = std::slice::from_raw_parts(points_xy, 2 * count);
+        let points: Vec<[f64; 2]> = raw.chunks_exact(2).map(|p| [p[0], p[1]]).collect();
+        let c_out = model.config().c_out as usize;
+        let out = std::slice::from_raw_parts_mut(output, count * c_out);
+        let r = CallParams::new(params)
+            .run(|options| engine::reconstruct_points(model, image, &points, out, options))?;
+        write_report(report, r);
+        Ok(())
+    })
+}

@@ -1,0 +1,247 @@
+//! The LoFi network: patch geometry, optional Fourier filter, optional CCPG and INR, and the
+//! MultiMLP (or MLP) that maps each pixel's samples to its value.
+//!
+//! Evaluation is split in two so that the filter runs once per image however many pixel batches
+//! follow: [`LofiNet::prepare`] (whole image) and [`LofiNet::forward_prepared`] (a batch of
+//! coordinates). [`LofiNet::forward`] chains them, as the reference's `forward` does.
+
+use tch::{Kind, Tensor};
+
+use super::filter::apply_filter;
+use super::geometry::{initial_patch, resolution_scale, sample_patches};
+use super::mlp::{Mlp, MlpBank};
+use super::params::{Init, ParamBuilder, ParamStore};
+use crate::config::{LofiConfig, Network, PatchShape};
+use crate::error::{Error, Result};
+
+/// The sample-to-pixel network.
+#[derive(Debug)]
+pub enum PixelNetwork {
+    /// `MLP.{m}` for each angle m, then `mixer_MLP`.
+    MultiMlp { per_angle: MlpBank, mixer: Mlp },
+    /// `MLP`.
+    Mlp(Mlp),
+}
+
+/// Coordinate-conditioned patch geometry: T blocks, each predicting per-pixel offsets from the
+/// previous crop. `deform_weights` and `uniform_weights` are declared by the reference but unused;
+/// they are kept so that state dicts keep the same names.
+#[derive(Debug)]
+pub struct Ccpg {
+    pub blocks: Vec<Mlp>,
+}
+
+#[derive(Debug)]
+pub struct LofiNet {
+    pub config: LofiConfig,
+    /// (N, M, 2) base offsets ((1, N, M, 2) for the square geometry, as in the reference).
+    pub patch: Tensor,
+    /// (1,) receptive-field scale.
+    pub patch_scale: Tensor,
+    /// (1, c_f, S+10, S+10, 2) complex filter as (re, im).
+    pub filter: Option<Tensor>,
+    pub network: PixelNetwork,
+    pub ccpg: Option<Ccpg>,
+    /// INR-LoFi coordinate transform (2 -> 2).
+    pub inr: Option<Mlp>,
+}
+
+impl LofiNet {
+    /// Builds the network, declaring every parameter (in the reference's `state_dict` order)
+    /// with the builder, which initialises them or takes them from a file.
+    pub fn build(cfg: &LofiConfig, p: &mut ParamBuilder) -> Result<LofiNet> {
+        cfg.validate()?;
+        let (n, m) = (cfg.n, cfg.m);
+        let features = cfg.sampled_channels() * n * m;
+
+        let ccpg = if cfg.ccpg {
+            let blocks = (0..cfg.n_deform)
+                .map(|t| {
+                    Mlp::new(
+                        p,
+                        &format!("MLP_deforms.{t}"),
+                        features,
+                        2 * n * m,
+                        cfg.aux_layers,
+                        cfg.ccpg_hidden_dim,
+                    )
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let _ = p.param("deform_weights", &[cfg.n_deform], Init::Const(0.0))?;
+            let _ = p.param("uniform_weights", &[cfg.n_deform], Init::Const(1.0))?;
+            Some(Ccpg { blocks })
+        } else {
+            None
+        };
+        let inr = if cfg.coord_deform {
+            Some(Mlp::new(p, "INR", 2, 2, cfg.aux_layers, cfg.inr_hidden_dim)?)
+        } else {
+            None
+        };
+        let network = match cfg.network {
+            Network::MultiMLP => {
+                let mlps = (0..m)
+                    .map(|i| {
+                        Mlp::new(
+                            p,
+                            &format!("MLP.{i}"),
+                            features / m,
+                            cfg.angle_features,
+                            cfg.num_layers,
+                            cfg.hidden_dim,
+                        )
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                let mixer = Mlp::new(
+                    p,
+                    "mixer_MLP",
+                    cfg.angle_features * m,
+                    cfg.c_out,
+                    cfg.num_layers,
+                    cfg.hidden_dim,
+                )?;
+                PixelNetwork::MultiMlp { per_angle: MlpBank { mlps }, mixer }
+            }
+            Network::MLP => {
+                PixelNetwork::Mlp(Mlp::new(p, "MLP", features, cfg.c_out, cfg.num_layers, cfg.hidden_dim)?)
+            }
+        };
+        let filter = if cfg.fourier_filtering {
+            let size = cfg.filter_size();
+            let shape = [1, cfg.filter_channels(), size, size, 2];
+            // Initialised to 1 + 0i: the identity filter.
+            let identity = move || {
+                let re = Tensor::ones(&shape[..4], tch::kind::FLOAT_CPU);
+                Tensor::stack(&[re.ones_like(), re.zeros_like()], 4)
+            };
+            Some(p.param("filter", &shape, Init::With(Box::new(identity)))?)
+        } else {
+            None
+        };
+        // The reference stores the square geometry with a leading axis of 1: (1, N, M, 2).
+        let patch_dims: Vec<i64> =
+            if cfg.patch_shape == PatchShape::Square { vec![1, n, m, 2] } else { vec![n, m, 2] };
+        let (shape, s, dims) = (cfg.patch_shape, cfg.image_size, patch_dims.clone());
+        let patch = p.param(
+            "patch",
+            &patch_dims,
+            Init::With(Box::new(move || initial_patch(shape, n, m, s).view(&dims[..]))),
+        )?;
+        let patch_scale = p.param("patch_scale", &[1], Init::Const(cfg.recep_scale))?;
+        Ok(LofiNet { config: cfg.clone(), patch, patch_scale, filter, network, ccpg, inr })
+    }
+
+    /// A freshly initialised network on `device` (training, tests).
+    pub fn init(cfg: &LofiConfig, device: tch::Device) -> Result<(LofiNet, ParamStore)> {
+        let mut p = ParamBuilder::new(super::params::ParamSource::Init, device);
+        let net = LofiNet::build(cfg, &mut p)?;
+        Ok((net, p.finish()?))
+    }
+
+    /// Whole-image step: (B, C, H, W) -> (B, C', H, W) (the filter, when the model has one).
+    pub fn prepare(&self, image: &Tensor) -> Result<Tensor> {
+        let c = image.size()[1];
+        if c != self.config.c_in {
+            return Err(Error::invalid_input(format!(
+                "the image has {c} channels, the model expects {}",
+                self.config.c_in
+            )));
+        }
+        Ok(match &self.filter {
+            Some(filter) => apply_filter(&self.config, filter, image),
+            None => image.shallow_clone(),
+        })
+    }
+
+    /// Offsets of the shared geometry scaled for an input of size (H, W).
+    fn scaled_offsets(&self, base: &Tensor, height: i64, width: i64) -> Tensor {
+        let scale = resolution_scale(self.config.image_size, height, width, base.device());
+        &self.patch_scale * base * scale
+    }
+
+    /// Pixel step: `prepared` (B, C', H, W) from [`prepare`](Self::prepare), `coords` (B, P, 2) in
+    /// [-0.5, 0.5]; returns (B, P, c_out).
+    pub fn forward_prepared(&self, prepared: &Tensor, coords: &Tensor) -> Tensor {
+        let cfg = &self.config;
+        let (b, c, h, w) = prepared.size4().expect("prepared image is (B, C', H, W)");
+        let p = coords.size()[1];
+        let (n, m) = (cfg.n, cfg.m);
+        let coords = coords.to_kind(Kind::Float);
+
+        let kind = self.network_kind();
+        // INR-LoFi: sample around a learned transform of the target coordinate.
+        let centre = match &self.inr {
+            Some(inr) => inr.forward(&coords.to_kind(kind)).to_kind(Kind::Float),
+            None => coords,
+        };
+        let mut crop = sample_patches(prepared, &centre, &self.scaled_offsets(&self.patch, h, w));
+        if let Some(ccpg) = &self.ccpg {
+            for block in &ccpg.blocks {
+                // (B, C', P, N, M) -> (B, P, C' N M) in (C', N, M) order, as the reference flattens.
+                let flat = crop.permute([0, 2, 1, 3, 4]).reshape([b, p, c * n * m]);
+                let offsets = block.forward(&flat.to_kind(kind)).view([b, p, n, m, 2]);
+                let offsets = self.scaled_offsets(&offsets.to_kind(Kind::Float), h, w);
+                crop = sample_patches(prepared, &centre, &offsets);
+            }
+        }
+
+        let crop = crop.to_kind(kind);
+        let out = match &self.network {
+            PixelNetwork::MultiMlp { per_angle, mixer } => {
+                // Angle m sees crop[..., m] flattened in (C', N) order: (M, B P, C' N).
+                let chunks = crop.permute([4, 0, 2, 1, 3]).reshape([m, b * p, c * n]);
+                let features = per_angle.forward(&chunks); // (M, B P, F)
+                let f = features.size()[2];
+                let mixed_in = features.permute([1, 0, 2]).reshape([b * p, m * f]);
+                mixer.forward(&mixed_in)
+            }
+            PixelNetwork::Mlp(mlp) => mlp.forward(&crop.permute([0, 2, 1, 3, 4]).reshape([b * p, c * n * m])),
+        };
+        let out = out.view([b, p, cfg.c_out]);
+        if cfg.residual_learning {
+            let (ci, cj) = cfg.patch_shape.centre(n, m);
+            // The centre sample of the first c_out channels (Re(filtered) with the filter on).
+            let mid = crop.narrow(1, 0, cfg.c_out).select(4, cj).select(3, ci).permute([0, 2, 1]);
+            mid - out
+        } else {
+            out
+        }
+    }
+
+    /// Kind of the network weights (float32, or a half precision for inference).
+    pub fn network_kind(&self) -> Kind {
+        match &self.network {
+            PixelNetwork::MultiMlp { mixer, .. } => mixer.layers[0].0.kind(),
+            PixelNetwork::Mlp(mlp) => mlp.layers[0].0.kind(),
+        }
+    }
+
+    /// The same model with every MLP cast to `kind`; geometry and filter stay float32.
+    pub fn cast_networks(&self, kind: Kind) -> LofiNet {
+        let network = match &self.network {
+            PixelNetwork::MultiMlp { per_angle, mixer } => PixelNetwork::MultiMlp {
+                per_angle: MlpBank { mlps: per_angle.mlps.iter().map(|m| m.to_kind(kind)).collect() },
+                mixer: mixer.to_kind(kind),
+            },
+            PixelNetwork::Mlp(mlp) => PixelNetwork::Mlp(mlp.to_kind(kind)),
+        };
+        LofiNet {
+            config: self.config.clone(),
+            patch: self.patch.shallow_clone(),
+            patch_scale: self.patch_scale.shallow_clone(),
+            filter: self.filter.as_ref().map(Tensor::shallow_clone),
+            network,
+            ccpg: self
+                .ccpg
+                .as_ref()
+                .map(|c| Ccpg { blocks: c.blocks.iter().map(|b| b.to_kind(kind)).collect() }),
+            inr: self.inr.as_ref().map(|m| m.to_kind(kind)),
+        }
+    }
+
+    /// The reference's `forward(coordinate, x)`: `image` (B, C, H, W), `coords` (B, P, 2).
+    pub fn forward(&self, coords: &Tensor, image: &Tensor) -> Result<Tensor> {
+        let prepared = self.prepare(image)?;
+        Ok(self.forward_prepared(&prepared, coords))
+    }
+}

@@ -1,0 +1,146 @@
+//! A loaded model: immutable once built, on one device, shareable between threads.
+
+use std::path::Path;
+
+use tch::Tensor;
+
+use crate::config::LofiConfig;
+use crate::device::{DeviceSpec, Precision};
+use crate::error::{Error, Result};
+use crate::kernels::{LofiNet, ParamBuilder, ParamSource, ParamStore};
+use crate::model_file::ModelFile;
+
+/// How to load a model.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LoadOptions {
+    pub device: DeviceSpec,
+    /// Precision of the networks; half precisions only on CUDA.
+    pub precision: Precision,
+}
+
+/// A LoFi model ready for inference.
+pub struct Model {
+    config: LofiConfig,
+    notes: Option<serde_json::Value>,
+    params: ParamStore,
+    /// The network in float32.
+    net: LofiNet,
+    /// The network with its MLPs cast to the requested half precision, when one was asked for.
+    half: Option<LofiNet>,
+    device: tch::Device,
+    device_spec: DeviceSpec,
+    precision: Precision,
+}
+
+// SAFETY: a `Model` is never mutated after construction: every method takes `&self` and only
+// reads its tensors (inference runs under no-grad and creates new tensors). libtorch allows
+// concurrent reads of the same tensor from several threads; `tch::Tensor` is `Send` but not
+// `Sync` only because it cannot know that no one mutates it, which `Model`'s API guarantees.
+unsafe impl Sync for Model {}
+
+impl Model {
+    /// Builds a model from a parsed file, checking every tensor's name, shape and dtype.
+    pub fn from_file(file: ModelFile, options: LoadOptions) -> Result<Model> {
+        let device = options.device.resolve()?;
+        if options.precision != Precision::F32 && device == tch::Device::Cpu {
+            return Err(Error::invalid_argument(format!(
+                "precision {} is available on CUDA only; use f32 on the CPU",
+                options.precision
+            )));
+        }
+        let _guard = tch::no_grad_guard();
+        let mut builder = ParamBuilder::new(ParamSource::Tensors(file.tensors), device);
+        let net = LofiNet::build(&file.config, &mut builder)?;
+        let params = builder.finish()?;
+        let half = match options.precision {
+            Precision::F32 => None,
+            p => Some(net.cast_networks(p.kind())),
+        };
+        Ok(Model {
+            config: file.config,
+            notes: file.notes,
+            params,
+            net,
+            half,
+            device,
+            device_spec: options.device,
+            precision: options.precision,
+        })
+    }
+
+    /// Loads a `.lofi` file.
+    pub fn load(path: &Path, options: LoadOptions) -> Result<Model> {
+        let file = ModelFile::read(path)?;
+        Model::from_file(file, options).map_err(|e| match e {
+            Error::InvalidModel(msg) => Error::InvalidModel(format!("{}: {msg}", path.display())),
+            other => other,
+        })
+    }
+
+    /// Loads a `.lofi` file held in memory.
+    pub fn load_from_memory(bytes: &[u8], options: LoadOptions) -> Result<Model> {
+        Model::from_file(ModelFile::from_bytes(bytes)?, options)
+    }
+
+    /// Wraps a network built elsewhere (the training tool), moving nothing.
+    pub fn from_parts(net: LofiNet, params: ParamStore, notes: Option<serde_json::Value>) -> Model {
+        let device = net.patch.device();
+        let device_spec = match device {
+            tch::Device::Cuda(i) => DeviceSpec::Cuda(i),
+            _ => DeviceSpec::Cpu,
+        };
+        Model {
+            config: net.config.clone(),
+            notes,
+            params,
+            net,
+            half: None,
+            device,
+            device_spec,
+            precision: Precision::F32,
+        }
+    }
+
+    pub fn config(&self) -> &LofiConfig {
+        &self.config
+    }
+    pub fn notes(&self) -> Option<&serde_json::Value> {
+        self.notes.as_ref()
+    }
+    pub fn params(&self) -> &ParamStore {
+        &self.params
+    }
+    /// Number of scalar parameters as stored (the complex filter counts twice).
+    pub fn parameter_count(&self) -> i64 {
+        self.params.numel()
+    }
+    pub fn device(&self) -> tch::Device {
+        self.device
+    }
+    pub fn device_spec(&self) -> DeviceSpec {
+        self.device_spec
+    }
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+    /// The float32 network (the filter always runs in float32).
+    pub fn net(&self) -> &LofiNet {
+        &self.net
+    }
+    /// The network used for the per-pixel step in the model's precision.
+    pub fn pixel_net(&self) -> &LofiNet {
+        self.half.as_ref().unwrap_or(&self.net)
+    }
+
+    /// Serialises the model as a `.lofi` file.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        crate::model_file::to_bytes(&self.config, &self.params, self.notes.as_ref())
+    }
+
+    /// The reference's `forward` on float32 tensors already on the model's device (tests, tools):
+    /// `coords` (B, P, 2), `image` (B, C, H, W) -> (B, P, c_out).
+    pub fn forward(&self, coords: &Tensor, image: &Tensor) -> Result<Tensor> {
+        let _guard = tch::no_grad_guard();
+        self.net.forward(coords, image)
+    }
+}
