@@ -25,6 +25,8 @@ enum Command {
     Reconstruct(commands::reconstruct::Args),
     /// Show a model's configuration, parameter count and training resolution.
     Info(commands::info::Args),
+    /// Write a randomly initialised model of a given configuration (tests, benchmarks).
+    Init(commands::init::Args),
     /// Turn a reference (PyTorch) state dict and its constructor arguments into a .lofi model.
     Import(commands::import::Args),
 }
@@ -43,6 +45,7 @@ fn main() -> ExitCode {
         Command::Reconstruct(args) => commands::reconstruct::run(args),
         Command::Info(args) => commands::info::run(args),
         Command::Import(args) => commands::import::run(args),
+        Command::Init(args) => commands::init::run(args),
     });
     match result {
         Ok(Ok(())) => ExitCode::SUCCESS,
