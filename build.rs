@@ -1,4 +1,5 @@
-//! Links libtorch so that the binaries and the C library run without LD_LIBRARY_PATH and find CUDA.
+//! Links libtorch so that the binaries and the C library run without LD_LIBRARY_PATH and find CUDA,
+//! and compiles the small C++ shim that reads CUDA memory statistics.
 //!
 //! torch-sys links `torch_cuda` as an ordinary library, but the toolchain's default `--as-needed`
 //! drops it because no symbol of it is referenced directly; CUDA then silently stays unavailable
@@ -8,18 +9,32 @@ use std::path::PathBuf;
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=src/engine/cuda_memory.cpp");
+    println!("cargo::rustc-check-cfg=cfg(lofi_cuda_stats)");
     let lib_dir = match env::var("DEP_TCH_LIBTORCH_LIB") {
         Ok(dir) => PathBuf::from(dir),
         Err(_) => return, // non-Unix targets: torch-sys did not report it
     };
     let lib = lib_dir.display();
-    println!("cargo:rustc-env=LOFI_LIBTORCH_LIB={lib}");
     println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
-    if lib_dir.join("libtorch_cuda.so").exists() {
-        println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
-        println!("cargo:rustc-link-arg=-L{lib}");
-        println!("cargo:rustc-link-arg=-ltorch_cuda");
-        println!("cargo:rustc-link-arg=-ltorch");
-        println!("cargo:rustc-link-arg=-Wl,--as-needed");
+    if !lib_dir.join("libtorch_cuda.so").exists() {
+        return; // a CPU-only libtorch
     }
+    println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
+    println!("cargo:rustc-link-arg=-L{lib}");
+    println!("cargo:rustc-link-arg=-ltorch_cuda");
+    println!("cargo:rustc-link-arg=-ltorch");
+    println!("cargo:rustc-link-arg=-Wl,--as-needed");
+    let torch_include = lib_dir.join("../include");
+    cc::Build::new()
+        .cpp(true)
+        .pic(true)
+        .warnings(false)
+        .std("c++17")
+        .define("_GLIBCXX_USE_CXX11_ABI", "1")
+        .include(&torch_include)
+        .include(torch_include.join("torch/csrc/api/include"))
+        .file("src/engine/cuda_memory.cpp")
+        .compile("lofi_cuda_memory");
+    println!("cargo:rustc-cfg=lofi_cuda_stats");
 }

@@ -159,8 +159,34 @@ pub fn to_bytes(
                 .map_err(|e| Error::Internal(format!("tensor view {name}: {e}")))
         })
         .collect::<Result<Vec<_>>>()?;
-    safetensors::tensor::serialize(views, &Some(metadata))
-        .map_err(|e| Error::Internal(format!("serialising the model: {e}")))
+    let bytes = safetensors::tensor::serialize(views, &Some(metadata))
+        .map_err(|e| Error::Internal(format!("serialising the model: {e}")))?;
+    canonical_header(&bytes)
+}
+
+/// Rewrites a safetensors file's JSON header with sorted keys. The crate writes the metadata
+/// from a `HashMap`, whose order changes from run to run; sorted, the same model always gives
+/// the same bytes (reproducible training, checksums).
+fn canonical_header(bytes: &[u8]) -> Result<Vec<u8>> {
+    let internal = |what: &str| Error::Internal(format!("re-reading the serialised model: {what}"));
+    let len = u64::from_le_bytes(bytes[..8].try_into().map_err(|_| internal("short"))?) as usize;
+    let mut header: BTreeMap<String, serde_json::Value> =
+        serde_json::from_slice(&bytes[8..8 + len]).map_err(|e| internal(&e.to_string()))?;
+    if let Some(meta) = header.remove("__metadata__") {
+        let sorted: BTreeMap<String, String> = serde_json::from_value(meta).map_err(|e| internal(&e.to_string()))?;
+        header.insert("__metadata__".into(), serde_json::to_value(sorted).map_err(|e| internal(&e.to_string()))?);
+    }
+    // BTreeMaps iterate in key order, whether or not serde_json preserves insertion order.
+    let mut text = serde_json::to_vec(&header).map_err(|e| internal(&e.to_string()))?;
+    // Keep the data aligned to 8 bytes, padding with spaces as the format allows.
+    while text.len() % 8 != 0 {
+        text.push(b' ');
+    }
+    let mut out = Vec::with_capacity(8 + text.len() + bytes.len() - 8 - len);
+    out.extend_from_slice(&(text.len() as u64).to_le_bytes());
+    out.extend_from_slice(&text);
+    out.extend_from_slice(&bytes[8 + len..]);
+    Ok(out)
 }
 
 /// Writes a `.lofi` file atomically (temporary file then rename), so that a crash never leaves a

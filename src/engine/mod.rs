@@ -6,7 +6,7 @@
 //! Working memory is bounded by the plan, whatever the number of output pixels.
 
 pub mod budget;
-mod cuda_memory;
+pub mod cuda_memory;
 
 use tch::{Device, Kind, Tensor};
 

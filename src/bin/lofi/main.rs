@@ -2,6 +2,7 @@
 //! training and simulation live here only (the deployable library holds no training code).
 
 mod commands;
+mod train;
 
 use std::process::ExitCode;
 
@@ -25,10 +26,16 @@ enum Command {
     Reconstruct(commands::reconstruct::Args),
     /// Show a model's configuration, parameter count and training resolution.
     Info(commands::info::Args),
+    /// Throughput and peak working memory against output size and budget; tiles vs whole image.
+    Bench(commands::bench::Args),
     /// Write a randomly initialised model of a given configuration (tests, benchmarks).
     Init(commands::init::Args),
     /// Turn a reference (PyTorch) state dict and its constructor arguments into a .lofi model.
     Import(commands::import::Args),
+    /// Train a model from a TOML configuration (every key is also a flag).
+    Train(commands::train::Args),
+    /// PSNR and SSIM of a model on test (and out-of-distribution) images.
+    Eval(commands::eval::Args),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +53,9 @@ fn main() -> ExitCode {
         Command::Info(args) => commands::info::run(args),
         Command::Import(args) => commands::import::run(args),
         Command::Init(args) => commands::init::run(args),
+        Command::Train(args) => commands::train::run(args),
+        Command::Eval(args) => commands::eval::run(args),
+        Command::Bench(args) => commands::bench::run(args),
     });
     match result {
         Ok(Ok(())) => ExitCode::SUCCESS,

@@ -1,0 +1,280 @@
+//! `lofi bench`: throughput and peak working memory of the engine against output size and budget,
+//! and tiles against the whole image. Prints figures; asserts nothing about speed.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use lofi::config::LofiConfig;
+use lofi::device::{DeviceSpec, Precision};
+use lofi::engine::{self, format_bytes, parse_bytes, ImageView, OutputView, Region, RunOptions, Window};
+use lofi::image_io::Image;
+use lofi::kernels::LofiNet;
+use lofi::model::LoadOptions;
+use lofi::Model;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Model to benchmark (default: a randomly initialised model of the paper's size,
+    /// MultiMLP 9 x 9, 3 hidden layers of 370, Fourier filter, gray).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// f32, or bf16/f16 on CUDA.
+    #[arg(long, default_value = "f32")]
+    precision: String,
+    /// Side of the (random) input image.
+    #[arg(long, default_value_t = 256)]
+    input_size: usize,
+    /// Output sides to time (default: 256,512,1024 on the CPU; 256 to 4096 on CUDA).
+    #[arg(long, value_delimiter = ',')]
+    sizes: Vec<usize>,
+    /// Memory budgets to try, e.g. 64MiB,512MiB.
+    #[arg(long, value_delimiter = ',', default_value = "64MiB,512MiB")]
+    budgets: Vec<String>,
+    /// Also time the largest output as N x N tiles and check them against the whole image.
+    #[arg(long, default_value_t = 2)]
+    tiles: usize,
+    /// CPU threads (0: libtorch's default).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Compare a half-precision run with float32 on the same input (CUDA only).
+    #[arg(long)]
+    compare_precision: bool,
+}
+
+/// Resident-set high-water mark of this process, resettable (Linux): the CPU counterpart of the
+/// CUDA allocator's peak statistics.
+struct HostPeak {
+    base: u64,
+}
+
+impl HostPeak {
+    fn status_kib(field: &str) -> Option<u64> {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let line = status.lines().find(|l| l.starts_with(field))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    }
+    /// With `on`, freed tensors return to the OS at once, so that the resident set follows live
+    /// memory: glibc otherwise keeps freed heap pages, and the high-water mark would show only
+    /// growth beyond what earlier runs left behind. It slows many-batch runs (every batch maps
+    /// fresh pages), so timings are taken with it off.
+    fn track_live_memory(on: bool) {
+        let (mmap, trim) = if on { (64 << 10, 128 << 10) } else { (32 << 20, 64 << 20) };
+        // SAFETY: mallopt only changes allocator tuning between runs.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, mmap);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, trim);
+        }
+    }
+    fn start() -> Option<HostPeak> {
+        // Writing 5 to clear_refs resets VmHWM to the current RSS.
+        std::fs::write("/proc/self/clear_refs", "5").ok()?;
+        Some(HostPeak { base: Self::status_kib("VmRSS:")? * 1024 })
+    }
+    fn finish(self) -> Option<u64> {
+        Some((Self::status_kib("VmHWM:")? * 1024).saturating_sub(self.base))
+    }
+}
+
+fn default_model(device: DeviceSpec) -> Result<Model> {
+    let mut cfg = LofiConfig::paper(128, 1, 1);
+    cfg.fourier_filtering = true;
+    tch::manual_seed(0);
+    let (net, params) = LofiNet::init(&cfg, device.resolve()?)?;
+    Ok(Model::from_parts(net, params, None))
+}
+
+fn random_input(size: usize, channels: usize) -> Image {
+    let mut state = 0x2545F4914F6CDD1Du64;
+    let data = (0..size * size * channels)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 40) as f32 / (1u64 << 24) as f32
+        })
+        .collect();
+    Image::new(size, size, channels, data).expect("sized")
+}
+
+struct Measured {
+    seconds: f64,
+    report: engine::RunReport,
+    host_peak: Option<u64>,
+}
+
+#[allow(clippy::too_many_arguments)]
+/// One reconstruction of the whole `size`^2 grid (or a window of it). `host_memory` measures the
+/// CPU peak in a separate, untimed pass.
+fn run_once(
+    model: &Model,
+    input: &Image,
+    size: usize,
+    budget: usize,
+    threads: usize,
+    out: &mut [f32],
+    window: Option<Window>,
+    host_memory: bool,
+) -> Result<Measured> {
+    let mut measured = run_pass(model, input, size, budget, threads, out, window, false)?;
+    if host_memory {
+        measured.host_peak = run_pass(model, input, size, budget, threads, out, window, true)?.host_peak;
+    }
+    Ok(measured)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_pass(
+    model: &Model,
+    input: &Image,
+    size: usize,
+    budget: usize,
+    threads: usize,
+    out: &mut [f32],
+    window: Option<Window>,
+    track_host: bool,
+) -> Result<Measured> {
+    let c_out = model.config().c_out as usize;
+    let cols = window.map_or(size, |w| w.cols);
+    HostPeak::track_live_memory(track_host);
+    let host = if track_host { HostPeak::start() } else { None };
+    let started = Instant::now();
+    let report = engine::reconstruct_region(
+        model,
+        ImageView::from_image(input),
+        Region::whole(input.height, input.width),
+        size,
+        size,
+        window,
+        OutputView { data: out, row_stride: cols * c_out },
+        RunOptions { memory_budget: budget, threads, progress: None },
+    )?;
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(Measured { seconds, report, host_peak: host.and_then(HostPeak::finish) })
+}
+
+fn peak_text(m: &Measured, cuda: bool) -> String {
+    match (cuda, m.report.measured_peak_bytes, m.host_peak) {
+        (true, Some(b), _) => format!("{} (CUDA)", format_bytes(b as usize)),
+        (false, _, Some(b)) => format!("{} (RSS)", format_bytes(b as usize)),
+        _ => "n/a".into(),
+    }
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let device: DeviceSpec = args.device.parse()?;
+    let precision: Precision = args.precision.parse()?;
+    let model = match &args.model {
+        Some(path) => Model::load(path, LoadOptions { device, precision })?,
+        None if precision == Precision::F32 => default_model(device)?,
+        None => bail!("--precision other than f32 needs --model (a .lofi file to load in that precision)"),
+    };
+    let cuda = matches!(device, DeviceSpec::Cuda(_));
+    let sizes = if args.sizes.is_empty() {
+        if cuda {
+            vec![256, 512, 1024, 2048, 4096]
+        } else {
+            vec![256, 512, 1024]
+        }
+    } else {
+        args.sizes.clone()
+    };
+    let budgets = args.budgets.iter().map(|b| parse_bytes(b)).collect::<lofi::Result<Vec<_>>>()?;
+    let cfg = model.config();
+    let c_out = cfg.c_out as usize;
+    let input = random_input(args.input_size, cfg.c_in as usize);
+    println!(
+        "lofi bench: {} parameters, {}x{} samples/pixel, hidden {}x{}, input {}^2, device {}, precision {}, libtorch threads {}",
+        model.parameter_count(),
+        cfg.n,
+        cfg.m,
+        cfg.num_layers,
+        cfg.hidden_dim,
+        args.input_size,
+        model.device_spec(),
+        model.precision(),
+        tch::get_num_threads()
+    );
+    // Warm-up: first CUDA calls load kernels, first CPU calls fault pages in.
+    let mut warm = vec![0f32; 64 * 64 * c_out];
+    run_once(&model, &input, 64, budgets[0].max(64 << 20), args.threads, &mut warm, None, false)?;
+
+    println!("{:>7} {:>10} {:>8} {:>8} {:>12} {:>14} {:>14} {:>9}", "output", "budget", "batch", "batches", "pixels/s", "estimated", "measured", "seconds");
+    for &budget in &budgets {
+        for &size in &sizes {
+            let mut out = vec![0f32; size * size * c_out];
+            let m = match run_once(&model, &input, size, budget, args.threads, &mut out, None, !cuda) {
+                Ok(m) => m,
+                Err(e) => {
+                    println!("{:>7} {:>10}  {e}", format!("{size}^2"), format_bytes(budget));
+                    continue;
+                }
+            };
+            println!(
+                "{:>7} {:>10} {:>8} {:>8} {:>12.0} {:>14} {:>14} {:>9.3}",
+                format!("{size}^2"),
+                format_bytes(budget),
+                m.report.plan.batch_pixels,
+                m.report.batches,
+                (size * size) as f64 / m.seconds,
+                format_bytes(m.report.plan.estimated_bytes()),
+                peak_text(&m, cuda),
+                m.seconds
+            );
+        }
+    }
+
+    if args.tiles > 1 {
+        let size = *sizes.last().expect("at least one size");
+        let budget = *budgets.last().expect("at least one budget");
+        let mut whole = vec![0f32; size * size * c_out];
+        let w = run_once(&model, &input, size, budget, args.threads, &mut whole, None, false)?;
+        let step = size.div_ceil(args.tiles);
+        let (mut seconds, mut identical, mut max_diff) = (0.0, true, 0f32);
+        for row0 in (0..size).step_by(step) {
+            for col0 in (0..size).step_by(step) {
+                let window = Window { col0, row0, cols: step.min(size - col0), rows: step.min(size - row0) };
+                let mut tile = vec![0f32; window.cols * window.rows * c_out];
+                seconds += run_once(&model, &input, size, budget, args.threads, &mut tile, Some(window), false)?.seconds;
+                for r in 0..window.rows {
+                    let got = &tile[r * window.cols * c_out..(r + 1) * window.cols * c_out];
+                    let at = ((row0 + r) * size + col0) * c_out;
+                    let want = &whole[at..at + window.cols * c_out];
+                    for (a, b) in got.iter().zip(want) {
+                        identical &= a.to_bits() == b.to_bits();
+                        max_diff = max_diff.max((a - b).abs());
+                    }
+                }
+            }
+        }
+        println!(
+            "tiles: {size}^2 as {n}x{n} tiles in {seconds:.3} s vs whole in {:.3} s; tiles == whole: {} (max |diff| {max_diff:e})",
+            w.seconds,
+            if identical { "bit for bit" } else { "no" },
+            n = args.tiles
+        );
+    }
+
+    if args.compare_precision {
+        let Some(path) = &args.model else { bail!("--compare-precision needs --model") };
+        let size = sizes[0];
+        let reference = Model::load(path, LoadOptions { device, precision: Precision::F32 })?;
+        let budget = *budgets.last().expect("a budget");
+        let mut want = vec![0f32; size * size * c_out];
+        run_once(&reference, &input, size, budget, args.threads, &mut want, None, false)?;
+        let mut got = vec![0f32; size * size * c_out];
+        run_once(&model, &input, size, budget, args.threads, &mut got, None, false)?;
+        let scale = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
+        let max_err = got.iter().zip(&want).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        let rms = (got.iter().zip(&want).map(|(a, b)| ((a - b) as f64).powi(2)).sum::<f64>() / want.len() as f64).sqrt();
+        println!(
+            "precision {} vs f32 at {size}^2: max |diff| {max_err:.3e} ({:.3e} of max |f32|), rms diff {rms:.3e}",
+            model.precision(),
+            max_err / scale
+        );
+    }
+    Ok(())
+}
