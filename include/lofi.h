@@ -7,6 +7,9 @@
  * 2. Reconstruct:       lofi_reconstruct_region() (any rectangle, any resolution, tiles)
  *                       lofi_reconstruct_points() (arbitrary coordinates)
  * 3. Release:           lofi_model_free()
+ * 4. Plug-and-play:     describe y = A x with a lofi_operator, then lofi_pnp_create(),
+ *                       lofi_pnp_step() / lofi_pnp_solve(), lofi_pnp_estimate(), lofi_pnp_free()
+ *                       (LoFi-ADMM: the model is the prior, at any working resolution)
  *
  * Conventions
  * -----------
@@ -48,6 +51,32 @@
  * Library patch version.
  */
 #define LOFI_VERSION_PATCH 0
+
+/**
+ * Side of skimage's default uniform SSIM window.
+ */
+#define SSIM_WINDOW 7
+
+/**
+ * Opening angle of the simulated field of view, degrees (the paper's 5 deg x 5 deg maps).
+ */
+#define DEFAULT_THETA_DEG 5.0
+
+/**
+ * Source galaxy density, per square arcminute (the paper's 30 arcmin^-2).
+ */
+#define DEFAULT_N_GAL 30.0
+
+/**
+ * Intrinsic ellipticity dispersion per galaxy (shear component), the reference's 0.37.
+ */
+#define SHAPE_NOISE_PER_GALAXY 0.37
+
+/**
+ * Largest grid (in elements) a [`Radon`] keeps between calls: 128 MiB of float32, which holds
+ * the forward grid of 180 angles up to about 180 x 180 images (the paper's LDCT is 128 x 128).
+ */
+#define CACHE_ELEMENTS (1 << 25)
 
 /**
  * Result of every fallible call.
@@ -100,6 +129,12 @@ typedef enum lofi_status {
  * Create with `lofi_load()` or `lofi_load_from_memory()`, release with `lofi_model_free()`.
  */
 typedef struct lofi_model lofi_model;
+
+/**
+ * The state of a LoFi-ADMM solve: x, u, v and the operator. Not thread-safe: use one state
+ * from one thread at a time (different states may run concurrently, sharing a model).
+ */
+typedef struct lofi_pnp lofi_pnp;
 
 /**
  * Log levels, most to least severe.
@@ -197,6 +232,162 @@ typedef struct lofi_model_info {
 } lofi_model_info;
 
 /**
+ * Operator kinds for `lofi_operator.kind`.
+ */
+typedef int32_t lofi_operator_kind;
+
+/**
+ * A user operator's function: reads `input`, writes `output`, returns `true` on success.
+ * `forward` maps an image (height x width x channels floats) to `measurement_len` floats;
+ * `adjoint` maps `measurement_len` floats back to an image. Called on the thread that calls
+ * `lofi_pnp_step()` / `lofi_pnp_solve()`, possibly many times per iteration (conjugate gradients).
+ */
+typedef bool (*lofi_apply_fn)(void *user_data,
+                              const float *input,
+                              float *output);
+
+/**
+ * Describes the forward operator A of `y = A x`. Start from `lofi_default_operator()`, set
+ * `kind`, the working resolution and the fields that kind uses. The pointers are read during
+ * `lofi_pnp_create()` (and, for callbacks, during every step): the arrays are copied, the
+ * callbacks and `user_data` must stay valid for the life of the PnP state.
+ */
+typedef struct lofi_operator {
+  /**
+   * One of `LOFI_OPERATOR_*`.
+   */
+  lofi_operator_kind kind;
+  /**
+   * Working resolution: the size of the reconstruction (any size; not the model's training size).
+   */
+  size_t width;
+  size_t height;
+  /**
+   * Image channels: the model's channels.
+   */
+  size_t channels;
+  /**
+   * INPAINT: height x width (or height x width x channels) values, nonzero = observed.
+   * FOURIER_MASK: height x width values in the centred layout (DC at (height/2, width/2)),
+   * nonzero = measured.
+   */
+  const float *mask;
+  /**
+   * Number of values at `mask`.
+   */
+  size_t mask_len;
+  /**
+   * INPAINT without a mask: observe each pixel with this probability (random mask from `seed`).
+   */
+  double observed_fraction;
+  uint64_t seed;
+  /**
+   * BLUR: the kernel, kernel_height x kernel_width floats, row-major, centred at
+   * (kernel_height/2, kernel_width/2).
+   */
+  const float *kernel;
+  size_t kernel_width;
+  size_t kernel_height;
+  /**
+   * RADON: projection angles in degrees.
+   */
+  const double *angles_deg;
+  size_t angle_count;
+  /**
+   * CALLBACKS: A and A^T, their user data, and the number of measurement floats.
+   */
+  lofi_apply_fn forward;
+  lofi_apply_fn adjoint;
+  void *user_data;
+  size_t measurement_len;
+} lofi_operator;
+
+/**
+ * Progress callback: called after every batch with the pixels done so far and the total.
+ * Return `true` to continue, `false` to cancel (the call then returns `LOFI_STATUS_CANCELLED`).
+ * Called on the thread that made the call.
+ */
+typedef bool (*lofi_progress_fn)(void *user_data,
+                                 uint64_t done,
+                                 uint64_t total);
+
+/**
+ * Per-call settings of a reconstruction. Start from `lofi_default_run_params()`.
+ */
+typedef struct lofi_run_params {
+  /**
+   * Working-memory budget in bytes: device memory on CUDA, host memory on the CPU
+   * (default 512 MiB). The batch size is derived from it; a budget that cannot hold one
+   * batch is an error whose message states the minimum.
+   */
+  uint64_t memory_budget_bytes;
+  /**
+   * CPU threads for this call, 0 for libtorch's default. Applies to the calling thread.
+   */
+  int32_t threads;
+  /**
+   * Optional progress/cancel callback (NULL: none).
+   */
+  lofi_progress_fn progress;
+  /**
+   * Passed to `progress` unchanged.
+   */
+  void *progress_user_data;
+} lofi_run_params;
+
+/**
+ * Settings of a plug-and-play solve. Start from `lofi_default_pnp_params()`.
+ */
+typedef struct lofi_pnp_params {
+  /**
+   * ADMM penalty alpha > 0 (default 0.05, the paper's inpainting value).
+   */
+  double alpha;
+  /**
+   * Conjugate-gradient iterations per data step when A has no closed form (default 100).
+   */
+  uint32_t cg_max_iterations;
+  /**
+   * Relative residual at which conjugate gradients stop (default 1e-7).
+   */
+  double cg_tolerance;
+  /**
+   * Denoiser working memory and threads, as for reconstructions.
+   */
+  struct lofi_run_params run;
+} lofi_pnp_params;
+
+/**
+ * Figures of one ADMM iteration.
+ */
+typedef struct lofi_pnp_residuals {
+  /**
+   * Iterations done so far (1 after the first step).
+   */
+  uint32_t iteration;
+  /**
+   * ||x - v|| / ||v||: agreement between the data step and the prior.
+   */
+  double primal;
+  /**
+   * ||v - v_previous|| / ||v||: how much the estimate still moves.
+   */
+  double dual;
+  /**
+   * ||A v - y|| / ||y||.
+   */
+  double data_misfit;
+  /**
+   * PSNR of the estimate against the ground truth (dB), NaN without one.
+   */
+  double psnr;
+  /**
+   * Conjugate-gradient iterations of the data step (0 for closed forms).
+   */
+  uint32_t cg_iterations;
+} lofi_pnp_residuals;
+
+/**
  * An input image: row-major, interleaved channels (H, W, C), float32.
  */
 typedef struct lofi_image {
@@ -241,39 +432,6 @@ typedef struct lofi_window {
 } lofi_window;
 
 /**
- * Progress callback: called after every batch with the pixels done so far and the total.
- * Return `true` to continue, `false` to cancel (the call then returns `LOFI_STATUS_CANCELLED`).
- * Called on the thread that made the call.
- */
-typedef bool (*lofi_progress_fn)(void *user_data,
-                                 uint64_t done,
-                                 uint64_t total);
-
-/**
- * Per-call settings of a reconstruction. Start from `lofi_default_run_params()`.
- */
-typedef struct lofi_run_params {
-  /**
-   * Working-memory budget in bytes: device memory on CUDA, host memory on the CPU
-   * (default 512 MiB). The batch size is derived from it; a budget that cannot hold one
-   * batch is an error whose message states the minimum.
-   */
-  uint64_t memory_budget_bytes;
-  /**
-   * CPU threads for this call, 0 for libtorch's default. Applies to the calling thread.
-   */
-  int32_t threads;
-  /**
-   * Optional progress/cancel callback (NULL: none).
-   */
-  lofi_progress_fn progress;
-  /**
-   * Passed to `progress` unchanged.
-   */
-  void *progress_user_data;
-} lofi_run_params;
-
-/**
  * What a reconstruction did (optional output of the reconstruct calls).
  */
 typedef struct lofi_run_report {
@@ -312,6 +470,47 @@ typedef struct lofi_run_report {
 #define LOFI_LOG_TRACE 5
 
 /**
+ * A = I (denoising). Measurements: the noisy image, height x width x channels floats.
+ */
+#define LOFI_OPERATOR_DENOISE 0
+
+/**
+ * A = diag(mask) (inpainting). Measurements: the image (height x width x channels floats;
+ * values at unobserved pixels are ignored, NaN allowed there).
+ */
+#define LOFI_OPERATOR_INPAINT 1
+
+/**
+ * A = M F, a masked centred unitary 2-D Fourier transform (radio interferometry, simplified).
+ * Measurements: for each channel, the measured frequencies in row-major order of the mask,
+ * as (real, imaginary) pairs.
+ */
+#define LOFI_OPERATOR_FOURIER_MASK 2
+
+/**
+ * A = periodic convolution by `kernel` (deblurring). Measurements: the blurred image.
+ */
+#define LOFI_OPERATOR_BLUR 3
+
+/**
+ * A = weak-lensing shear (one channel). Measurements: the shear, height x width x 2 floats
+ * (real, imaginary interleaved).
+ */
+#define LOFI_OPERATOR_LENSING 4
+
+/**
+ * A = parallel-beam Radon transform at `angles_deg` (sparse-view or limited-angle CT; solved by
+ * conjugate gradients). Measurements: per channel, the sinogram, angles x detectors floats,
+ * detectors = ceil(sqrt(2) * max(width, height)) (see `lofi_operator_measurement_len()`).
+ */
+#define LOFI_OPERATOR_RADON 5
+
+/**
+ * A user operator given by `forward` and `adjoint` callbacks on host buffers.
+ */
+#define LOFI_OPERATOR_CALLBACKS 6
+
+/**
  * The CPU.
  */
 #define LOFI_DEVICE_CPU 0
@@ -339,6 +538,12 @@ typedef struct lofi_run_report {
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+extern int32_t lofi_cuda_allocated_bytes(int32_t device,
+                                         uint64_t *current,
+                                         uint64_t *peak);
+
+extern int32_t lofi_cuda_reset_peak(int32_t device);
 
 /**
  * The library's version as "major.minor.patch" (static storage; never free it).
@@ -399,6 +604,83 @@ void lofi_model_free(struct lofi_model *model);
  */
 enum lofi_status lofi_model_info(const struct lofi_model *model,
                                  struct lofi_model_info *out_info);
+
+/**
+ * An all-empty description: kind DENOISE, zero sizes, no arrays, no callbacks.
+ */
+struct lofi_operator lofi_default_operator(void);
+
+/**
+ * alpha 0.05, CG 100 iterations to 1e-7, `lofi_default_run_params()`.
+ */
+struct lofi_pnp_params lofi_default_pnp_params(void);
+
+/**
+ * Number of measurement floats the operator `op` expects, into `*out_len`.
+ */
+enum lofi_status lofi_operator_measurement_len(const struct lofi_operator *op,
+                                               size_t *out_len);
+
+/**
+ * Computes `y = A x` for a built-in operator on the CPU (to simulate measurements): `x` is an
+ * image (height x width x channels floats), `y` receives `lofi_operator_measurement_len()` floats.
+ */
+enum lofi_status lofi_operator_forward(const struct lofi_operator *op,
+                                       const float *x,
+                                       float *y);
+
+/**
+ * Starts a LoFi-ADMM solve of `measurements = A x` with the denoiser `model`.
+ *
+ * * `model`: a denoiser (as many output as input channels = `op->channels`). It must stay
+ *   loaded until `lofi_pnp_free()`.
+ * * `op`: the operator description (arrays are copied).
+ * * `measurements`: `measurement_len` floats in the operator's layout
+ *   (`lofi_operator_measurement_len()`); copied.
+ * * `params`: NULL for `lofi_default_pnp_params()`.
+ * * `out_pnp`: receives the state (NULL on failure); release with `lofi_pnp_free()`.
+ */
+enum lofi_status lofi_pnp_create(const struct lofi_model *model,
+                                 const struct lofi_operator *op,
+                                 const float *measurements,
+                                 size_t measurement_len,
+                                 const struct lofi_pnp_params *params,
+                                 struct lofi_pnp **out_pnp);
+
+/**
+ * Gives a ground truth (height x width x channels floats, copied) so that residuals report PSNR.
+ */
+enum lofi_status lofi_pnp_set_ground_truth(struct lofi_pnp *pnp,
+                                           const float *truth);
+
+/**
+ * Runs one ADMM iteration (data step, LoFi prior on every pixel, dual update) and writes its
+ * figures to `*out` (may be NULL).
+ */
+enum lofi_status lofi_pnp_step(struct lofi_pnp *pnp,
+                               struct lofi_pnp_residuals *out);
+
+/**
+ * Runs `iterations` ADMM iterations, calling the params' progress callback after each (done,
+ * total iterations; returning false cancels with `LOFI_STATUS_CANCELLED`, keeping the
+ * iterations done). `*last` (may be NULL) receives the last iteration's figures.
+ */
+enum lofi_status lofi_pnp_solve(struct lofi_pnp *pnp,
+                                uint32_t iterations,
+                                struct lofi_pnp_residuals *last);
+
+/**
+ * Copies the current estimate v (height x width x channels floats, rows `row_stride_bytes`
+ * apart, 0 = packed) into `out`. Before the first step it is zero.
+ */
+enum lofi_status lofi_pnp_estimate(const struct lofi_pnp *pnp,
+                                   float *out,
+                                   size_t row_stride_bytes);
+
+/**
+ * Releases a PnP state. NULL is allowed.
+ */
+void lofi_pnp_free(struct lofi_pnp *pnp);
 
 /**
  * Reconstructs a region of `input` sampled on a `grid_width` x `grid_height` grid.

@@ -124,7 +124,8 @@ fn read_npy(path: &Path) -> Result<Image> {
     let npy = npyz::NpyFile::new(&bytes[..]).map_err(|e| bad(format!("not a valid .npy file ({e})")))?;
     let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
     let descr = npy.dtype().descr();
-    if !matches!(descr.as_str(), "<f4" | "=f4" | "|f4") {
+    let descr = descr.trim_matches(|c| c == '\'' || c == '"');
+    if !matches!(descr, "<f4" | "=f4" | "|f4") {
         return Err(bad(format!(
             "dtype {descr} is not float32 ('<f4'); convert with arr.astype(np.float32)"
         )));

@@ -17,8 +17,11 @@ pub mod error;
 pub mod ffi;
 pub mod image_io;
 pub mod kernels;
+pub mod metrics;
 pub mod model;
 pub mod model_file;
+pub mod pnp;
+pub mod operators;
 
 pub use config::{LofiConfig, Network, PatchShape};
 pub use error::{Error, Result};

@@ -13,12 +13,14 @@
 mod error;
 mod log;
 mod model;
+mod pnp;
 mod reconstruct;
 mod types;
 
 pub use error::*;
 pub use log::*;
 pub use model::*;
+pub use pnp::*;
 pub use reconstruct::*;
 pub use types::*;
 

@@ -1,0 +1,195 @@
+//! The command line as a user meets it: `lofi reconstruct`, `info`, `import`, and every kind of
+//! bad input giving a non-zero exit and one short message (never a panic or a backtrace).
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use lofi::image_io::{self, Image};
+
+fn lofi(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lofi")).args(args).env_remove("RUST_BACKTRACE").output().unwrap()
+}
+
+fn fixture(rel: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(rel).display().to_string()
+}
+
+fn ok(out: &Output) -> String {
+    assert!(out.status.success(), "failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+/// A failure with a short, single-line message containing `needle`.
+fn fails_with(out: &Output, needle: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "succeeded but should fail with '{needle}'");
+    assert!(stderr.contains(needle), "expected '{needle}' in: {stderr}");
+    for noise in ["panicked", "backtrace", "RUST_BACKTRACE", "stack backtrace"] {
+        assert!(!stderr.contains(noise), "noisy error: {stderr}");
+    }
+    assert!(stderr.trim().lines().count() <= 2, "long error: {stderr}");
+}
+
+fn write_npy(dir: &Path, name: &str, h: usize, w: usize, c: usize, f: impl Fn(usize) -> f32) -> String {
+    let img = Image::new(h, w, c, (0..h * w * c).map(f).collect()).unwrap();
+    let path = dir.join(name);
+    image_io::write(&path, &img, 8).unwrap();
+    path.display().to_string()
+}
+
+fn s(p: &Path) -> String {
+    p.display().to_string()
+}
+
+#[test]
+fn reconstruct_writes_every_format_at_any_resolution() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = fixture("models/tiny-gray.lofi");
+    let input = write_npy(dir.path(), "in.npy", 20, 24, 1, |i| (i % 17) as f32 / 17.0);
+    // On-grid, .npy out.
+    let out = dir.path().join("out.npy");
+    ok(&lofi(&["reconstruct", "--model", &model, "--input", &input, "--output", &s(&out)]));
+    let img = image_io::read(&out).unwrap();
+    assert_eq!((img.height, img.width, img.channels), (20, 24, 1));
+    // Twice the resolution, as PNG and 16-bit TIFF.
+    for (name, bits) in [("x2.png", "8"), ("x2.tif", "16")] {
+        let out = dir.path().join(name);
+        let text = ok(&lofi(&[
+            "reconstruct", "--model", &model, "--input", &input, "--output", &s(&out), "--width", "47", "--height", "39",
+            "--bits", bits,
+        ]));
+        assert!(text.contains("47 x 39"), "{text}");
+        let img = image_io::read(&out).unwrap();
+        assert_eq!((img.height, img.width), (39, 47));
+    }
+    // A region with negative corners (reflected) at a chosen size.
+    let out = dir.path().join("region.npy");
+    ok(&lofi(&[
+        "reconstruct", "--model", &model, "--input", &input, "--output", &s(&out), "--region", "-2,-1.5,10,7.5", "--width",
+        "13", "--height", "10",
+    ]));
+    assert_eq!(image_io::read(&out).unwrap().width, 13);
+}
+
+#[test]
+fn png_input_and_rgb_models() {
+    let dir = tempfile::tempdir().unwrap();
+    let png = dir.path().join("rgb.png");
+    let img = Image::new(16, 18, 3, (0..16 * 18 * 3).map(|i| (i % 255) as f32 / 255.0).collect()).unwrap();
+    image_io::write(&png, &img, 8).unwrap();
+    let out = dir.path().join("out.png");
+    ok(&lofi(&["reconstruct", "--model", &fixture("models/tiny-rgb.lofi"), "--input", &s(&png), "--output", &s(&out)]));
+    let back = image_io::read(&out).unwrap();
+    assert_eq!((back.height, back.width, back.channels), (16, 18, 3));
+}
+
+#[test]
+fn info_and_import() {
+    let text = ok(&lofi(&["info", &fixture("models/tiny-gray.lofi")]));
+    assert!(text.contains("parameters:") && text.contains("training resolution: 16 x 16"), "{text}");
+    let json = ok(&lofi(&["info", "--json", &fixture("models/tiny-gray.lofi")]));
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["config"]["image_size"], 16);
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("imported.lofi");
+    let case = "parity/round_filter_complex";
+    ok(&lofi(&[
+        "import", "--state-dict", &fixture(&format!("{case}/state.safetensors")), "--hyper",
+        &fixture(&format!("{case}/hyper.json")), "--output", &s(&out),
+    ]));
+    assert!(ok(&lofi(&["info", &s(&out)])).contains("2 in, 1 out"));
+    // A mismatched hyper file names the first problem.
+    let hyper = dir.path().join("wrong.json");
+    std::fs::write(&hyper, r#"{"image_size": 16, "c_in": 1, "c_out": 1, "network": "MultiMLP"}"#).unwrap();
+    fails_with(
+        &lofi(&[
+            "import", "--state-dict", &fixture(&format!("{case}/state.safetensors")), "--hyper", &s(&hyper), "--output",
+            &s(&dir.path().join("x.lofi")),
+        ]),
+        "shape",
+    );
+}
+
+#[test]
+fn bad_models_give_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_npy(dir.path(), "in.npy", 8, 8, 1, |_| 0.5);
+    let out = s(&dir.path().join("o.npy"));
+    let run = |model: &str| lofi(&["reconstruct", "--model", model, "--input", &input, "--output", &out]);
+
+    fails_with(&run("/no/such/model.lofi"), "/no/such/model.lofi");
+    let empty = dir.path().join("empty.lofi");
+    std::fs::write(&empty, b"").unwrap();
+    fails_with(&run(&s(&empty)), "empty");
+    let bytes = std::fs::read(fixture("models/tiny-gray.lofi")).unwrap();
+    let truncated = dir.path().join("truncated.lofi");
+    std::fs::write(&truncated, &bytes[..bytes.len() * 2 / 3]).unwrap();
+    fails_with(&run(&s(&truncated)), "truncated");
+    let garbage = dir.path().join("garbage.lofi");
+    std::fs::write(&garbage, vec![0xAB; 4096]).unwrap();
+    fails_with(&run(&s(&garbage)), "safetensors");
+    // A safetensors file that is not a .lofi model.
+    fails_with(&run(&fixture("parity/round_filter_c1/state.safetensors")), "lofi import");
+    assert!(!Path::new(&out).exists(), "no output may be written on failure");
+}
+
+#[test]
+fn bad_images_and_arguments_give_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = fixture("models/tiny-gray.lofi");
+    let out = s(&dir.path().join("o.npy"));
+    let run = |input: &str, extra: &[&str]| {
+        let mut args = vec!["reconstruct", "--model", &model, "--input", input, "--output", &out];
+        args.extend_from_slice(extra);
+        lofi(&args)
+    };
+    let good = write_npy(dir.path(), "good.npy", 8, 8, 1, |_| 0.5);
+
+    let nan = write_npy(dir.path(), "nan.npy", 8, 8, 1, |i| if i == 19 { f32::NAN } else { 0.5 });
+    fails_with(&run(&nan, &[]), "row 2, column 3");
+    let inf = write_npy(dir.path(), "inf.npy", 8, 8, 1, |i| if i == 0 { f32::INFINITY } else { 0.5 });
+    fails_with(&run(&inf, &[]), "finite");
+    let rgb = write_npy(dir.path(), "rgb.npy", 8, 8, 3, |_| 0.5);
+    fails_with(&run(&rgb, &[]), "expects 1");
+    let thin = write_npy(dir.path(), "thin.npy", 1, 8, 1, |_| 0.5);
+    fails_with(&run(&thin, &[]), "at least 2 x 2");
+
+    // float64 .npy, written by hand: header + data.
+    let f64_path = dir.path().join("f64.npy");
+    let mut header = b"{'descr': '<f8', 'fortran_order': False, 'shape': (4, 4), }".to_vec();
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(b' ');
+    }
+    header.push(b'\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(&header);
+    bytes.extend(std::iter::repeat_n(0u8, 16 * 8));
+    std::fs::write(&f64_path, &bytes).unwrap();
+    fails_with(&run(&s(&f64_path), &[]), "float32");
+    // Truncated .npy.
+    let cut = dir.path().join("cut.npy");
+    let good_bytes = std::fs::read(&good).unwrap();
+    std::fs::write(&cut, &good_bytes[..good_bytes.len() - 10]).unwrap();
+    fails_with(&run(&s(&cut), &[]), "cut.npy");
+    let junk = dir.path().join("junk.png");
+    std::fs::write(&junk, b"not a png").unwrap();
+    fails_with(&run(&s(&junk), &[]), "junk.png");
+    fails_with(&run("/no/such/input.npy", &[]), "/no/such/input.npy");
+    fails_with(&run(&s(&dir.path().join("x.bmp")), &[]), "unknown image format");
+
+    fails_with(&run(&good, &["--width", "0"]), "at least 1");
+    fails_with(&run(&good, &["--width", "100000000", "--height", "100000000"]), "absurd");
+    fails_with(&run(&good, &["--memory-budget", "1KiB"]), "too small");
+    fails_with(&run(&good, &["--memory-budget", "lots"]), "size");
+    fails_with(&run(&good, &["--device", "tpu"]), "unknown device");
+    fails_with(&run(&good, &["--precision", "f16"]), "CUDA only");
+    if !tch::Cuda::is_available() {
+        fails_with(&run(&good, &["--device", "cuda"]), "CUDA is not available");
+    }
+    let e = run(&good, &["--region", "1,2,3"]);
+    assert!(!e.status.success());
+    assert!(!Path::new(&out).exists(), "no output may be written on failure");
+}
+

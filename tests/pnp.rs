@@ -1,0 +1,177 @@
+//! LoFi-ADMM: operators (adjoints, closed forms, host layouts), conjugate gradients, the ADMM
+//! iteration, and bad operator descriptions.
+
+use std::path::Path;
+
+use lofi::model::LoadOptions;
+use lofi::pnp::{conjugate_gradient, Blur, Ct, FourierSampling, Identity, ImageShape, Inpaint, Lensing, Operator, Pnp, PnpParams};
+use lofi::Model;
+use tch::{Device, Kind, Tensor};
+
+fn model(name: &str) -> Model {
+    Model::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models").join(name), LoadOptions::default())
+        .unwrap()
+}
+
+fn shape(c: i64, h: i64, w: i64) -> ImageShape {
+    ImageShape { channels: c, height: h, width: w }
+}
+
+fn rand_image(s: ImageShape, seed: i64) -> Tensor {
+    tch::manual_seed(seed);
+    Tensor::rand([1, s.channels, s.height, s.width], (Kind::Float, Device::Cpu))
+}
+
+fn dot(a: &Tensor, b: &Tensor) -> f64 {
+    let a = if a.is_complex() { a.view_as_real() } else { a.shallow_clone() };
+    let b = if b.is_complex() { b.view_as_real() } else { b.shallow_clone() };
+    (a.to_kind(Kind::Double) * b.to_kind(Kind::Double)).sum(Kind::Double).double_value(&[])
+}
+
+fn operators(s: ImageShape) -> Vec<Box<dyn Operator>> {
+    let plane = (s.height * s.width) as usize;
+    let mask: Vec<f32> = (0..plane).map(|i| ((i * 7919) % 3 == 0) as u8 as f32).collect();
+    let mut ops: Vec<Box<dyn Operator>> = vec![
+        Box::new(Identity { shape: s }),
+        Box::new(Inpaint::new(s, &mask, Device::Cpu).unwrap()),
+        Box::new(FourierSampling::new(s, &mask, Device::Cpu).unwrap()),
+        Box::new(Blur::new(s, &[0.1, 0.2, 0.1, 0.2, 0.4, 0.2, 0.1, 0.2, 0.1], 3, 3).unwrap()),
+        Box::new(Ct::new(s, vec![0.0, 30.0, 60.0, 90.0, 120.0, 150.0]).unwrap()),
+    ];
+    if s.channels == 1 {
+        ops.push(Box::new(Lensing::new(s).unwrap()));
+    }
+    ops
+}
+
+#[test]
+fn every_operator_has_a_true_adjoint() {
+    for s in [shape(1, 16, 12), shape(3, 10, 10)] {
+        for op in operators(s) {
+            let x = rand_image(s, 1);
+            let ax = op.forward(&x).unwrap();
+            let y = if ax.is_complex() {
+                Tensor::complex(&Tensor::randn_like(&ax.real()), &Tensor::randn_like(&ax.real()))
+            } else {
+                Tensor::randn_like(&ax)
+            };
+            // Measurements that respect the operator's range (mask zeros, for instance).
+            let y = op.forward(&op.adjoint(&y).unwrap()).unwrap() + &ax;
+            let lhs = dot(&ax, &y);
+            let rhs = dot(&x, &op.adjoint(&y).unwrap());
+            assert!((lhs - rhs).abs() <= 1e-4 * lhs.abs().max(1.0), "{}: {lhs} vs {rhs}", op.name());
+        }
+    }
+}
+
+#[test]
+fn closed_forms_solve_the_data_step() {
+    let s = shape(1, 16, 16);
+    for op in operators(s) {
+        let b = rand_image(s, 2);
+        let Some(x) = op.normal_solve(&b, 0.3) else {
+            assert_eq!(op.name(), "radon", "only CT lacks a closed form");
+            continue;
+        };
+        let x = x.unwrap();
+        let lhs = op.adjoint(&op.forward(&x).unwrap()).unwrap() + &x * 0.3;
+        let err = (lhs - &b).abs().max().double_value(&[]);
+        assert!(err < 1e-4, "{}: residual {err}", op.name());
+    }
+}
+
+#[test]
+fn host_layouts_round_trip() {
+    let s = shape(1, 8, 6);
+    for op in operators(s) {
+        let y = op.forward(&rand_image(s, 3)).unwrap();
+        let host = op.measurements_to_host(&y);
+        assert_eq!(host.len(), op.measurement_len(), "{}", op.name());
+        let back = op.measurements_from_host(&host, Device::Cpu).unwrap();
+        let back_host = op.measurements_to_host(&back);
+        assert_eq!(host, back_host, "{}", op.name());
+        // Wrong length and NaN are refused.
+        assert!(op.measurements_from_host(&host[1..], Device::Cpu).is_err());
+    }
+}
+
+#[test]
+fn admm_runs_with_closed_forms_and_conjugate_gradients() {
+    let denoiser = model("tiny-gray.lofi");
+    let s = shape(1, 20, 20);
+    let truth = rand_image(s, 4);
+    for op in [
+        Box::new(Inpaint::random(s, 0.3, 7, Device::Cpu).unwrap()) as Box<dyn Operator>,
+        Box::new(Ct::new(s, (0..12).map(|k| 15.0 * k as f64).collect()).unwrap()),
+    ] {
+        let y = op.forward(&truth).unwrap();
+        let name = op.name().to_string();
+        let params = PnpParams { memory_budget: 16 << 20, cg_max_iterations: 30, ..Default::default() };
+        let mut pnp = Pnp::new(&denoiser, op, s, y, params).unwrap();
+        pnp.set_ground_truth(&truth).unwrap();
+        let mut seen = 0;
+        let all = pnp.solve(3, None, |_| seen += 1).unwrap();
+        assert_eq!((all.len(), seen, pnp.iteration()), (3, 3, 3));
+        for r in &all {
+            assert!(r.primal.is_finite() && r.dual.is_finite() && r.data_misfit.is_finite(), "{name}: {r:?}");
+            assert!(r.psnr.unwrap().is_finite());
+        }
+        if name == "radon" {
+            assert!(all[0].cg_iterations > 0, "CG ran");
+        } else {
+            assert_eq!(all[0].cg_iterations, 0);
+        }
+        assert_eq!(pnp.estimate().size(), [1, 1, 20, 20]);
+    }
+}
+
+#[test]
+fn conjugate_gradients_reach_the_normal_equation_solution() {
+    // A tiny CT problem solved densely for comparison.
+    let s = shape(1, 6, 6);
+    let ct = Ct::new(s, vec![0.0, 45.0, 90.0, 135.0]).unwrap();
+    let n = 36;
+    let eye = Tensor::eye(n, (Kind::Float, Device::Cpu));
+    let columns: Vec<Tensor> =
+        (0..n).map(|i| ct.adjoint(&ct.forward(&eye.get(i).view([1, 1, 6, 6])).unwrap()).unwrap().view([-1])).collect();
+    let normal = Tensor::stack(&columns, 1).to_kind(Kind::Double) + Tensor::eye(n, (Kind::Double, Device::Cpu)) * 0.5;
+    let b = rand_image(s, 5);
+    let exact = Tensor::linalg_solve(&normal, &b.view([n, 1]).to_kind(Kind::Double), true).view([1, 1, 6, 6]);
+    let (x, iterations) = conjugate_gradient(&ct, &b, &b.zeros_like(), 0.5, 100, 1e-9).unwrap();
+    let err = (x.to_kind(Kind::Double) - &exact).abs().max().double_value(&[]) / exact.abs().max().double_value(&[]);
+    assert!(err < 1e-4, "relative error {err} after {iterations} iterations");
+    assert!(iterations <= n as usize + 5);
+    // A warm start at the solution needs no iteration.
+    let (_, again) = conjugate_gradient(&ct, &b, &exact.to_kind(Kind::Float), 0.5, 100, 1e-4).unwrap();
+    assert_eq!(again, 0);
+}
+
+#[test]
+fn bad_descriptions_are_refused() {
+    let s = shape(1, 8, 8);
+    let err = |r: lofi::Result<Box<dyn Operator>>| r.err().expect("refused").to_string();
+    assert!(err(Inpaint::new(s, &[0.0; 64], Device::Cpu).map(|o| Box::new(o) as _)).contains("no pixel"));
+    assert!(err(Inpaint::new(s, &[1.0; 63], Device::Cpu).map(|o| Box::new(o) as _)).contains("63"));
+    assert!(err(Inpaint::random(s, 0.0, 1, Device::Cpu).map(|o| Box::new(o) as _)).contains("fraction"));
+    assert!(err(FourierSampling::new(s, &[0.0; 64], Device::Cpu).map(|o| Box::new(o) as _)).contains("no frequency"));
+    assert!(err(Blur::new(s, &[1.0; 4], 3, 3).map(|o| Box::new(o) as _)).contains("3 x 3"));
+    assert!(err(Blur::new(s, &[f32::NAN; 9], 3, 3).map(|o| Box::new(o) as _)).contains("NaN"));
+    assert!(err(Lensing::new(shape(3, 8, 8)).map(|o| Box::new(o) as _)).contains("1 channel"));
+    assert!(err(Ct::new(s, vec![]).map(|o| Box::new(o) as _)).contains("angles"));
+
+    let denoiser = model("tiny-gray.lofi");
+    let id = || Box::new(Identity { shape: s }) as Box<dyn Operator>;
+    let y = rand_image(s, 6);
+    let pnp_err = |m: &Model, op: Box<dyn Operator>, shape: ImageShape, y: Tensor, p: PnpParams| {
+        Pnp::new(m, op, shape, y, p).err().expect("refused").to_string()
+    };
+    assert!(pnp_err(&denoiser, id(), s, y.copy(), PnpParams { alpha: 0.0, ..Default::default() }).contains("alpha"));
+    let nan = y.copy();
+    let _ = nan.get(0).get(0).get(1).get(1).fill_(f64::NAN);
+    assert!(pnp_err(&denoiser, id(), s, nan, PnpParams::default()).contains("NaN"));
+    assert!(pnp_err(&denoiser, id(), s, rand_image(shape(1, 8, 9), 1), PnpParams::default()).contains("do not fit"));
+    assert!(pnp_err(&model("tiny-complex.lofi"), id(), s, y.copy(), PnpParams::default()).contains("denoiser"));
+    assert!(pnp_err(&denoiser, Box::new(Identity { shape: shape(3, 8, 8) }), shape(3, 8, 8), y.copy(), PnpParams::default())
+        .contains("channel"));
+    assert!(pnp_err(&denoiser, id(), s, y, PnpParams { memory_budget: 100, ..Default::default() }).contains("too small"));
+}
