@@ -178,7 +178,7 @@ typedef struct lofi_load_params {
 } lofi_load_params;
 
 /**
- * A model's description (output of `lofi_model_info`).
+ * A model's description (output of `lofi_model_get_info()`).
  */
 typedef struct lofi_model_info {
   /**
@@ -208,9 +208,12 @@ typedef struct lofi_model_info {
    */
   int32_t fourier_filtering;
   /**
-   * 1 for CCPG, 1 for INR-LoFi.
+   * 1 if the model has coordinate-conditioned patch geometry (CCPG).
    */
   int32_t ccpg;
+  /**
+   * 1 for INR-LoFi (a learned coordinate transform before sampling).
+   */
   int32_t coord_deform;
   /**
    * Scalar parameters stored in the file.
@@ -557,9 +560,10 @@ const char *lofi_version(void);
 const char *lofi_last_error(void);
 
 /**
- * A short, static name for a status code ("LOFI_STATUS_OK", ...). Never NULL.
+ * A short, static name for a status code ("LOFI_STATUS_OK", ...); "LOFI_STATUS_UNKNOWN" for a
+ * value that is not a status. Never NULL. Takes an int so that any value is safe to pass.
  */
-const char *lofi_status_name(enum lofi_status status);
+const char *lofi_status_name(int32_t status);
 
 /**
  * Sends lofi's log messages up to `max_level` to `callback` (NULL stops them). Process-wide.
@@ -602,8 +606,20 @@ void lofi_model_free(struct lofi_model *model);
 /**
  * Describes a model into `*out_info`. Thread-safe.
  */
-enum lofi_status lofi_model_info(const struct lofi_model *model,
-                                 struct lofi_model_info *out_info);
+enum lofi_status lofi_model_get_info(const struct lofi_model *model,
+                                     struct lofi_model_info *out_info);
+
+/**
+ * Working memory a reconstruction with `model` needs for a `width` x `height` input:
+ * `*out_min_budget_bytes` receives the smallest `memory_budget_bytes` that works (one batch of
+ * the minimum size), `*out_bytes_per_pixel` (may be NULL) what each further output pixel of a
+ * batch adds. Thread-safe.
+ */
+enum lofi_status lofi_memory_requirements(const struct lofi_model *model,
+                                          size_t width,
+                                          size_t height,
+                                          uint64_t *out_min_budget_bytes,
+                                          uint64_t *out_bytes_per_pixel);
 
 /**
  * An all-empty description: kind DENOISE, zero sizes, no arrays, no callbacks.

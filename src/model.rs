@@ -56,6 +56,15 @@ impl Model {
             Precision::F32 => None,
             p => Some(net.cast_networks(p.kind())),
         };
+        log::info!(
+            "loaded a LoFi model: {} parameters, trained at {1}x{1}, {2} -> {3} channels, on {4}, {5}",
+            params.numel(),
+            file.config.image_size,
+            file.config.c_in,
+            file.config.c_out,
+            options.device,
+            options.precision
+        );
         Ok(Model {
             config: file.config,
             notes: file.notes,

@@ -36,36 +36,40 @@ thread_local! {
     static LAST_ERROR: RefCell<Option<CString>> = const { RefCell::new(None) };
 }
 
+// `try_with`: during thread or process teardown the thread-local may already be gone (a C++
+// static destructor calling lofi); then the message is dropped rather than aborting.
 pub(crate) fn set_last_error(message: &str) {
     let text = CString::new(message.replace('\0', " ")).expect("NULs removed");
-    LAST_ERROR.with(|e| *e.borrow_mut() = Some(text));
+    let _ = LAST_ERROR.try_with(|e| *e.borrow_mut() = Some(text));
 }
 
 fn clear_last_error() {
-    LAST_ERROR.with(|e| *e.borrow_mut() = None);
+    let _ = LAST_ERROR.try_with(|e| *e.borrow_mut() = None);
 }
 
 /// The message of the last failed call on this thread, or NULL if the last call succeeded.
 /// The string belongs to lofi and stays valid until this thread's next lofi call.
 #[no_mangle]
 pub extern "C" fn lofi_last_error() -> *const c_char {
-    LAST_ERROR.with(|e| e.borrow().as_ref().map_or(std::ptr::null(), |s| s.as_ptr()))
+    LAST_ERROR.try_with(|e| e.borrow().as_ref().map_or(std::ptr::null(), |s| s.as_ptr())).unwrap_or(std::ptr::null())
 }
 
-/// A short, static name for a status code ("LOFI_STATUS_OK", ...). Never NULL.
+/// A short, static name for a status code ("LOFI_STATUS_OK", ...); "LOFI_STATUS_UNKNOWN" for a
+/// value that is not a status. Never NULL. Takes an int so that any value is safe to pass.
 #[no_mangle]
-pub extern "C" fn lofi_status_name(status: lofi_status) -> *const c_char {
+pub extern "C" fn lofi_status_name(status: i32) -> *const c_char {
     let name: &'static str = match status {
-        lofi_status::LOFI_STATUS_OK => "LOFI_STATUS_OK\0",
-        lofi_status::LOFI_STATUS_INVALID_ARGUMENT => "LOFI_STATUS_INVALID_ARGUMENT\0",
-        lofi_status::LOFI_STATUS_INVALID_INPUT => "LOFI_STATUS_INVALID_INPUT\0",
-        lofi_status::LOFI_STATUS_INVALID_MODEL => "LOFI_STATUS_INVALID_MODEL\0",
-        lofi_status::LOFI_STATUS_IO => "LOFI_STATUS_IO\0",
-        lofi_status::LOFI_STATUS_BUDGET_TOO_SMALL => "LOFI_STATUS_BUDGET_TOO_SMALL\0",
-        lofi_status::LOFI_STATUS_DEVICE_UNAVAILABLE => "LOFI_STATUS_DEVICE_UNAVAILABLE\0",
-        lofi_status::LOFI_STATUS_CANCELLED => "LOFI_STATUS_CANCELLED\0",
-        lofi_status::LOFI_STATUS_TORCH => "LOFI_STATUS_TORCH\0",
-        lofi_status::LOFI_STATUS_INTERNAL => "LOFI_STATUS_INTERNAL\0",
+        0 => "LOFI_STATUS_OK\0",
+        1 => "LOFI_STATUS_INVALID_ARGUMENT\0",
+        2 => "LOFI_STATUS_INVALID_INPUT\0",
+        3 => "LOFI_STATUS_INVALID_MODEL\0",
+        4 => "LOFI_STATUS_IO\0",
+        5 => "LOFI_STATUS_BUDGET_TOO_SMALL\0",
+        6 => "LOFI_STATUS_DEVICE_UNAVAILABLE\0",
+        7 => "LOFI_STATUS_CANCELLED\0",
+        8 => "LOFI_STATUS_TORCH\0",
+        9 => "LOFI_STATUS_INTERNAL\0",
+        _ => "LOFI_STATUS_UNKNOWN\0",
     };
     name.as_ptr().cast()
 }

@@ -89,8 +89,8 @@ pub unsafe extern "C" fn lofi_model_free(model: *mut lofi_model) {
 
 /// Describes a model into `*out_info`. Thread-safe.
 #[no_mangle]
-pub unsafe extern "C" fn lofi_model_info(model: *const lofi_model, out_info: *mut lofi_model_info) -> lofi_status {
-    guard("lofi_model_info", || {
+pub unsafe extern "C" fn lofi_model_get_info(model: *const lofi_model, out_info: *mut lofi_model_info) -> lofi_status {
+    guard("lofi_model_get_info", || {
         let model = &non_null(model, "model")?.inner;
         let out = out_info.as_mut().ok_or_else(|| Error::invalid_argument("out_info is NULL"))?;
         let cfg = model.config();
@@ -119,6 +119,36 @@ pub unsafe extern "C" fn lofi_model_info(model: *const lofi_model, out_info: *mu
             },
             bytes_per_pixel: crate::engine::budget::bytes_per_pixel(cfg, model.precision().bytes()) as u64,
         };
+        Ok(())
+    })
+}
+
+/// Working memory a reconstruction with `model` needs for a `width` x `height` input:
+/// `*out_min_budget_bytes` receives the smallest `memory_budget_bytes` that works (one batch of
+/// the minimum size), `*out_bytes_per_pixel` (may be NULL) what each further output pixel of a
+/// batch adds. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn lofi_memory_requirements(
+    model: *const lofi_model,
+    width: usize,
+    height: usize,
+    out_min_budget_bytes: *mut u64,
+    out_bytes_per_pixel: *mut u64,
+) -> lofi_status {
+    guard("lofi_memory_requirements", || {
+        let model = &non_null(model, "model")?.inner;
+        let out = out_min_budget_bytes.as_mut().ok_or_else(|| Error::invalid_argument("out_min_budget_bytes is NULL"))?;
+        if width == 0 || height == 0 || width > 1 << 16 || height > 1 << 16 {
+            return Err(Error::invalid_argument(format!("input size {width} x {height} is out of range")));
+        }
+        let cfg = model.config();
+        let net_bytes = model.precision().bytes();
+        let per_pixel = crate::engine::budget::bytes_per_pixel(cfg, net_bytes);
+        let image = crate::engine::budget::bytes_for_image(cfg, height, width, net_bytes);
+        *out = (image + per_pixel * crate::engine::BATCH_QUANTUM) as u64;
+        if let Some(p) = out_bytes_per_pixel.as_mut() {
+            *p = per_pixel as u64;
+        }
         Ok(())
     })
 }

@@ -123,8 +123,9 @@ pub struct lofi_region {
 }
 
 /// A sub-window of an output grid (for tiles): `cols` x `rows` samples starting at grid
-/// column `col0`, row `row0`. Tiles of one grid computed separately equal the whole grid
-/// (bit for bit on the CPU).
+/// column `col0`, row `row0`. Tiles of one grid computed separately equal the whole grid: bit
+/// for bit on the CPU with `threads = 1`; with more threads the BLAS may split rows differently
+/// and the last bits can differ (about 1e-7 relative).
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct lofi_window {
@@ -162,7 +163,7 @@ impl From<crate::engine::RunReport> for lofi_run_report {
     }
 }
 
-/// A model's description (output of `lofi_model_info`).
+/// A model's description (output of `lofi_model_get_info()`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct lofi_model_info {
@@ -180,8 +181,9 @@ pub struct lofi_model_info {
     pub hidden_dim: i32,
     /// 1 if the model has the Fourier noise-suppression filter.
     pub fourier_filtering: i32,
-    /// 1 for CCPG, 1 for INR-LoFi.
+    /// 1 if the model has coordinate-conditioned patch geometry (CCPG).
     pub ccpg: i32,
+    /// 1 for INR-LoFi (a learned coordinate transform before sampling).
     pub coord_deform: i32,
     /// Scalar parameters stored in the file.
     pub parameter_count: i64,

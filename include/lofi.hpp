@@ -1,0 +1,544 @@
+/*
+ * lofi.hpp: a small header-only C++17 wrapper over the C API of liblofi (lofi.h).
+ *
+ * Overview
+ * --------
+ *   #include "lofi.hpp"
+ *
+ *   lofi::Model model = lofi::Model::load("denoise.lofi");        // throws lofi::Error
+ *   lofi::ImageView in(pixels.data(), width, height, 1);          // non-owning, float32 (H, W, C)
+ *
+ *   std::vector<float> same = model.reconstruct(in);              // on-grid, width x height
+ *   lofi::Grid fine = lofi::Grid::scaled(in, 2.0);                // 2x resolution, whole image
+ *   std::vector<float> big = model.reconstruct_region(in, fine);  // (2W-1) x (2H-1) x channels_out
+ *
+ *   lofi::RunParams params;                                       // defaults of lofi.h
+ *   params.memory_budget_bytes = 64 << 20;
+ *   params.progress = [](std::uint64_t done, std::uint64_t total) { return true; };  // false: cancel
+ *   lofi::RunReport report;
+ *   model.reconstruct_region(in, fine.tile(0, 0, 64, 64), params, &report);         // one tile
+ *
+ * Contents, in the order they appear below:
+ *   lofi::Error         the exception every failure throws: lofi_status + lofi's message
+ *   lofi::version()     the library's version string
+ *   Plain types         ModelInfo, Region, Window, RunReport (the C structs), Point, Device,
+ *                       Precision, LoadParams
+ *   lofi::ImageView     read-only view of an input image (pointer, width, height, channels, stride)
+ *   lofi::OutputView    writable view of an output buffer, with subview() for tiles
+ *   lofi::Grid          what to reconstruct: grid size, optional region, optional window (tile)
+ *   lofi::RunParams     per-call settings: budget, threads, std::function progress callback
+ *   lofi::Model         the model: move-only owner of a lofi_model*, load/info/reconstruct
+ *   set_log_callback()  std::function log sink
+ *
+ * Errors: every failing call throws lofi::Error, whose status() is the lofi_status and whose
+ * what() is lofi_last_error() ("lofi_load: cannot read model ..."). Checks made by this header
+ * itself (a buffer of the wrong size, say) throw lofi::Error with LOFI_STATUS_INVALID_ARGUMENT and
+ * a message starting with "lofi.hpp:". Nothing else is thrown, except std::bad_alloc and whatever
+ * your own progress callback throws (see RunParams).
+ *
+ * Threads: a Model is immutable once loaded; its const member functions may run concurrently on
+ * any number of threads (as the C API allows). Moving, assigning or destroying a Model while
+ * another thread uses it is a data race, as for any C++ object.
+ *
+ * Requires lofi.h from the same release (found on the include path) and C++17.
+ */
+#ifndef LOFI_HPP
+#define LOFI_HPP
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "lofi.h"
+
+namespace lofi {
+
+// =================================================================================================
+// Errors
+// =================================================================================================
+
+/// The exception thrown for every failure: the C status and lofi's one-line message.
+class Error : public std::runtime_error {
+ public:
+  Error(lofi_status status, const std::string& message) : std::runtime_error(message), status_(status) {}
+
+  /// The lofi_status of the failed call (never LOFI_STATUS_OK).
+  lofi_status status() const noexcept { return status_; }
+
+  /// Its name, e.g. "LOFI_STATUS_INVALID_INPUT".
+  const char* status_name() const noexcept { return lofi_status_name(status_); }
+
+ private:
+  lofi_status status_;
+};
+
+namespace detail {
+
+/// Throws lofi::Error for a failed status, with this thread's lofi_last_error(). Must be called
+/// right after the C call, before any other lofi call on this thread.
+inline void check(lofi_status status) {
+  if (status != LOFI_STATUS_OK) {
+    const char* message = lofi_last_error();
+    throw Error(status, message ? message : lofi_status_name(status));
+  }
+}
+
+/// Throws for a misuse detected by this header.
+[[noreturn]] inline void invalid_argument(const std::string& message) {
+  throw Error(LOFI_STATUS_INVALID_ARGUMENT, "lofi.hpp: " + message);
+}
+
+}  // namespace detail
+
+/// The library's version, "major.minor.patch" (lofi_version()).
+inline const char* version() noexcept { return lofi_version(); }
+
+// =================================================================================================
+// Plain types
+// =================================================================================================
+
+/// A model's description (see lofi_model_info in lofi.h).
+using ModelInfo = lofi_model_info;
+/// A rectangle of input pixel coordinates {x0, y0, x1, y1}; pixel centres at integers.
+using Region = lofi_region;
+/// A tile of an output grid {col0, row0, cols, rows}.
+using Window = lofi_window;
+/// What a reconstruction did: pixels, batch size, batches, estimated and measured peak bytes.
+using RunReport = lofi_run_report;
+
+/// A point in input pixel coordinates: x is the column, y the row.
+struct Point {
+  double x = 0.0;
+  double y = 0.0;
+};
+static_assert(sizeof(Point) == 2 * sizeof(double) && std::is_standard_layout<Point>::value,
+              "Point must have the layout of the C API's interleaved (x, y) doubles");
+
+/// Where a model runs.
+enum class Device : lofi_device_kind { cpu = LOFI_DEVICE_CPU, cuda = LOFI_DEVICE_CUDA };
+
+/// Precision of the networks (half precisions on CUDA only).
+enum class Precision : lofi_precision {
+  f32 = LOFI_PRECISION_F32,
+  bf16 = LOFI_PRECISION_BF16,
+  f16 = LOFI_PRECISION_F16,
+};
+
+/// How to load a model; the defaults are lofi_default_load_params(): CPU, float32.
+struct LoadParams {
+  Device device = Device::cpu;
+  int device_index = 0;  ///< GPU index when device is Device::cuda.
+  Precision precision = Precision::f32;
+
+  /// The C struct, starting from lofi_default_load_params() so future fields keep defaults.
+  lofi_load_params to_c() const noexcept {
+    lofi_load_params p = lofi_default_load_params();
+    p.device = static_cast<lofi_device_kind>(device);
+    p.device_index = static_cast<std::int32_t>(device_index);
+    p.precision = static_cast<lofi_precision>(precision);
+    return p;
+  }
+};
+
+// =================================================================================================
+// Image views
+// =================================================================================================
+
+/// A read-only, non-owning view of an input image: float32, row-major, channels interleaved
+/// (H, W, C), rows `row_stride_bytes` apart (0 = packed). The pixels must outlive every call
+/// that uses the view. Channels must equal the model's input channels (2 = complex).
+struct ImageView {
+  const float* data = nullptr;
+  std::size_t width = 0;
+  std::size_t height = 0;
+  std::size_t channels = 1;
+  std::size_t row_stride_bytes = 0;
+
+  ImageView() = default;
+  ImageView(const float* pixels, std::size_t w, std::size_t h, std::size_t c = 1,
+            std::size_t stride_bytes = 0) noexcept
+      : data(pixels), width(w), height(h), channels(c), row_stride_bytes(stride_bytes) {}
+
+  /// A packed view of a vector holding exactly w * h * c values (else lofi::Error).
+  ImageView(const std::vector<float>& pixels, std::size_t w, std::size_t h, std::size_t c = 1)
+      : ImageView(pixels.data(), w, h, c) {
+    if (pixels.size() != w * h * c)
+      detail::invalid_argument("image vector holds " + std::to_string(pixels.size()) + " values, " +
+                               std::to_string(w) + " x " + std::to_string(h) + " x " +
+                               std::to_string(c) + " needs " + std::to_string(w * h * c));
+  }
+  /// A view of a temporary would dangle.
+  ImageView(std::vector<float>&&, std::size_t, std::size_t, std::size_t = 1) = delete;
+
+  /// The C descriptor.
+  lofi_image to_c() const noexcept {
+    lofi_image img;
+    img.data = data;
+    img.width = width;
+    img.height = height;
+    img.channels = channels;
+    img.row_stride_bytes = row_stride_bytes;
+    return img;
+  }
+};
+
+/// A writable, non-owning view of an output buffer: `width` x `height` samples of `channels`
+/// float32 values, rows `row_stride_bytes` apart (0 = packed).
+struct OutputView {
+  float* data = nullptr;
+  std::size_t width = 0;
+  std::size_t height = 0;
+  std::size_t channels = 1;
+  std::size_t row_stride_bytes = 0;
+
+  OutputView() = default;
+  OutputView(float* values, std::size_t w, std::size_t h, std::size_t c = 1,
+             std::size_t stride_bytes = 0) noexcept
+      : data(values), width(w), height(h), channels(c), row_stride_bytes(stride_bytes) {}
+
+  /// A packed view of a vector holding exactly w * h * c values (else lofi::Error).
+  OutputView(std::vector<float>& values, std::size_t w, std::size_t h, std::size_t c = 1)
+      : OutputView(values.data(), w, h, c) {
+    if (values.size() != w * h * c)
+      detail::invalid_argument("output vector holds " + std::to_string(values.size()) + " values, " +
+                               std::to_string(w) + " x " + std::to_string(h) + " x " +
+                               std::to_string(c) + " needs " + std::to_string(w * h * c));
+  }
+
+  /// Bytes from one row to the next.
+  std::size_t row_bytes() const noexcept {
+    return row_stride_bytes ? row_stride_bytes : width * channels * sizeof(float);
+  }
+
+  /// The view of the `cols` x `rows` samples starting at (col0, row0), sharing this buffer and
+  /// its stride: reconstructing a tile into it fills that part of the whole.
+  OutputView subview(std::size_t col0, std::size_t row0, std::size_t cols, std::size_t rows) const {
+    if (col0 > width || cols > width - col0 || row0 > height || rows > height - row0)
+      detail::invalid_argument("subview outside the output");
+    auto* base = reinterpret_cast<unsigned char*>(data) + row0 * row_bytes();
+    return OutputView(reinterpret_cast<float*>(base) + col0 * channels, cols, rows, channels, row_bytes());
+  }
+};
+
+// =================================================================================================
+// What to reconstruct
+// =================================================================================================
+
+/// An output grid: `width` x `height` samples spanning `region` (both ends included; the whole
+/// image if empty), of which only `window` is computed (all of it if empty).
+struct Grid {
+  std::size_t width = 0;
+  std::size_t height = 0;
+  std::optional<Region> region;
+  std::optional<Window> window;
+
+  /// Columns and rows actually computed (the window's, or the grid's).
+  std::size_t cols() const noexcept { return window ? window->cols : width; }
+  std::size_t rows() const noexcept { return window ? window->rows : height; }
+
+  /// The on-grid reconstruction of an image: one sample per input pixel.
+  static Grid pixels(const ImageView& in) { return Grid{in.width, in.height, std::nullopt, std::nullopt}; }
+
+  /// The whole image at `factor` samples per input pixel: round((W - 1) * factor) + 1 columns
+  /// (so factor 2 gives 2W - 1: the pixels and the points halfway between them).
+  static Grid scaled(const ImageView& in, double factor) {
+    if (in.width == 0 || in.height == 0) detail::invalid_argument("scaled grid of an empty image");
+    Region whole{0.0, 0.0, static_cast<double>(in.width) - 1.0, static_cast<double>(in.height) - 1.0};
+    Grid g = scaled(whole, factor);
+    g.region.reset();  // the same as the whole image
+    return g;
+  }
+
+  /// `region` at `factor` samples per input pixel (at least one sample per axis).
+  static Grid scaled(const Region& region, double factor) {
+    if (!(factor > 0.0) || !std::isfinite(factor)) detail::invalid_argument("scale factor must be > 0");
+    auto samples = [factor](double lo, double hi) {
+      double n = std::floor(std::fabs(hi - lo) * factor + 0.5);
+      if (!(n < 1e9)) detail::invalid_argument("grid too large");
+      return static_cast<std::size_t>(n) + 1;
+    };
+    return Grid{samples(region.x0, region.x1), samples(region.y0, region.y1), region, std::nullopt};
+  }
+
+  /// This grid, computing only the tile of `cols` x `rows` samples at (col0, row0).
+  Grid tile(std::size_t col0, std::size_t row0, std::size_t cols, std::size_t rows) const {
+    Grid g = *this;
+    g.window = Window{col0, row0, cols, rows};
+    return g;
+  }
+};
+
+// =================================================================================================
+// Per-call settings
+// =================================================================================================
+
+/// Progress callback: the pixels done so far and the total, after every batch, on the calling
+/// thread. Return false to cancel.
+using ProgressFn = std::function<bool(std::uint64_t done, std::uint64_t total)>;
+
+/// Per-call settings; the defaults are lofi_default_run_params() (512 MiB, libtorch's threads).
+///
+/// If `progress` returns false, the call throws lofi::Error with LOFI_STATUS_CANCELLED. If it
+/// throws, the exception never crosses the C library: it is caught, the reconstruction is
+/// cancelled, and the same exception is rethrown to the caller once the C call has returned.
+struct RunParams {
+  std::uint64_t memory_budget_bytes = lofi_default_run_params().memory_budget_bytes;
+  int threads = 0;  ///< CPU threads for the call; 0: libtorch's default.
+  ProgressFn progress;
+};
+
+namespace detail {
+
+/// State shared between a call and its progress trampoline.
+struct ProgressContext {
+  const ProgressFn* fn = nullptr;
+  std::exception_ptr error;
+};
+
+/// The C callback: forwards to the std::function; exceptions are stored and cancel the call.
+inline bool progress_trampoline(void* user_data, std::uint64_t done, std::uint64_t total) noexcept {
+  auto* ctx = static_cast<ProgressContext*>(user_data);
+  try {
+    return (*ctx->fn)(done, total);
+  } catch (...) {
+    ctx->error = std::current_exception();
+    return false;
+  }
+}
+
+/// The C run parameters for `p`, with the trampoline wired to `ctx` if there is a callback.
+inline lofi_run_params to_c(const RunParams& p, ProgressContext& ctx) noexcept {
+  lofi_run_params c = lofi_default_run_params();
+  c.memory_budget_bytes = p.memory_budget_bytes;
+  c.threads = static_cast<std::int32_t>(p.threads);
+  if (p.progress) {
+    ctx.fn = &p.progress;
+    c.progress = &progress_trampoline;
+    c.progress_user_data = &ctx;
+  }
+  return c;
+}
+
+/// After a call: the callback's own exception first, then the call's status.
+inline void finish(lofi_status status, ProgressContext& ctx) {
+  if (ctx.error) std::rethrow_exception(ctx.error);
+  check(status);
+}
+
+}  // namespace detail
+
+// =================================================================================================
+// Model
+// =================================================================================================
+
+/// A loaded model: the unique owner of a lofi_model*, released by the destructor. Move-only. A
+/// default-constructed or moved-from Model is empty; using it throws lofi::Error.
+class Model {
+ public:
+  /// An empty model.
+  Model() noexcept = default;
+
+  /// Adopts a model loaded through the C API (it will be released by this object).
+  explicit Model(lofi_model* adopted) noexcept : model_(adopted) {}
+
+  /// Loads a .lofi file (UTF-8 path).
+  static Model load(const std::string& path, const LoadParams& params = {}) {
+    lofi_load_params p = params.to_c();
+    lofi_model* m = nullptr;
+    detail::check(lofi_load(path.c_str(), &p, &m));
+    return Model(m);
+  }
+
+  /// Loads a model from the bytes of a .lofi file; the bytes may be freed afterwards.
+  static Model load_from_memory(const void* data, std::size_t size, const LoadParams& params = {}) {
+    lofi_load_params p = params.to_c();
+    lofi_model* m = nullptr;
+    detail::check(lofi_load_from_memory(static_cast<const std::uint8_t*>(data), size, &p, &m));
+    return Model(m);
+  }
+  static Model load_from_memory(const std::vector<std::uint8_t>& bytes, const LoadParams& params = {}) {
+    // data() of an empty vector may be NULL: pass a valid pointer so the library reports the
+    // empty file rather than a NULL argument.
+    static const std::uint8_t nothing = 0;
+    return load_from_memory(bytes.empty() ? &nothing : bytes.data(), bytes.size(), params);
+  }
+
+  Model(Model&& other) noexcept : model_(std::exchange(other.model_, nullptr)) {}
+  Model& operator=(Model&& other) noexcept {
+    if (this != &other) {
+      reset();
+      model_ = std::exchange(other.model_, nullptr);
+    }
+    return *this;
+  }
+  Model(const Model&) = delete;
+  Model& operator=(const Model&) = delete;
+  ~Model() { reset(); }
+
+  /// True unless empty.
+  explicit operator bool() const noexcept { return model_ != nullptr; }
+  /// The C handle (still owned by this object).
+  lofi_model* get() const noexcept { return model_; }
+  /// Gives up ownership: the caller must lofi_model_free() the result.
+  lofi_model* release() noexcept { return std::exchange(model_, nullptr); }
+  /// Releases the model now; the object becomes empty.
+  void reset() noexcept {
+    lofi_model_free(model_);
+    model_ = nullptr;
+  }
+
+  /// The model's description.
+  ModelInfo info() const {
+    ModelInfo info{};
+    detail::check(lofi_model_get_info(model_, &info));
+    return info;
+  }
+  std::size_t channels_in() const { return static_cast<std::size_t>(info().channels_in); }
+  std::size_t channels_out() const { return static_cast<std::size_t>(info().channels_out); }
+
+  // --- regions and grids ------------------------------------------------------------------------
+
+  /// Reconstructs `grid` of `in` into the caller's buffer `out`, whose width, height and channels
+  /// must be grid.cols(), grid.rows() and the model's output channels. Returns the run report.
+  RunReport reconstruct_region(const ImageView& in, const Grid& grid, const OutputView& out,
+                               const RunParams& params = {}) const {
+    const std::size_t c_out = channels_out();
+    if (out.width != grid.cols() || out.height != grid.rows() || out.channels != c_out)
+      detail::invalid_argument("output view is " + shape(out.width, out.height, out.channels) +
+                               ", the grid needs " + shape(grid.cols(), grid.rows(), c_out));
+    const lofi_image img = in.to_c();
+    detail::ProgressContext ctx;
+    const lofi_run_params p = detail::to_c(params, ctx);
+    RunReport report{};
+    const lofi_status s = lofi_reconstruct_region(
+        model_, &img, grid.region ? &*grid.region : nullptr, grid.width, grid.height,
+        grid.window ? &*grid.window : nullptr, out.data, out.row_stride_bytes, &p, &report);
+    detail::finish(s, ctx);
+    return report;
+  }
+
+  /// Reconstructs `grid` of `in` into a new packed vector of grid.rows() x grid.cols() x
+  /// channels_out values. `report`, if not null, receives what the call did.
+  std::vector<float> reconstruct_region(const ImageView& in, const Grid& grid, const RunParams& params = {},
+                                        RunReport* report = nullptr) const {
+    const std::size_t c_out = channels_out();
+    std::vector<float> out(grid.cols() * grid.rows() * c_out);
+    const RunReport r = reconstruct_region(in, grid, OutputView(out.data(), grid.cols(), grid.rows(), c_out), params);
+    if (report) *report = r;
+    return out;
+  }
+
+  /// The on-grid reconstruction of the whole image (width x height x channels_out values).
+  std::vector<float> reconstruct(const ImageView& in, const RunParams& params = {},
+                                 RunReport* report = nullptr) const {
+    return reconstruct_region(in, Grid::pixels(in), params, report);
+  }
+
+  // --- arbitrary points -------------------------------------------------------------------------
+
+  /// Reconstructs `count` points into `out` (at least count x channels_out values, point after
+  /// point). Zero points do nothing.
+  RunReport reconstruct_points(const ImageView& in, const Point* points, std::size_t count, float* out,
+                               std::size_t out_size, const RunParams& params = {}) const {
+    const std::size_t c_out = channels_out();
+    if (count == 0) return RunReport{};
+    if (c_out == 0 || out_size / c_out < count)
+      detail::invalid_argument("output holds " + std::to_string(out_size) + " values, " +
+                               std::to_string(count) + " points need " + std::to_string(count * c_out));
+    const lofi_image img = in.to_c();
+    detail::ProgressContext ctx;
+    const lofi_run_params p = detail::to_c(params, ctx);
+    RunReport report{};
+    // Point is two doubles, so an array of them is the C API's interleaved x, y array.
+    const lofi_status s = lofi_reconstruct_points(model_, &img, reinterpret_cast<const double*>(points),
+                                                  count, out, &p, &report);
+    detail::finish(s, ctx);
+    return report;
+  }
+
+  /// Reconstructs points into a new vector of points.size() x channels_out values.
+  std::vector<float> reconstruct_points(const ImageView& in, const std::vector<Point>& points,
+                                        const RunParams& params = {}, RunReport* report = nullptr) const {
+    std::vector<float> out(points.size() * channels_out());
+    const RunReport r = reconstruct_points(in, points.data(), points.size(), out.data(), out.size(), params);
+    if (report) *report = r;
+    return out;
+  }
+
+ private:
+  static std::string shape(std::size_t w, std::size_t h, std::size_t c) {
+    return std::to_string(w) + " x " + std::to_string(h) + " x " + std::to_string(c);
+  }
+
+  lofi_model* model_ = nullptr;
+};
+
+// =================================================================================================
+// Logging
+// =================================================================================================
+
+/// Log levels, most to least severe.
+enum class LogLevel : lofi_log_level {
+  off = LOFI_LOG_OFF,
+  error = LOFI_LOG_ERROR,
+  warn = LOFI_LOG_WARN,
+  info = LOFI_LOG_INFO,
+  debug = LOFI_LOG_DEBUG,
+  trace = LOFI_LOG_TRACE,
+};
+
+/// Receives a log message (valid only during the call). Called from any thread running lofi
+/// code, possibly concurrently: make it thread-safe. Exceptions it throws are dropped.
+using LogFn = std::function<void(LogLevel level, const char* message)>;
+
+namespace detail {
+
+inline void log_trampoline(void* user_data, lofi_log_level level, const char* message) noexcept {
+  try {
+    (*static_cast<const LogFn*>(user_data))(static_cast<LogLevel>(level), message);
+  } catch (...) {
+  }
+}
+
+/// Keeps every installed LogFn alive for the rest of the process: lofi.h does not say when a
+/// replaced callback has stopped running, and lofi may log from any thread until exit, so none is
+/// ever destroyed. The registry itself is never destroyed either (no exit-time destructor runs
+/// after lofi's thread-local state is gone); it stays reachable, so leak checkers are quiet.
+struct LogRegistry {
+  std::mutex lock;
+  std::vector<std::unique_ptr<LogFn>> callbacks;
+  static LogRegistry& get() {
+    static LogRegistry* registry = new LogRegistry;
+    return *registry;
+  }
+};
+
+}  // namespace detail
+
+/// Sends lofi's log messages up to `max_level` to `fn` (an empty fn stops them). Process-wide;
+/// throws lofi::Error if another Rust logger owns the process.
+inline void set_log_callback(LogFn fn, LogLevel max_level = LogLevel::info) {
+  auto& registry = detail::LogRegistry::get();
+  std::lock_guard<std::mutex> guard(registry.lock);
+  if (!fn) {
+    detail::check(lofi_set_log_callback(nullptr, nullptr, LOFI_LOG_OFF));
+    return;
+  }
+  registry.callbacks.push_back(std::make_unique<LogFn>(std::move(fn)));
+  detail::check(lofi_set_log_callback(&detail::log_trampoline, registry.callbacks.back().get(),
+                                      static_cast<lofi_log_level>(max_level)));
+}
+
+}  // namespace lofi
+
+#endif  // LOFI_HPP

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Installs liblofi into a temporary prefix and builds tests/c/consumer against it, with
+# pkg-config (shared and static) and with CMake find_package(lofi) (shared, static, C++), then
+# runs every program. Registered with ctest as `install_consumer` (exit 77 = skipped).
+#
+#   run.sh REPO_ROOT WORK_DIR CMAKE LOFI_LIB_DIR MODEL
+set -euo pipefail
+root="$1" work="$2" cmake="$3" lib_dir="$4" model="$5"
+here="$root/tests/c/consumer"
+cc="${CC:-cc}"
+prefix="$work/prefix"
+rm -rf "$work"
+mkdir -p "$work"
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "install into $prefix"
+LOFI_LIB_DIR="$lib_dir" "$root/scripts/install.sh" "$prefix"
+
+run() { # PROGRAM: runs it, and checks it records liblofi by name, not by path
+  "$@" "$model"
+  if readelf -d "$1" 2>/dev/null | grep -q "NEEDED.*\[/.*liblofi"; then
+    echo "FAIL: $1 records liblofi by absolute path:"
+    readelf -d "$1" | grep NEEDED
+    exit 1
+  fi
+}
+
+if command -v pkg-config >/dev/null 2>&1; then
+  export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
+  step "pkg-config --cflags --libs lofi: $(pkg-config --cflags --libs lofi)"
+  # shellcheck disable=SC2046
+  "$cc" -std=c99 -Wall -Wextra -Wpedantic -Werror "$here/consumer.c" $(pkg-config --cflags --libs lofi) \
+    -o "$work/consumer-pc"
+  run "$work/consumer-pc"
+  if ! readelf -d "$work/consumer-pc" | grep -q "NEEDED.*liblofi"; then
+    echo "FAIL: consumer-pc does not link liblofi.so"
+    exit 1
+  fi
+
+  step "pkg-config --cflags --libs lofi-static"
+  # shellcheck disable=SC2046
+  "$cc" -std=c99 -Wall -Wextra -Wpedantic -Werror "$here/consumer.c" $(pkg-config --cflags --libs lofi-static) \
+    -o "$work/consumer-pc-static"
+  run "$work/consumer-pc-static"
+  if readelf -d "$work/consumer-pc-static" | grep -q "NEEDED.*liblofi"; then
+    echo "FAIL: consumer-pc-static depends on liblofi.so"
+    exit 1
+  fi
+else
+  step "pkg-config not found: skipping the pkg-config builds"
+fi
+
+step "CMake find_package(lofi)"
+"$cmake" -S "$here" -B "$work/cmake-build" -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_BUILD_TYPE=Release \
+  >"$work/cmake-configure.log" 2>&1 || {
+  cat "$work/cmake-configure.log"
+  exit 1
+}
+grep "found lofi" "$work/cmake-configure.log"
+"$cmake" --build "$work/cmake-build" --parallel 2 >"$work/cmake-build.log" 2>&1 || {
+  cat "$work/cmake-build.log"
+  exit 1
+}
+run "$work/cmake-build/consumer"
+run "$work/cmake-build/consumer_static"
+run "$work/cmake-build/consumer_cpp"
+if readelf -d "$work/cmake-build/consumer_static" | grep -q "NEEDED.*liblofi"; then
+  echo "FAIL: consumer_static depends on liblofi.so"
+  exit 1
+fi
+
+macro() { sed -n "s/^#define LOFI_VERSION_$1 \([0-9][0-9]*\)$/\1/p" "$prefix/include/lofi.h"; }
+major="$(macro MAJOR)" minor="$(macro MINOR)" patch="$(macro PATCH)"
+if [ "$major" = 0 ]; then newer="0.$((minor + 1))"; else newer="$((major + 1)).0"; fi
+step "find_package(lofi $major.$minor.$patch EXACT) accepted, find_package(lofi $newer) refused"
+mkdir -p "$work/version-check"
+cat >"$work/version-check/CMakeLists.txt" <<CMAKE
+cmake_minimum_required(VERSION 3.16)
+project(v LANGUAGES C)
+find_package(lofi $newer QUIET)
+if(lofi_FOUND)
+  message(FATAL_ERROR "lofi $newer accepted by lofi \${lofi_VERSION}")
+endif()
+find_package(lofi $major.$minor.$patch EXACT REQUIRED)
+CMAKE
+"$cmake" -S "$work/version-check" -B "$work/version-check/build" -DCMAKE_PREFIX_PATH="$prefix" \
+  >"$work/version-check.log" 2>&1 || {
+  cat "$work/version-check.log"
+  exit 1
+}
+echo "ok"
+
+step "all consumers built and ran"

@@ -1,0 +1,465 @@
+/*
+ * What lofi_reconstruct_region / lofi_reconstruct_points compute: tiles equal the whole image bit
+ * for bit, a 2x grid's even samples are the on-grid reconstruction, points equal grid samples,
+ * strides and defaults change nothing, the progress callback reports every batch and can cancel,
+ * and the run report agrees with the memory budget.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "lofi_test.h"
+
+enum { W = 24, H = 20 };
+
+static lofi_model *gray, *rgb, *cplx;
+
+/* Whole-image on-grid reconstruction into a new buffer (NULL on failure). */
+static float *on_grid(const lofi_model *m, const lofi_image *img, size_t c_out) {
+  float *o = (float *)malloc(img->width * img->height * c_out * sizeof(float));
+  if (o && lofi_reconstruct_region(m, img, NULL, img->width, img->height, NULL, o, 0, NULL, NULL) !=
+               LOFI_STATUS_OK) {
+    fprintf(stderr, "on_grid: %s\n", lt_err());
+    free(o);
+    return NULL;
+  }
+  return o;
+}
+
+static void test_models_and_defaults(void) {
+  struct {
+    lofi_model *m;
+    size_t c_in, c_out;
+  } cases[3];
+  size_t i;
+  cases[0].m = gray, cases[0].c_in = 1, cases[0].c_out = 1;
+  cases[1].m = rgb, cases[1].c_in = 3, cases[1].c_out = 3;
+  cases[2].m = cplx, cases[2].c_in = 2, cases[2].c_out = 1;
+  for (i = 0; i < 3; i++) {
+    size_t n = (size_t)W * H * cases[i].c_out;
+    float *px = lt_make_pixels(W, H, cases[i].c_in, (unsigned)i);
+    float *a = (float *)malloc(n * sizeof(float)), *b = (float *)malloc(n * sizeof(float));
+    lofi_image img = lt_image(px, W, H, cases[i].c_in);
+    lofi_region whole = {0.0, 0.0, W - 1.0, H - 1.0};
+    lofi_run_params params = lofi_default_run_params();
+    lofi_run_report report;
+    REQUIRE(px && a && b);
+    memset(&report, 0xff, sizeof report);
+    /* NULL region / params / report == explicit whole region / default params. */
+    CHECK_OK(lofi_reconstruct_region(cases[i].m, &img, NULL, W, H, NULL, a, 0, NULL, NULL));
+    CHECK_OK(lofi_reconstruct_region(cases[i].m, &img, &whole, W, H, NULL, b, 0, &params, &report));
+    CHECK_MSG(memcmp(a, b, n * sizeof(float)) == 0, "model %zu: NULL region/params differ", i);
+    CHECK(lt_all_finite(a, n));
+    CHECK(report.pixels == (uint64_t)W * H);
+    CHECK(report.batch_pixels > 0 && report.batches >= 1);
+    CHECK(report.batches == (report.pixels + report.batch_pixels - 1) / report.batch_pixels);
+    CHECK(report.estimated_peak_bytes > 0 && report.estimated_peak_bytes <= params.memory_budget_bytes);
+    CHECK(report.measured_peak_bytes == 0); /* CPU */
+    /* Deterministic: the same call twice gives the same bits. */
+    CHECK_OK(lofi_reconstruct_region(cases[i].m, &img, NULL, W, H, NULL, b, 0, NULL, NULL));
+    CHECK(memcmp(a, b, n * sizeof(float)) == 0);
+    free(px);
+    free(a);
+    free(b);
+  }
+}
+
+/* Input and output row strides (with NaN padding the library must not read, and output padding
+ * it must not write) give the packed result. */
+static void test_strides(void) {
+  const size_t C = 3, pad_in = 5, pad_out = 7;
+  const size_t in_stride = W * C + pad_in, out_stride = W * C + pad_out;
+  float *px = lt_make_pixels(W, H, C, 11);
+  float *padded = (float *)malloc(in_stride * H * sizeof(float));
+  float *out = (float *)malloc(out_stride * H * sizeof(float));
+  float *ref;
+  lofi_image img = lt_image(px, W, H, C), img_padded;
+  size_t y, x;
+  int untouched = 1, equal = 1;
+  REQUIRE(px && padded && out);
+  for (y = 0; y < H; y++) {
+    memcpy(padded + y * in_stride, px + y * W * C, W * C * sizeof(float));
+    for (x = W * C; x < in_stride; x++) padded[y * in_stride + x] = (float)NAN;
+  }
+  for (x = 0; x < out_stride * H; x++) out[x] = -12345.0f;
+  ref = on_grid(rgb, &img, C);
+  REQUIRE(ref != NULL);
+  img_padded = lt_image(padded, W, H, C);
+  img_padded.row_stride_bytes = in_stride * sizeof(float);
+  CHECK_OK(lofi_reconstruct_region(rgb, &img_padded, NULL, W, H, NULL, out,
+                                   out_stride * sizeof(float), NULL, NULL));
+  for (y = 0; y < H; y++) {
+    equal &= memcmp(out + y * out_stride, ref + y * W * C, W * C * sizeof(float)) == 0;
+    for (x = W * C; x < out_stride; x++) untouched &= out[y * out_stride + x] == -12345.0f;
+  }
+  CHECK_MSG(equal, "strided result differs from packed");
+  CHECK_MSG(untouched, "output padding was written");
+  /* An explicit stride equal to the packed one is the same as 0. */
+  img.row_stride_bytes = W * C * sizeof(float);
+  CHECK_OK(lofi_reconstruct_region(rgb, &img, NULL, W, H, NULL, out, W * C * sizeof(float), NULL, NULL));
+  CHECK(memcmp(out, ref, W * H * C * sizeof(float)) == 0);
+  free(px);
+  free(padded);
+  free(out);
+  free(ref);
+}
+
+/* Tiles of a grid, written straight into the whole output through its row stride, or into
+ * separate packed buffers, equal the whole grid bit for bit; also at 2x and on a sub-region. */
+static void check_tiles(const lofi_model *m, const lofi_image *img, size_t c_out,
+                        const lofi_region *region, size_t gw, size_t gh) {
+  static const size_t col_cuts[] = {0, 7, 19}, row_cuts[] = {0, 9};
+  const size_t ncol = sizeof col_cuts / sizeof col_cuts[0], nrow = sizeof row_cuts / sizeof row_cuts[0];
+  const size_t row_floats = gw * c_out;
+  float *whole = (float *)malloc(gw * gh * c_out * sizeof(float));
+  float *tiled = (float *)malloc(gw * gh * c_out * sizeof(float));
+  float *tile = (float *)malloc(gw * gh * c_out * sizeof(float));
+  size_t i, j, r;
+  int same_strided = 1, same_packed = 1;
+  REQUIRE(whole && tiled && tile);
+  memset(tiled, 0, gw * gh * c_out * sizeof(float));
+  CHECK_OK(lofi_reconstruct_region(m, img, region, gw, gh, NULL, whole, 0, NULL, NULL));
+  for (j = 0; j < nrow; j++)
+    for (i = 0; i < ncol; i++) {
+      lofi_window win;
+      win.col0 = col_cuts[i];
+      win.row0 = row_cuts[j];
+      win.cols = (i + 1 < ncol ? col_cuts[i + 1] : gw) - win.col0;
+      win.rows = (j + 1 < nrow ? row_cuts[j + 1] : gh) - win.row0;
+      /* into the whole buffer, through the stride */
+      CHECK_OK(lofi_reconstruct_region(m, img, region, gw, gh, &win,
+                                       tiled + win.row0 * row_floats + win.col0 * c_out,
+                                       row_floats * sizeof(float), NULL, NULL));
+      /* into a packed buffer of exactly the tile's size */
+      CHECK_OK(lofi_reconstruct_region(m, img, region, gw, gh, &win, tile, 0, NULL, NULL));
+      for (r = 0; r < win.rows; r++)
+        same_packed &= memcmp(tile + r * win.cols * c_out,
+                              whole + (win.row0 + r) * row_floats + win.col0 * c_out,
+                              win.cols * c_out * sizeof(float)) == 0;
+    }
+  same_strided = memcmp(tiled, whole, gw * gh * c_out * sizeof(float)) == 0;
+  CHECK_MSG(same_strided, "%zu x %zu grid: tiles written through the stride differ from the whole (max |diff| %g)",
+            gw, gh, lt_max_abs_diff(tiled, whole, gw * gh * c_out));
+  CHECK_MSG(same_packed, "%zu x %zu grid: packed tiles differ from the whole", gw, gh);
+  free(whole);
+  free(tiled);
+  free(tile);
+}
+
+static void test_tiles_equal_whole(void) {
+  float *g = lt_make_pixels(W, H, 1, 5), *c = lt_make_pixels(W, H, 3, 6);
+  lofi_image gi = lt_image(g, W, H, 1), ci = lt_image(c, W, H, 3);
+  lofi_region sub = {3.25, -1.5, 17.0, 12.75};
+  REQUIRE(g && c);
+  check_tiles(gray, &gi, 1, NULL, W, H);
+  check_tiles(gray, &gi, 1, NULL, 2 * W - 1, 2 * H - 1);
+  check_tiles(gray, &gi, 1, &sub, 29, 23);
+  check_tiles(rgb, &ci, 3, NULL, W, H);
+  free(g);
+  free(c);
+}
+
+/* The (2W-1) x (2H-1) grid holds the on-grid samples at its even positions. */
+static void test_double_resolution(void) {
+  float *px = lt_make_pixels(W, H, 3, 9);
+  lofi_image img = lt_image(px, W, H, 3);
+  const size_t GW = 2 * W - 1, GH = 2 * H - 1, C = 3;
+  float *fine = (float *)malloc(GW * GH * C * sizeof(float)), *ref;
+  double worst = 0.0;
+  size_t x, y, c;
+  REQUIRE(px && fine);
+  ref = on_grid(rgb, &img, C);
+  REQUIRE(ref != NULL);
+  CHECK_OK(lofi_reconstruct_region(rgb, &img, NULL, GW, GH, NULL, fine, 0, NULL, NULL));
+  for (y = 0; y < H; y++)
+    for (x = 0; x < W; x++)
+      for (c = 0; c < C; c++) {
+        double d = fabs((double)fine[((2 * y) * GW + 2 * x) * C + c] - (double)ref[(y * W + x) * C + c]);
+        if (!(d <= worst)) worst = d;
+      }
+  CHECK_MSG(worst <= 1e-5, "2x grid vs on-grid: max |diff| = %g", worst);
+  CHECK(lt_all_finite(fine, GW * GH * C));
+  free(px);
+  free(fine);
+  free(ref);
+}
+
+/* Points at pixel centres equal the on-grid samples; points at a region's grid positions equal
+ * that grid; a 1 x 1 grid sits at the region's centre. */
+static void test_points_match_grid(void) {
+  float *px = lt_make_pixels(W, H, 1, 4), *ref, *vals, grid[6 * 5], one;
+  lofi_image img = lt_image(px, W, H, 1);
+  double *xy = (double *)malloc(2 * W * H * sizeof(double)), sub_xy[2 * 6 * 5];
+  lofi_region sub = {2.5, 4.0, 12.5, 14.0};
+  lofi_run_report report;
+  size_t x, y;
+  REQUIRE(px && xy);
+  ref = on_grid(gray, &img, 1);
+  vals = (float *)malloc(W * H * sizeof(float));
+  REQUIRE(ref && vals);
+  for (y = 0; y < H; y++)
+    for (x = 0; x < W; x++) {
+      xy[2 * (y * W + x)] = (double)x;
+      xy[2 * (y * W + x) + 1] = (double)y;
+    }
+  CHECK_OK(lofi_reconstruct_points(gray, &img, xy, W * H, vals, NULL, &report));
+  CHECK(report.pixels == (uint64_t)W * H);
+  CHECK_MSG(lt_max_abs_diff(vals, ref, W * H) <= 1e-5, "points vs grid: max |diff| = %g",
+            lt_max_abs_diff(vals, ref, W * H));
+  /* a 6 x 5 grid over `sub`: x = 2.5 + 2 i, y = 4 + 2.5 j */
+  for (y = 0; y < 5; y++)
+    for (x = 0; x < 6; x++) {
+      sub_xy[2 * (y * 6 + x)] = 2.5 + 2.0 * (double)x;
+      sub_xy[2 * (y * 6 + x) + 1] = 4.0 + 2.5 * (double)y;
+    }
+  CHECK_OK(lofi_reconstruct_region(gray, &img, &sub, 6, 5, NULL, grid, 0, NULL, NULL));
+  CHECK_OK(lofi_reconstruct_points(gray, &img, sub_xy, 30, vals, NULL, NULL));
+  CHECK_MSG(lt_max_abs_diff(vals, grid, 30) <= 1e-5, "region grid vs points: max |diff| = %g",
+            lt_max_abs_diff(vals, grid, 30));
+  CHECK_OK(lofi_reconstruct_region(gray, &img, &sub, 1, 1, NULL, &one, 0, NULL, NULL));
+  sub_xy[0] = 7.5;
+  sub_xy[1] = 9.0;
+  CHECK_OK(lofi_reconstruct_points(gray, &img, sub_xy, 1, vals, NULL, NULL));
+  CHECK_MSG(fabs((double)one - (double)vals[0]) <= 1e-5, "1 x 1 grid is not at the centre");
+  free(px);
+  free(xy);
+  free(ref);
+  free(vals);
+}
+
+/* ---- progress, cancellation, budget ---------------------------------------------------------- */
+
+typedef struct {
+  unsigned calls;
+  unsigned cancel_at; /* 0: never */
+  uint64_t last_done, total;
+  int monotonic;
+  const void *self;
+} progress_log;
+
+static bool on_progress(void *user, uint64_t done, uint64_t total) {
+  progress_log *log = (progress_log *)user;
+  if (log->self != log) return false; /* user_data not passed unchanged */
+  log->calls++;
+  if (done <= log->last_done || done > total || (log->total && total != log->total))
+    log->monotonic = 0;
+  log->last_done = done;
+  log->total = total;
+  return log->cancel_at == 0 || log->calls < log->cancel_at;
+}
+
+static progress_log new_log(unsigned cancel_at) {
+  progress_log l;
+  memset(&l, 0, sizeof l);
+  l.cancel_at = cancel_at;
+  l.monotonic = 1;
+  return l;
+}
+
+/* The smallest budget that holds one batch, found from a run report: the fixed part (the
+ * prepared image) is the estimate minus the batch's pixels. */
+static uint64_t fixed_bytes(const lofi_model *m, const lofi_image *img, uint64_t *per_pixel) {
+  lofi_model_info info;
+  lofi_run_report rep;
+  float *o = (float *)malloc(img->width * img->height * 3 * sizeof(float));
+  if (!o || lofi_model_get_info(m, &info) != LOFI_STATUS_OK ||
+      lofi_reconstruct_region(m, img, NULL, img->width, img->height, NULL, o, 0, NULL, &rep) != LOFI_STATUS_OK) {
+    free(o);
+    return 0;
+  }
+  free(o);
+  *per_pixel = info.bytes_per_pixel;
+  return rep.estimated_peak_bytes - rep.batch_pixels * info.bytes_per_pixel;
+}
+
+static void test_budget_batches_and_progress(void) {
+  float *px = lt_make_pixels(W, H, 1, 2);
+  lofi_image img = lt_image(px, W, H, 1);
+  float *a = (float *)malloc(W * H * sizeof(float)), *b = (float *)malloc(W * H * sizeof(float));
+  lofi_run_params params = lofi_default_run_params();
+  lofi_run_report rep;
+  progress_log log = new_log(0);
+  uint64_t per_pixel = 0, fixed;
+  REQUIRE(px && a && b);
+  fixed = fixed_bytes(gray, &img, &per_pixel);
+  REQUIRE_MSG(fixed > 0 && per_pixel > 0, "no run report");
+
+  /* A budget for about 100 pixels per batch: several batches, the same bits as one batch. */
+  params.memory_budget_bytes = fixed + 100 * per_pixel;
+  params.progress = on_progress;
+  params.progress_user_data = &log;
+  log.self = &log;
+  CHECK_OK(lofi_reconstruct_region(gray, &img, NULL, W, H, NULL, a, 0, &params, &rep));
+  CHECK_MSG(rep.batch_pixels > 0 && rep.batch_pixels <= 100, "batch of %llu pixels for a 100-pixel budget",
+            (unsigned long long)rep.batch_pixels);
+  CHECK(rep.estimated_peak_bytes <= params.memory_budget_bytes);
+  CHECK(rep.batches == (W * H + rep.batch_pixels - 1) / rep.batch_pixels && rep.batches > 1);
+  CHECK_MSG(log.calls == rep.batches, "progress called %u times for %llu batches", log.calls,
+            (unsigned long long)rep.batches);
+  CHECK(log.monotonic && log.last_done == (uint64_t)W * H && log.total == (uint64_t)W * H);
+  CHECK_OK(lofi_reconstruct_region(gray, &img, NULL, W, H, NULL, b, 0, NULL, NULL));
+  CHECK_MSG(memcmp(a, b, W * H * sizeof(float)) == 0,
+            "small batches differ from one batch (max |diff| %g)", lt_max_abs_diff(a, b, W * H));
+
+  /* Less than one pixel above the fixed part: too small, and the message says how much is needed. */
+  params.memory_budget_bytes = fixed + per_pixel / 2;
+  params.progress = NULL;
+  EXPECT_FAIL(lofi_reconstruct_region(gray, &img, NULL, W, H, NULL, a, 0, &params, NULL),
+              LOFI_STATUS_BUDGET_TOO_SMALL, "at least");
+
+  /* Points: progress in points. */
+  {
+    double xy[2 * 150];
+    float vals[150];
+    size_t i;
+    for (i = 0; i < 150; i++) {
+      xy[2 * i] = (double)(i % W);
+      xy[2 * i + 1] = (double)(i / W);
+    }
+    log = new_log(0);
+    log.self = &log;
+    params.memory_budget_bytes = fixed + 70 * per_pixel;
+    params.progress = on_progress;
+    CHECK_OK(lofi_reconstruct_points(gray, &img, xy, 150, vals, &params, &rep));
+    CHECK(rep.pixels == 150 && rep.batches > 1 && log.calls == rep.batches);
+    CHECK(log.monotonic && log.last_done == 150 && log.total == 150);
+    CHECK(lt_max_abs_diff(vals, b, 150) <= 1e-5);
+  }
+  free(px);
+  free(a);
+  free(b);
+}
+
+static void test_cancel(void) {
+  float *px = lt_make_pixels(W, H, 1, 2);
+  lofi_image img = lt_image(px, W, H, 1);
+  float *o = (float *)malloc(W * H * sizeof(float));
+  lofi_run_params params = lofi_default_run_params();
+  progress_log log;
+  uint64_t per_pixel = 0, fixed;
+  double xy[4] = {1, 2, 3, 4};
+  REQUIRE(px && o);
+  fixed = fixed_bytes(gray, &img, &per_pixel);
+  REQUIRE(fixed > 0);
+  params.progress = on_progress;
+  params.progress_user_data = &log;
+
+  /* Cancel at the first call: one batch covers everything with the default budget. */
+  log = new_log(1);
+  log.self = &log;
+  EXPECT_FAIL(lofi_reconstruct_region(gray, &img, NULL, W, H, NULL, o, 0, &params, NULL),
+              LOFI_STATUS_CANCELLED, NULL);
+  CHECK(log.calls == 1);
+  /* Cancel at the second of several batches: no more calls after the cancel. */
+  params.memory_budget_bytes = fixed + 64 * per_pixel;
+  log = new_log(2);
+  log.self = &log;
+  EXPECT_FAIL(lofi_reconstruct_region(gray, &img, NULL, W, H, NULL, o, 0, &params, NULL),
+              LOFI_STATUS_CANCELLED, NULL);
+  CHECK_MSG(log.calls == 2, "progress called %u times after cancelling at 2", log.calls);
+  CHECK(log.last_done < (uint64_t)W * H);
+  /* Points cancel too. */
+  log = new_log(1);
+  log.self = &log;
+  EXPECT_FAIL(lofi_reconstruct_points(gray, &img, xy, 2, o, &params, NULL), LOFI_STATUS_CANCELLED, NULL);
+  /* A cancelled call leaves the model usable, and the next success clears the error. */
+  CHECK_OK(lofi_reconstruct_points(gray, &img, xy, 2, o, NULL, NULL));
+  free(px);
+  free(o);
+}
+
+/* Threads parameter: a per-call thread count gives the same result (libtorch's matrix products
+ * are deterministic for a fixed shape). */
+static void test_threads_param(void) {
+  float *px = lt_make_pixels(W, H, 3, 8), *a, *b;
+  lofi_image img = lt_image(px, W, H, 3);
+  lofi_run_params params = lofi_default_run_params();
+  REQUIRE(px);
+  a = on_grid(rgb, &img, 3);
+  b = (float *)malloc(W * H * 3 * sizeof(float));
+  REQUIRE(a && b);
+  params.threads = 1;
+  CHECK_OK(lofi_reconstruct_region(rgb, &img, NULL, W, H, NULL, b, 0, &params, NULL));
+  CHECK_MSG(lt_max_abs_diff(a, b, W * H * 3) <= 1e-5, "threads=1 vs default: max |diff| %g",
+            lt_max_abs_diff(a, b, W * H * 3));
+  free(px);
+  free(a);
+  free(b);
+}
+
+/* lofi_load_from_memory gives the same model as lofi_load. */
+static void test_memory_load_equivalent(void) {
+  size_t size = 0;
+  unsigned char *bytes = lt_read_file(lt_fixture("tiny-complex.lofi"), &size);
+  lofi_model *m = NULL;
+  float *px = lt_make_pixels(W, H, 2, 3), *a = NULL, *b = NULL;
+  lofi_image img = lt_image(px, W, H, 2);
+  REQUIRE(bytes && px);
+  CHECK_OK(lofi_load_from_memory(bytes, size, NULL, &m));
+  free(bytes);
+  REQUIRE(m != NULL);
+  a = on_grid(cplx, &img, 1);
+  b = on_grid(m, &img, 1);
+  CHECK(a && b && memcmp(a, b, W * H * sizeof(float)) == 0);
+  lofi_model_free(m);
+  free(px);
+  free(a);
+  free(b);
+}
+
+/* Where CUDA works: the same model on the GPU gives the CPU's result (to float32 rounding) and
+ * reports its measured peak; elsewhere this test passes trivially. */
+static void test_cuda_matches_cpu(void) {
+  lofi_load_params lp = lofi_default_load_params();
+  lofi_model *gpu = NULL;
+  lofi_run_params params = lofi_default_run_params();
+  lofi_run_report rep;
+  float *px, *cpu_out, *gpu_out;
+  lofi_image img;
+  lofi_status s;
+  lp.device = LOFI_DEVICE_CUDA;
+  s = lofi_load(lt_fixture("tiny-rgb.lofi"), &lp, &gpu);
+  if (s == LOFI_STATUS_DEVICE_UNAVAILABLE) {
+    printf("     (no CUDA device: skipped)\n");
+    return;
+  }
+  REQUIRE_MSG(s == LOFI_STATUS_OK, "CUDA load: %s: %s", lofi_status_name(s), lt_err());
+  px = lt_make_pixels(W, H, 3, 12);
+  img = lt_image(px, W, H, 3);
+  cpu_out = on_grid(rgb, &img, 3);
+  gpu_out = (float *)malloc(W * H * 3 * sizeof(float));
+  if (px && cpu_out && gpu_out) {
+    params.memory_budget_bytes = 64 << 20;
+    CHECK_OK(lofi_reconstruct_region(gpu, &img, NULL, W, H, NULL, gpu_out, 0, &params, &rep));
+    CHECK_MSG(lt_max_abs_diff(cpu_out, gpu_out, W * H * 3) <= 1e-4, "CUDA vs CPU: max |diff| %g",
+              lt_max_abs_diff(cpu_out, gpu_out, W * H * 3));
+    CHECK_MSG(rep.measured_peak_bytes > 0, "no measured peak on CUDA");
+    CHECK(rep.estimated_peak_bytes <= params.memory_budget_bytes);
+    printf("     CUDA: max |diff| %g, estimated %llu B, measured %llu B\n",
+           lt_max_abs_diff(cpu_out, gpu_out, W * H * 3), (unsigned long long)rep.estimated_peak_bytes,
+           (unsigned long long)rep.measured_peak_bytes);
+  }
+  lofi_model_free(gpu);
+  free(px);
+  free(cpu_out);
+  free(gpu_out);
+}
+
+int main(int argc, char **argv) {
+  lt_init(argc, argv);
+  gray = lt_load("tiny-gray.lofi");
+  rgb = lt_load("tiny-rgb.lofi");
+  cplx = lt_load("tiny-complex.lofi");
+  if (!gray || !rgb || !cplx) return 1;
+  RUN(test_models_and_defaults);
+  RUN(test_strides);
+  RUN(test_tiles_equal_whole);
+  RUN(test_double_resolution);
+  RUN(test_points_match_grid);
+  RUN(test_budget_batches_and_progress);
+  RUN(test_cancel);
+  RUN(test_threads_param);
+  RUN(test_memory_load_equivalent);
+  RUN(test_cuda_matches_cpu);
+  lofi_model_free(gray);
+  lofi_model_free(rgb);
+  lofi_model_free(cplx);
+  return lt_done();
+}
