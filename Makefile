@@ -47,7 +47,7 @@ test-c: build
 	scripts/run-c-tests.sh "$(BUILD_DIR)"
 
 demo: build
-	scripts/demo.sh
+	$(LOFI) demo
 
 bench: build
 	$(LOFI) bench

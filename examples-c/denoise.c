@@ -13,7 +13,6 @@
  * progress callback and a run report (lofi_reconstruct_region), and release everything.
  * Every call's status is checked; failures print lofi_last_error().
  */
-#include <ctype.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -21,6 +20,7 @@
 #include <string.h>
 
 #include "lofi.h"
+#include "pgm.h"
 
 static void usage(void) {
   fprintf(stderr,
@@ -43,70 +43,8 @@ static void usage(void) {
 
 /* ---- images ------------------------------------------------------------------------------- */
 
-typedef struct {
-  float *data; /* (height, width, channels), values in [0, 1] for PGM/PPM input */
-  size_t width, height, channels;
-  int maxval; /* of the PGM/PPM input; 0 for raw */
-} image;
-
-/* Reads the next header number of a PGM/PPM, skipping whitespace and # comments. */
-static int pnm_number(FILE *f, unsigned long *value) {
-  int c = fgetc(f);
-  for (;;) {
-    while (c != EOF && isspace(c)) c = fgetc(f);
-    if (c != '#') break;
-    while (c != EOF && c != '\n') c = fgetc(f);
-  }
-  if (c == EOF || !isdigit(c)) return 0;
-  *value = 0;
-  while (c != EOF && isdigit(c)) {
-    if (*value > 100000000UL) return 0;
-    *value = *value * 10 + (unsigned long)(c - '0');
-    c = fgetc(f);
-  }
-  /* exactly one whitespace character ends the header's last number */
-  return c != EOF && isspace(c);
-}
-
-static int read_pnm(const char *path, FILE *f, image *img) {
-  char magic[2];
-  unsigned long w, h, maxval;
-  size_t n, i, bytes;
-  unsigned char *raw;
-  if (fread(magic, 1, 2, f) != 2 || magic[0] != 'P' || (magic[1] != '5' && magic[1] != '6')) {
-    fprintf(stderr, "denoise: %s is not a binary PGM/PPM (P5/P6); for raw float32 pass --size\n", path);
-    return 0;
-  }
-  if (!pnm_number(f, &w) || !pnm_number(f, &h) || !pnm_number(f, &maxval) || w == 0 || h == 0 ||
-      maxval == 0 || maxval > 65535) {
-    fprintf(stderr, "denoise: %s: malformed PGM/PPM header\n", path);
-    return 0;
-  }
-  img->width = w;
-  img->height = h;
-  img->channels = magic[1] == '5' ? 1 : 3;
-  img->maxval = (int)maxval;
-  n = img->width * img->height * img->channels;
-  bytes = maxval > 255 ? 2 : 1;
-  raw = (unsigned char *)malloc(n * bytes);
-  img->data = (float *)malloc(n * sizeof(float));
-  if (!raw || !img->data) {
-    fprintf(stderr, "denoise: out of memory\n");
-    free(raw);
-    return 0;
-  }
-  if (fread(raw, bytes, n, f) != n) {
-    fprintf(stderr, "denoise: %s: truncated pixel data\n", path);
-    free(raw);
-    return 0;
-  }
-  for (i = 0; i < n; i++) {
-    unsigned v = bytes == 2 ? (unsigned)raw[2 * i] << 8 | raw[2 * i + 1] : raw[i]; /* big-endian */
-    img->data[i] = (float)v / (float)maxval;
-  }
-  free(raw);
-  return 1;
-}
+/* PGM/PPM input and output live in pgm.c (shared with pnp_inpaint.c); raw float32 here. */
+typedef pnm_image image; /* maxval 0 for raw input */
 
 static int read_raw(const char *path, FILE *f, image *img) {
   size_t n = img->width * img->height * img->channels;
@@ -137,29 +75,18 @@ static int ends_with(const char *s, const char *suffix) {
 /* Writes (rows, cols, channels) floats as PGM/PPM (values clamped to [0, 1]) or raw float32. */
 static int write_output(const char *path, const float *px, size_t cols, size_t rows, size_t channels,
                         int bits) {
-  FILE *f = fopen(path, "wb");
-  size_t n = cols * rows * channels, i;
-  int ok = f != NULL;
-  if (ok && ends_with(path, ".raw")) {
-    ok = fwrite(px, sizeof(float), n, f) == n;
-  } else if (ok) {
-    unsigned maxval = bits == 16 ? 65535u : 255u;
+  FILE *f;
+  size_t n = cols * rows * channels;
+  int ok;
+  if (!ends_with(path, ".raw")) {
     if (channels != 1 && channels != 3) {
       fprintf(stderr, "denoise: %zu output channels fit no PGM/PPM; name the output *.raw\n", channels);
-      fclose(f);
       return 0;
     }
-    ok = fprintf(f, "P%c\n%zu %zu\n%u\n", channels == 1 ? '5' : '6', cols, rows, maxval) > 0;
-    for (i = 0; ok && i < n; i++) {
-      float v = px[i] < 0.0f ? 0.0f : px[i] > 1.0f ? 1.0f : px[i];
-      unsigned q = (unsigned)lrintf(v * (float)maxval);
-      if (bits == 16) {
-        ok = fputc((int)(q >> 8), f) != EOF && fputc((int)(q & 0xff), f) != EOF;
-      } else {
-        ok = fputc((int)q, f) != EOF;
-      }
-    }
+    return pnm_write("denoise", path, px, cols, rows, channels, bits);
   }
+  f = fopen(path, "wb");
+  ok = f != NULL && fwrite(px, sizeof(float), n, f) == n;
   if (f && fclose(f) != 0) ok = 0;
   if (!ok) fprintf(stderr, "denoise: cannot write %s\n", path);
   return ok;
@@ -319,7 +246,8 @@ int main(int argc, char **argv) {
     img.channels = raw_c ? raw_c : (size_t)info.channels_in;
     i = read_raw(input_path, f, &img);
   } else {
-    i = read_pnm(input_path, f, &img);
+    i = pnm_read_file("denoise", input_path, f, &img);
+    if (!i) fprintf(stderr, "denoise: (for raw float32 input, pass --size WxH)\n");
   }
   fclose(f);
   if (!i) goto done;

@@ -53,32 +53,6 @@
 #define LOFI_VERSION_PATCH 0
 
 /**
- * Side of skimage's default uniform SSIM window.
- */
-#define SSIM_WINDOW 7
-
-/**
- * Opening angle of the simulated field of view, degrees (the paper's 5 deg x 5 deg maps).
- */
-#define DEFAULT_THETA_DEG 5.0
-
-/**
- * Source galaxy density, per square arcminute (the paper's 30 arcmin^-2).
- */
-#define DEFAULT_N_GAL 30.0
-
-/**
- * Intrinsic ellipticity dispersion per galaxy (shear component), the reference's 0.37.
- */
-#define SHAPE_NOISE_PER_GALAXY 0.37
-
-/**
- * Largest grid (in elements) a [`Radon`] keeps between calls: 128 MiB of float32, which holds
- * the forward grid of 180 angles up to about 180 x 180 images (the paper's LDCT is 128 x 128).
- */
-#define CACHE_ELEMENTS (1 << 25)
-
-/**
  * Result of every fallible call.
  */
 typedef enum lofi_status {
@@ -424,8 +398,9 @@ typedef struct lofi_region {
 
 /**
  * A sub-window of an output grid (for tiles): `cols` x `rows` samples starting at grid
- * column `col0`, row `row0`. Tiles of one grid computed separately equal the whole grid
- * (bit for bit on the CPU).
+ * column `col0`, row `row0`. Tiles of one grid computed separately equal the whole grid: bit
+ * for bit on the CPU with `threads = 1`; with more threads the BLAS may split rows differently
+ * and the last bits can differ (about 1e-7 relative).
  */
 typedef struct lofi_window {
   size_t col0;
@@ -542,12 +517,6 @@ typedef struct lofi_run_report {
 extern "C" {
 #endif // __cplusplus
 
-extern int32_t lofi_cuda_allocated_bytes(int32_t device,
-                                         uint64_t *current,
-                                         uint64_t *peak);
-
-extern int32_t lofi_cuda_reset_peak(int32_t device);
-
 /**
  * The library's version as "major.minor.patch" (static storage; never free it).
  */
@@ -638,12 +607,14 @@ enum lofi_status lofi_operator_measurement_len(const struct lofi_operator *op,
                                                size_t *out_len);
 
 /**
- * Computes `y = A x` for a built-in operator on the CPU (to simulate measurements): `x` is an
- * image (height x width x channels floats), `y` receives `lofi_operator_measurement_len()` floats.
+ * Computes `y = A x` on the CPU (to simulate measurements): `x` is an image (height x width x
+ * channels floats), `y` has room for `y_len` floats and receives
+ * `lofi_operator_measurement_len()` of them (a smaller `y_len` is an error).
  */
 enum lofi_status lofi_operator_forward(const struct lofi_operator *op,
                                        const float *x,
-                                       float *y);
+                                       float *y,
+                                       size_t y_len);
 
 /**
  * Starts a LoFi-ADMM solve of `measurements = A x` with the denoiser `model`.
@@ -671,7 +642,9 @@ enum lofi_status lofi_pnp_set_ground_truth(struct lofi_pnp *pnp,
 
 /**
  * Runs one ADMM iteration (data step, LoFi prior on every pixel, dual update) and writes its
- * figures to `*out` (may be NULL).
+ * figures to `*out` (may be NULL). A failing step (a user callback returning false reports
+ * `LOFI_STATUS_INVALID_ARGUMENT`, a NaN it wrote `LOFI_STATUS_INVALID_INPUT`) leaves the state
+ * as it was before the step.
  */
 enum lofi_status lofi_pnp_step(struct lofi_pnp *pnp,
                                struct lofi_pnp_residuals *out);
@@ -679,7 +652,8 @@ enum lofi_status lofi_pnp_step(struct lofi_pnp *pnp,
 /**
  * Runs `iterations` ADMM iterations, calling the params' progress callback after each (done,
  * total iterations; returning false cancels with `LOFI_STATUS_CANCELLED`, keeping the
- * iterations done). `*last` (may be NULL) receives the last iteration's figures.
+ * iterations done). `*last` (may be NULL) receives the figures of the last iteration run, also
+ * when cancelled.
  */
 enum lofi_status lofi_pnp_solve(struct lofi_pnp *pnp,
                                 uint32_t iterations,

@@ -18,6 +18,15 @@
  *   lofi::RunReport report;
  *   model.reconstruct_region(in, fine.tile(0, 0, 64, 64), params, &report);         // one tile
  *
+ *   // Plug-and-play (LoFi-ADMM): the model as the prior of y = A x.
+ *   lofi_operator op = lofi::default_operator();                 // the C description of A
+ *   op.kind = LOFI_OPERATOR_INPAINT; op.width = 64; op.height = 64; op.channels = 1;
+ *   op.mask = mask.data(); op.mask_len = mask.size();
+ *   std::vector<float> y = lofi::operator_forward(op, clean);      // simulate y = A x
+ *   lofi::Pnp pnp(model, op, y);                                   // model must outlive pnp
+ *   for (int k = 0; k < 100; k++) pnp.step();                      // lofi::PnpResiduals
+ *   std::vector<float> estimate = pnp.estimate();                  // H x W x C
+ *
  * Contents, in the order they appear below:
  *   lofi::Error         the exception every failure throws: lofi_status + lofi's message
  *   lofi::version()     the library's version string
@@ -28,13 +37,16 @@
  *   lofi::Grid          what to reconstruct: grid size, optional region, optional window (tile)
  *   lofi::RunParams     per-call settings: budget, threads, std::function progress callback
  *   lofi::Model         the model: move-only owner of a lofi_model*, load/info/reconstruct
+ *   Plug-and-play       default_operator(), measurement_len(), operator_forward(), PnpParams,
+ *                       UserOperator (A and A^T as C++ callables), lofi::Pnp (move-only owner of
+ *                       a lofi_pnp*: step(), solve(), estimate())
  *   set_log_callback()  std::function log sink
  *
  * Errors: every failing call throws lofi::Error, whose status() is the lofi_status and whose
  * what() is lofi_last_error() ("lofi_load: cannot read model ..."). Checks made by this header
  * itself (a buffer of the wrong size, say) throw lofi::Error with LOFI_STATUS_INVALID_ARGUMENT and
  * a message starting with "lofi.hpp:". Nothing else is thrown, except std::bad_alloc and whatever
- * your own progress callback throws (see RunParams).
+ * your own callbacks throw (progress callbacks, see RunParams; UserOperator functions).
  *
  * Threads: a Model is immutable once loaded; its const member functions may run concurrently on
  * any number of threads (as the C API allows). Moving, assigning or destroying a Model while
@@ -481,6 +493,232 @@ class Model {
   }
 
   lofi_model* model_ = nullptr;
+};
+
+// =================================================================================================
+// Plug-and-play (LoFi-ADMM)
+// =================================================================================================
+
+/// Figures of one ADMM iteration: iteration, primal, dual, data_misfit, psnr (NaN without a
+/// ground truth), cg_iterations.
+using PnpResiduals = lofi_pnp_residuals;
+
+/// An empty operator description (lofi_default_operator()): set kind, size and the kind's fields.
+inline lofi_operator default_operator() noexcept { return lofi_default_operator(); }
+
+/// Number of measurement floats `op` expects.
+inline std::size_t measurement_len(const lofi_operator& op) {
+  std::size_t n = 0;
+  detail::check(lofi_operator_measurement_len(&op, &n));
+  return n;
+}
+
+/// `A x` for a built-in operator on the CPU: `x` holds height x width x channels floats.
+inline std::vector<float> operator_forward(const lofi_operator& op, const std::vector<float>& x) {
+  if (x.size() != op.width * op.height * op.channels)
+    detail::invalid_argument("operator_forward: x holds " + std::to_string(x.size()) + " values, the operator's image " +
+                             std::to_string(op.width * op.height * op.channels));
+  std::vector<float> y(measurement_len(op));
+  detail::check(lofi_operator_forward(&op, x.data(), y.data(), y.size()));
+  return y;
+}
+
+/// Progress of Pnp::solve(): iterations done and the total. Return false to cancel.
+using PnpProgressFn = std::function<bool(std::uint64_t done, std::uint64_t total)>;
+
+/// Settings of a solve; the defaults are lofi_default_pnp_params() (alpha 0.05, CG 100
+/// iterations to 1e-7, 512 MiB, libtorch's threads). `progress` is called by solve() after every
+/// iteration; an exception it throws cancels the solve and is rethrown by solve().
+struct PnpParams {
+  double alpha = lofi_default_pnp_params().alpha;
+  std::uint32_t cg_max_iterations = lofi_default_pnp_params().cg_max_iterations;
+  double cg_tolerance = lofi_default_pnp_params().cg_tolerance;
+  std::uint64_t memory_budget_bytes = lofi_default_pnp_params().run.memory_budget_bytes;
+  int threads = 0;  ///< CPU threads of the denoiser; 0: libtorch's default.
+  PnpProgressFn progress;
+};
+
+/// A user operator: `forward(x, y)` writes A x (measurement_len floats) from an image x
+/// (height x width x channels floats, (H, W, C)); `adjoint(y, x)` writes A^T y. Both run on the
+/// thread calling Pnp::step()/solve(), possibly many times per iteration (conjugate gradients).
+/// To fail, throw: the step is abandoned and the exception rethrown by step()/solve().
+struct UserOperator {
+  std::size_t width = 0;
+  std::size_t height = 0;
+  std::size_t channels = 1;
+  std::size_t measurement_len = 0;
+  std::function<void(const float* x, float* y)> forward;
+  std::function<void(const float* y, float* x)> adjoint;
+};
+
+/// A LoFi-ADMM solve: the unique owner of a lofi_pnp*, released by the destructor. Move-only; a
+/// default-constructed or moved-from Pnp is empty and using it throws lofi::Error. The model
+/// given to the constructor must outlive the Pnp. Not thread-safe (as lofi_pnp).
+class Pnp {
+ public:
+  Pnp() noexcept = default;
+
+  /// Starts a solve of `measurements = A x` with a built-in operator described by `op` (arrays
+  /// copied) and the denoiser `model`.
+  Pnp(const Model& model, const lofi_operator& op, const std::vector<float>& measurements,
+      PnpParams params = {})
+      : state_(new State) {
+    create(model, op, measurements, std::move(params));
+  }
+
+  /// Starts a solve with a user operator given as C++ callables (kept by this object).
+  Pnp(const Model& model, UserOperator op, const std::vector<float>& measurements, PnpParams params = {})
+      : state_(new State) {
+    if (!op.forward || !op.adjoint) detail::invalid_argument("Pnp: the user operator needs forward and adjoint");
+    state_->user = std::move(op);
+    lofi_operator c = lofi_default_operator();
+    c.kind = LOFI_OPERATOR_CALLBACKS;
+    c.width = state_->user.width;
+    c.height = state_->user.height;
+    c.channels = state_->user.channels;
+    c.measurement_len = state_->user.measurement_len;
+    c.forward = &forward_trampoline;
+    c.adjoint = &adjoint_trampoline;
+    c.user_data = state_.get();
+    create(model, c, measurements, std::move(params));
+  }
+
+  /// The Pnp borrows the model: a temporary would dangle.
+  Pnp(Model&&, const lofi_operator&, const std::vector<float>&, PnpParams = {}) = delete;
+  Pnp(Model&&, UserOperator, const std::vector<float>&, PnpParams = {}) = delete;
+
+  Pnp(Pnp&& other) noexcept
+      : pnp_(std::exchange(other.pnp_, nullptr)), state_(std::move(other.state_)), size_(other.size_) {}
+  Pnp& operator=(Pnp&& other) noexcept {
+    if (this != &other) {
+      reset();
+      pnp_ = std::exchange(other.pnp_, nullptr);
+      state_ = std::move(other.state_);
+      size_ = other.size_;
+    }
+    return *this;
+  }
+  Pnp(const Pnp&) = delete;
+  Pnp& operator=(const Pnp&) = delete;
+  ~Pnp() { reset(); }
+
+  /// True unless empty.
+  explicit operator bool() const noexcept { return pnp_ != nullptr; }
+  /// The C handle (still owned by this object).
+  lofi_pnp* get() const noexcept { return pnp_; }
+  /// Releases the state now; the object becomes empty.
+  void reset() noexcept {
+    lofi_pnp_free(pnp_);
+    pnp_ = nullptr;
+    state_.reset();
+  }
+
+  /// Floats of an image at the working resolution: width x height x channels.
+  std::size_t image_size() const noexcept { return size_; }
+
+  /// A ground truth (image_size() floats, (H, W, C)) so that residuals report PSNR.
+  void set_ground_truth(const std::vector<float>& truth) {
+    if (truth.size() != size_)
+      detail::invalid_argument("Pnp: the ground truth holds " + std::to_string(truth.size()) + " values, not " +
+                               std::to_string(size_));
+    detail::check(lofi_pnp_set_ground_truth(pnp_, truth.data()));
+  }
+
+  /// One ADMM iteration; returns its figures.
+  PnpResiduals step() {
+    PnpResiduals r{};
+    const lofi_status s = lofi_pnp_step(pnp_, &r);
+    finish(s);
+    return r;
+  }
+
+  /// `iterations` iterations, with params.progress after each; returns the last one's figures.
+  /// Cancelling (progress returns false) throws lofi::Error with LOFI_STATUS_CANCELLED; the
+  /// iterations done are kept.
+  PnpResiduals solve(std::uint32_t iterations) {
+    PnpResiduals r{};
+    const lofi_status s = lofi_pnp_solve(pnp_, iterations, &r);
+    finish(s);
+    return r;
+  }
+
+  /// The current estimate, image_size() floats (H, W, C); zero before the first step.
+  std::vector<float> estimate() const {
+    std::vector<float> out(size_);
+    detail::check(lofi_pnp_estimate(pnp_, out.data(), 0));
+    return out;
+  }
+
+  /// The current estimate into the caller's buffer, rows `row_stride_bytes` apart (0: packed).
+  void estimate(float* out, std::size_t row_stride_bytes) const {
+    detail::check(lofi_pnp_estimate(pnp_, out, row_stride_bytes));
+  }
+
+ private:
+  /// What the C state points to: kept at a fixed address (moves move the pointer only).
+  struct State {
+    PnpProgressFn progress;
+    detail::ProgressContext progress_ctx;
+    UserOperator user;
+    std::exception_ptr user_error;
+  };
+
+  void create(const Model& model, const lofi_operator& op, const std::vector<float>& measurements,
+              PnpParams params) {
+    lofi_pnp_params c = lofi_default_pnp_params();
+    c.alpha = params.alpha;
+    c.cg_max_iterations = params.cg_max_iterations;
+    c.cg_tolerance = params.cg_tolerance;
+    c.run.memory_budget_bytes = params.memory_budget_bytes;
+    c.run.threads = static_cast<std::int32_t>(params.threads);
+    state_->progress = std::move(params.progress);
+    if (state_->progress) {
+      state_->progress_ctx.fn = &state_->progress;
+      c.run.progress = &detail::progress_trampoline;
+      c.run.progress_user_data = &state_->progress_ctx;
+    }
+    // data() of an empty vector may be NULL: the library reports the length either way.
+    static const float nothing = 0.0f;
+    const lofi_status s = lofi_pnp_create(model.get(), &op, measurements.empty() ? &nothing : measurements.data(),
+                                          measurements.size(), &c, &pnp_);
+    finish(s);
+    size_ = op.width * op.height * op.channels;
+  }
+
+  /// After a call: a user callback's or the progress callback's exception first, then the status.
+  void finish(lofi_status status) {
+    if (state_) {
+      std::exception_ptr e = std::exchange(state_->user_error, nullptr);
+      if (!e) e = std::exchange(state_->progress_ctx.error, nullptr);
+      if (e) std::rethrow_exception(e);
+    }
+    detail::check(status);
+  }
+
+  static bool forward_trampoline(void* user_data, const float* input, float* output) noexcept {
+    auto* state = static_cast<State*>(user_data);
+    try {
+      state->user.forward(input, output);
+      return true;
+    } catch (...) {
+      state->user_error = std::current_exception();
+      return false;
+    }
+  }
+  static bool adjoint_trampoline(void* user_data, const float* input, float* output) noexcept {
+    auto* state = static_cast<State*>(user_data);
+    try {
+      state->user.adjoint(input, output);
+      return true;
+    } catch (...) {
+      state->user_error = std::current_exception();
+      return false;
+    }
+  }
+
+  lofi_pnp* pnp_ = nullptr;
+  std::unique_ptr<State> state_;
+  std::size_t size_ = 0;
 };
 
 // =================================================================================================

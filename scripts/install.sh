@@ -17,12 +17,13 @@
 # consumers get the same directory in their link flags (Libs.private / lofi-static.pc / the CMake
 # target's interface). That libtorch must therefore stay where it is (or reinstall after moving it).
 #
-# SONAME: when liblofi.so has a DT_SONAME (e.g. liblofi.so.0), it is installed as
-# liblofi.so.MAJOR.MINOR.PATCH with the symlinks SONAME -> it and liblofi.so -> SONAME, so that
-# programs record the SONAME and survive compatible upgrades. The Rust build does not set one
-# (cargo gives cdylibs none); the library is then installed as plain liblofi.so, which programs
-# record as their dependency. Adding `-Wl,-soname,liblofi.so.0` to the cdylib's link arguments in
-# build.rs switches this script to the versioned layout with no other change.
+# SONAME: build.rs gives liblofi.so the DT_SONAME liblofi.so.MAJOR (liblofi.so.0), so it is
+# installed as the versioned layout
+#   liblofi.so.MAJOR.MINOR.PATCH           the library
+#   liblofi.so.MAJOR -> liblofi.so.M.m.p   what programs record (NEEDED) and load at run time
+#   liblofi.so -> liblofi.so.MAJOR         what the linker finds for -llofi
+# so that programs survive compatible upgrades. A library without a SONAME (an older build) is
+# installed as plain liblofi.so, which programs then record as their dependency.
 set -euo pipefail
 
 if [ $# -ne 1 ] || [ -z "$1" ]; then

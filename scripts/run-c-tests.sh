@@ -57,7 +57,7 @@ log="$build/configure.log"
   cat "$log" >&2
   exit 1
 }
-# Show the configure step's warnings (e.g. the lofi.h compatibility shim) and lofi's notes.
+# Show the configure step's warnings and lofi's notes (the library used and its SONAME).
 grep -E "^CMake Warning|^-- lofi:" -A6 "$log" | grep -vE "^--$|^Call Stack|^  CMakeLists|^  cmake/" >&2 || true
 "$cmake" --build "$build" --parallel "$jobs"
 # shellcheck disable=SC2086

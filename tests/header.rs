@@ -38,3 +38,24 @@ fn version_macros_match_the_crate() {
         assert!(header.contains(&format!("#define {name} {value}\n")), "{name} is not {value} in lofi.h");
     }
 }
+
+#[test]
+fn the_header_declares_only_lofi_names() {
+    let header = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("include/lofi.h")).unwrap();
+    for line in header.lines() {
+        let line = line.trim_start();
+        if let Some(rest) = line.strip_prefix("#define ") {
+            let name = rest.split_whitespace().next().unwrap();
+            assert!(name.starts_with("LOFI_"), "a non-API macro leaked into lofi.h: {name}");
+        }
+        // Function declarations: `<type> lofi_name(`; anything else ending in `(` is a leak.
+        if let Some(open) = line.find('(') {
+            if !line.starts_with('*') && !line.starts_with("typedef") && !line.starts_with("//") {
+                let name = line[..open].split_whitespace().last().unwrap_or("").trim_start_matches('*');
+                if !name.is_empty() && name.chars().all(|c| c.is_alphanumeric() || c == '_') {
+                    assert!(name.starts_with("lofi_"), "a non-API function leaked into lofi.h: {name}");
+                }
+            }
+        }
+    }
+}

@@ -88,7 +88,7 @@ impl BatchPlan {
         let minimum = image_bytes + per_pixel * BATCH_QUANTUM;
         if budget < minimum {
             return Err(Error::BudgetTooSmall(format!(
-                "a memory budget of {} is too small: this model on a {height} x {width} image needs at least {} \
+                "a memory budget of {} is too small: this model on a {width} x {height} image needs at least {} \
                  ({} for the prepared image, {} per pixel, batches of {BATCH_QUANTUM} pixels)",
                 format_bytes(budget),
                 format_bytes(minimum),

@@ -6,7 +6,6 @@ use std::os::raw::c_void;
 use super::error::{guard, lofi_status, non_null};
 use super::model::lofi_model;
 use super::types::{lofi_progress_fn, lofi_run_params};
-use crate::engine::Progress;
 use crate::error::{Error, Result};
 use crate::pnp::{self, Blur, Callbacks, Ct, FourierSampling, Identity, ImageShape, Inpaint, Lensing, Operator, Pnp};
 
@@ -252,15 +251,27 @@ pub unsafe extern "C" fn lofi_operator_measurement_len(op: *const lofi_operator,
     })
 }
 
-/// Computes `y = A x` for a built-in operator on the CPU (to simulate measurements): `x` is an
-/// image (height x width x channels floats), `y` receives `lofi_operator_measurement_len()` floats.
+/// Computes `y = A x` on the CPU (to simulate measurements): `x` is an image (height x width x
+/// channels floats), `y` has room for `y_len` floats and receives
+/// `lofi_operator_measurement_len()` of them (a smaller `y_len` is an error).
 #[no_mangle]
-pub unsafe extern "C" fn lofi_operator_forward(op: *const lofi_operator, x: *const f32, y: *mut f32) -> lofi_status {
+pub unsafe extern "C" fn lofi_operator_forward(
+    op: *const lofi_operator,
+    x: *const f32,
+    y: *mut f32,
+    y_len: usize,
+) -> lofi_status {
     guard("lofi_operator_forward", || {
         let (op, shape) = build_operator(non_null(op, "op")?, tch::Device::Cpu)?;
         let x = slice(x, shape.numel(), "x")?;
         if y.is_null() {
             return Err(Error::invalid_argument("y is NULL"));
+        }
+        if y_len < op.measurement_len() {
+            return Err(Error::invalid_argument(format!(
+                "y holds {y_len} floats, the operator writes {}",
+                op.measurement_len()
+            )));
         }
         let image = tch::Tensor::from_slice(x)
             .view([shape.height, shape.width, shape.channels])
@@ -337,25 +348,29 @@ pub unsafe extern "C" fn lofi_pnp_set_ground_truth(pnp: *mut lofi_pnp, truth: *c
     })
 }
 
+/// Steps `iterations` times, writing each iteration's figures to `*out` before asking the
+/// progress callback whether to go on (so a cancelled solve still reports where it stopped).
 fn run_steps(state: &mut lofi_pnp, iterations: u32, out: *mut lofi_pnp_residuals) -> Result<()> {
-    let (cb, user) = (state.progress, state.progress_user_data);
-    let mut call = cb.map(|f| {
-        move |p: Progress| -> bool {
-            // SAFETY: the caller's callback and user data, as documented.
-            unsafe { f(user, p.done as u64, p.total as u64) }
+    for done in 1..=iterations {
+        let r = state.inner.step(&mut None)?;
+        // SAFETY: NULL or valid, per the API contract.
+        if let Some(out) = unsafe { out.as_mut() } {
+            *out = r.into();
         }
-    });
-    let progress = call.as_mut().map(|c| c as &mut dyn FnMut(Progress) -> bool);
-    let all = state.inner.solve(iterations as usize, progress, |_| {})?;
-    // SAFETY: NULL or valid, per the API contract.
-    if let (Some(last), Some(out)) = (all.last(), unsafe { out.as_mut() }) {
-        *out = (*last).into();
+        if let Some(f) = state.progress {
+            // SAFETY: the caller's callback and user data, as documented.
+            if !unsafe { f(state.progress_user_data, done as u64, iterations as u64) } {
+                return Err(Error::Cancelled);
+            }
+        }
     }
     Ok(())
 }
 
 /// Runs one ADMM iteration (data step, LoFi prior on every pixel, dual update) and writes its
-/// figures to `*out` (may be NULL).
+/// figures to `*out` (may be NULL). A failing step (a user callback returning false reports
+/// `LOFI_STATUS_INVALID_ARGUMENT`, a NaN it wrote `LOFI_STATUS_INVALID_INPUT`) leaves the state
+/// as it was before the step.
 #[no_mangle]
 pub unsafe extern "C" fn lofi_pnp_step(pnp: *mut lofi_pnp, out: *mut lofi_pnp_residuals) -> lofi_status {
     guard("lofi_pnp_step", || {
@@ -370,7 +385,8 @@ pub unsafe extern "C" fn lofi_pnp_step(pnp: *mut lofi_pnp, out: *mut lofi_pnp_re
 
 /// Runs `iterations` ADMM iterations, calling the params' progress callback after each (done,
 /// total iterations; returning false cancels with `LOFI_STATUS_CANCELLED`, keeping the
-/// iterations done). `*last` (may be NULL) receives the last iteration's figures.
+/// iterations done). `*last` (may be NULL) receives the figures of the last iteration run, also
+/// when cancelled.
 #[no_mangle]
 pub unsafe extern "C" fn lofi_pnp_solve(pnp: *mut lofi_pnp, iterations: u32, last: *mut lofi_pnp_residuals) -> lofi_status {
     guard("lofi_pnp_solve", || {

@@ -68,37 +68,22 @@ pub struct Residuals {
     pub cg_iterations: usize,
 }
 
-/// The state of a LoFi-ADMM solve. Borrows the model; owns the operator.
-pub struct Pnp<'m> {
+/// The prior step `v = D(x + u)`: a denoiser of (1, C, H, W) images.
+pub trait Prior {
+    fn name(&self) -> &str;
+    fn denoise(&self, image: &Tensor, progress: &mut Option<&mut dyn FnMut(Progress) -> bool>) -> Result<Tensor>;
+}
+
+/// LoFi as the prior: the model evaluated on every pixel of the working resolution through the
+/// memory-budgeted engine.
+pub struct LofiPrior<'m> {
     model: &'m Model,
-    operator: Box<dyn Operator>,
-    params: PnpParams,
-    shape: ImageShape,
     plan: BatchPlan,
-    y: Tensor,
-    x_h: Tensor,
-    x: Tensor,
-    u: Tensor,
-    v: Tensor,
-    y_norm: f64,
-    ground_truth: Option<(Tensor, f64)>,
-    iteration: usize,
+    threads: usize,
 }
 
-fn norm(t: &Tensor) -> f64 {
-    t.to_kind(Kind::Double).square().sum(Kind::Double).double_value(&[]).sqrt()
-}
-
-impl<'m> Pnp<'m> {
-    /// Starts a solve of `y = A x` at the operator's image shape. The model must be a denoiser:
-    /// as many output as input channels, matching the shape's channels.
-    pub fn new(
-        model: &'m Model,
-        operator: Box<dyn Operator>,
-        shape: ImageShape,
-        measurements: Tensor,
-        params: PnpParams,
-    ) -> Result<Pnp<'m>> {
+impl<'m> LofiPrior<'m> {
+    pub fn new(model: &'m Model, shape: ImageShape, params: &PnpParams) -> Result<LofiPrior<'m>> {
         let cfg = model.config();
         if cfg.c_in != cfg.c_out {
             return Err(Error::invalid_argument(format!(
@@ -112,18 +97,131 @@ impl<'m> Pnp<'m> {
                 shape.channels, cfg.c_in
             )));
         }
-        if shape.height < 2 || shape.width < 2 || shape.height > 1 << 15 || shape.width > 1 << 15 {
-            return Err(Error::invalid_argument(format!("working resolution {} x {} is out of range", shape.width, shape.height)));
+        let plan = engine::plan_for(model, shape.height as usize, shape.width as usize, params.memory_budget)?;
+        Ok(LofiPrior { model, plan, threads: params.threads })
+    }
+}
+
+impl Prior for LofiPrior<'_> {
+    fn name(&self) -> &str {
+        "lofi"
+    }
+    fn denoise(&self, image: &Tensor, progress: &mut Option<&mut dyn FnMut(Progress) -> bool>) -> Result<Tensor> {
+        let prepared = PreparedImage::from_tensor(self.model, image)?;
+        let _threads = engine::ThreadScope::new(self.threads);
+        prepared.reconstruct_grid(&self.plan, progress)
+    }
+}
+
+/// Total variation as the prior (a baseline): `v = argmin_v ||v - z||^2 / 2 + weight TV(v)`,
+/// isotropic TV, by Chambolle's projection algorithm (fixed iterations, step 1/8).
+pub struct TvPrior {
+    pub weight: f64,
+    pub iterations: usize,
+}
+
+impl TvPrior {
+    fn gradient(v: &Tensor) -> (Tensor, Tensor) {
+        // Forward differences with a zero last row/column (Neumann boundary).
+        let gy = (v.narrow(2, 1, v.size()[2] - 1) - v.narrow(2, 0, v.size()[2] - 1)).constant_pad_nd([0, 0, 0, 1]);
+        let gx = (v.narrow(3, 1, v.size()[3] - 1) - v.narrow(3, 0, v.size()[3] - 1)).constant_pad_nd([0, 1, 0, 0]);
+        (gy, gx)
+    }
+    fn divergence(py: &Tensor, px: &Tensor) -> Tensor {
+        // The negative adjoint of the forward-difference gradient above.
+        let (h, w) = (py.size()[2], py.size()[3]);
+        let py = py.narrow(2, 0, h - 1).constant_pad_nd([0, 0, 0, 1]);
+        let px = px.narrow(3, 0, w - 1).constant_pad_nd([0, 1, 0, 0]);
+        let dy = &py - py.roll([1], [2]);
+        let dx = &px - px.roll([1], [3]);
+        dy + dx
+    }
+}
+
+impl Prior for TvPrior {
+    fn name(&self) -> &str {
+        "tv"
+    }
+    fn denoise(&self, z: &Tensor, _: &mut Option<&mut dyn FnMut(Progress) -> bool>) -> Result<Tensor> {
+        if self.weight <= 0.0 {
+            return Ok(z.shallow_clone());
         }
+        let tau = 0.125;
+        let (mut py, mut px) = (z.zeros_like(), z.zeros_like());
+        for _ in 0..self.iterations {
+            let (gy, gx) = Self::gradient(&(Self::divergence(&py, &px) - z / self.weight));
+            let norm = (gy.square() + gx.square()).sqrt() * tau + 1.0;
+            py = (&py + gy * tau) / &norm;
+            px = (&px + gx * tau) / &norm;
+        }
+        Ok(z - Self::divergence(&py, &px) * self.weight)
+    }
+}
+
+/// The state of a plug-and-play solve. Owns the operator; the prior may borrow a model.
+pub struct Pnp<'m> {
+    prior: Box<dyn Prior + 'm>,
+    operator: Box<dyn Operator>,
+    params: PnpParams,
+    shape: ImageShape,
+    y: Tensor,
+    x_h: Tensor,
+    x: Tensor,
+    u: Tensor,
+    v: Tensor,
+    y_norm: f64,
+    ground_truth: Option<(Tensor, f64)>,
+    iteration: usize,
+}
+
+/// Euclidean norm; complex tensors count both parts.
+fn norm(t: &Tensor) -> f64 {
+    let real = if t.is_complex() { t.view_as_real() } else { t.shallow_clone() };
+    real.to_kind(Kind::Double).square().sum(Kind::Double).double_value(&[]).sqrt()
+}
+
+impl<'m> Pnp<'m> {
+    /// Starts a LoFi-ADMM solve of `y = A x` at the operator's image shape. The model must be a
+    /// denoiser: as many output as input channels, matching the shape's channels.
+    pub fn new(
+        model: &'m Model,
+        operator: Box<dyn Operator>,
+        shape: ImageShape,
+        measurements: Tensor,
+        params: PnpParams,
+    ) -> Result<Pnp<'m>> {
+        Pnp::check_shape(shape)?;
+        let prior = LofiPrior::new(model, shape, &params)?;
+        Pnp::with_prior(Box::new(prior), model.device(), operator, shape, measurements, params)
+    }
+
+    fn check_shape(shape: ImageShape) -> Result<()> {
+        if shape.height < 2 || shape.width < 2 || shape.height > 1 << 15 || shape.width > 1 << 15 {
+            return Err(Error::invalid_argument(format!(
+                "working resolution {} x {} is out of range",
+                shape.width, shape.height
+            )));
+        }
+        Ok(())
+    }
+
+    /// The same ADMM with any prior (baselines such as [`TvPrior`]), on `device`.
+    pub fn with_prior(
+        prior: Box<dyn Prior + 'm>,
+        device: tch::Device,
+        operator: Box<dyn Operator>,
+        shape: ImageShape,
+        measurements: Tensor,
+        params: PnpParams,
+    ) -> Result<Pnp<'m>> {
+        Pnp::check_shape(shape)?;
         if !(params.alpha > 0.0 && params.alpha.is_finite()) {
             return Err(Error::invalid_argument(format!("alpha = {} must be positive and finite", params.alpha)));
         }
         if !(params.cg_tolerance >= 0.0 && params.cg_tolerance.is_finite()) {
             return Err(Error::invalid_argument(format!("cg_tolerance = {} is invalid", params.cg_tolerance)));
         }
-        let plan = engine::plan_for(model, shape.height as usize, shape.width as usize, params.memory_budget)?;
         let _guard = tch::no_grad_guard();
-        let device = model.device();
         let y = measurements.to_device(device);
         if !bool::try_from(y.isfinite().all()).unwrap_or(false) {
             return Err(Error::invalid_input("the measurements hold NaN or infinite values"));
@@ -139,11 +237,10 @@ impl<'m> Pnp<'m> {
         let zeros = x_h.zeros_like();
         let y_norm = norm(&y).max(f64::MIN_POSITIVE);
         Ok(Pnp {
-            model,
+            prior,
             operator,
             params,
             shape,
-            plan,
             y,
             x_h,
             x: zeros.copy(),
@@ -157,7 +254,10 @@ impl<'m> Pnp<'m> {
 
     /// A ground truth (1, C, H, W) for PSNR reporting.
     pub fn set_ground_truth(&mut self, truth: &Tensor) -> Result<()> {
-        let truth = truth.to_device(self.model.device()).to_kind(Kind::Float);
+        let truth = truth.to_device(self.x.device()).to_kind(Kind::Float);
+        if !bool::try_from(truth.isfinite().all()).unwrap_or(false) {
+            return Err(Error::invalid_input("the ground truth holds NaN or infinite values"));
+        }
         if truth.size() != self.x.size() {
             return Err(Error::invalid_argument(format!(
                 "the ground truth is {:?}, the estimate {:?}",
@@ -172,6 +272,9 @@ impl<'m> Pnp<'m> {
 
     pub fn shape(&self) -> ImageShape {
         self.shape
+    }
+    pub fn prior(&self) -> &dyn Prior {
+        &*self.prior
     }
     pub fn operator(&self) -> &dyn Operator {
         &*self.operator
@@ -198,10 +301,7 @@ impl<'m> Pnp<'m> {
                 Some(x) => (x?.to_kind(Kind::Float), 0),
                 None => self.conjugate_gradient(&b)?,
             };
-            let prepared = PreparedImage::from_tensor(self.model, &(&x + &self.u))?;
-            let threads = engine::ThreadScope::new(self.params.threads);
-            let v = prepared.reconstruct_grid(&self.plan, progress)?;
-            drop(threads);
+            let v = self.prior.denoise(&(&x + &self.u), progress)?;
             let u = &self.u + &x - &v;
             let v_norm = norm(&v).max(f64::MIN_POSITIVE);
             let primal = norm(&(&x - &v)) / v_norm;

@@ -263,6 +263,26 @@ static inline double lt_max_abs_diff(const float *a, const float *b, size_t n) {
   return worst;
 }
 
+/* Largest |a - b| relative to the largest |b| (normwise: meaningful even where b is near zero);
+ * NaN if either holds a NaN. For results computed with different thread counts, which agree to
+ * about 1e-7 relative, not bit for bit. */
+static inline double lt_max_rel_diff(const float *a, const float *b, size_t n) {
+  double scale = 0.0, d = lt_max_abs_diff(a, b, n);
+  size_t i;
+  for (i = 0; i < n; i++)
+    if (fabs((double)b[i]) > scale) scale = fabs((double)b[i]);
+  return d / (scale > 1e-30 ? scale : 1e-30);
+}
+
+/* Run parameters with a single CPU thread: the setting under which tiles, batches and threads
+ * are guaranteed to give bit-identical results (with more threads the BLAS may split rows
+ * differently, and the last bits can differ). */
+static inline lofi_run_params lt_one_thread(void) {
+  lofi_run_params p = lofi_default_run_params();
+  p.threads = 1;
+  return p;
+}
+
 static inline int lt_all_finite(const float *a, size_t n) {
   size_t i;
   for (i = 0; i < n; i++)

@@ -266,6 +266,29 @@ static void test_model_info_and_free(void) {
   CHECK(info.rings > 0 && info.angles > 0 && info.num_layers > 0 && info.hidden_dim > 0);
 }
 
+/* ---- lofi_memory_requirements ------------------------------------------------------------------ */
+
+static void test_memory_requirements_errors(void) {
+  uint64_t min_budget = 7, per_pixel = 7;
+  lofi_model_info info;
+  EXPECT_FAIL(lofi_memory_requirements(NULL, W, H, &min_budget, &per_pixel),
+              LOFI_STATUS_INVALID_ARGUMENT, "model is NULL");
+  EXPECT_FAIL(lofi_memory_requirements(gray, W, H, NULL, &per_pixel), LOFI_STATUS_INVALID_ARGUMENT,
+              "out_min_budget_bytes is NULL");
+  EXPECT_FAIL(lofi_memory_requirements(gray, 0, H, &min_budget, &per_pixel),
+              LOFI_STATUS_INVALID_ARGUMENT, "out of range");
+  EXPECT_FAIL(lofi_memory_requirements(gray, W, 0, &min_budget, &per_pixel),
+              LOFI_STATUS_INVALID_ARGUMENT, "out of range");
+  EXPECT_FAIL(lofi_memory_requirements(gray, SIZE_MAX, H, &min_budget, &per_pixel),
+              LOFI_STATUS_INVALID_ARGUMENT, "out of range");
+  EXPECT_FAIL(lofi_memory_requirements(gray, W, SIZE_MAX, &min_budget, &per_pixel),
+              LOFI_STATUS_INVALID_ARGUMENT, "out of range");
+  CHECK_OK(lofi_memory_requirements(gray, W, H, &min_budget, NULL));
+  CHECK_OK(lofi_memory_requirements(cplx, W, H, &min_budget, &per_pixel));
+  CHECK_OK(lofi_model_get_info(cplx, &info));
+  CHECK(per_pixel == info.bytes_per_pixel && min_budget > per_pixel);
+}
+
 /* ---- lofi_reconstruct_region ------------------------------------------------------------------ */
 
 static void test_region_null_arguments(void) {
@@ -412,7 +435,7 @@ static void test_region_window_and_region(void) {
 }
 
 /* col0 + cols (row0 + rows) overflows size_t: still outside the grid, not a wrapped-around
- * window. (A separate ctest entry, c_errors_window_overflow.) */
+ * window (the bounds use checked arithmetic). */
 static void test_region_window_overflow(void) {
   lofi_image img = lt_image(pixels, W, H, 1);
   lofi_window win = {SIZE_MAX, 0, 2, 1};
@@ -537,11 +560,23 @@ static void test_status_names(void) {
       "LOFI_STATUS_INVALID_MODEL", "LOFI_STATUS_IO",               "LOFI_STATUS_BUDGET_TOO_SMALL",
       "LOFI_STATUS_DEVICE_UNAVAILABLE", "LOFI_STATUS_CANCELLED",   "LOFI_STATUS_TORCH",
       "LOFI_STATUS_INTERNAL"};
+  static const int32_t unknown[] = {-1, 10, 12345, INT32_MIN, INT32_MAX};
   int i;
   for (i = 0; i <= (int)LOFI_STATUS_INTERNAL; i++) {
     const char *n = lofi_status_name((lofi_status)i);
     CHECK_MSG(n != NULL && strcmp(n, names[i]) == 0, "lofi_status_name(%d) = %s", i, n ? n : "NULL");
   }
+  /* Any int is safe to pass; values that are no status have one name. */
+  for (i = 0; i < (int)(sizeof unknown / sizeof unknown[0]); i++) {
+    const char *n = lofi_status_name(unknown[i]);
+    CHECK_MSG(n != NULL && strcmp(n, "LOFI_STATUS_UNKNOWN") == 0, "lofi_status_name(%ld) = %s",
+              (long)unknown[i], n ? n : "NULL");
+  }
+  CHECK(strcmp(lofi_status_name(12345), "LOFI_STATUS_UNKNOWN") == 0);
+  /* It is not a fallible call: it leaves the last error alone. */
+  CHECK(lofi_model_get_info(NULL, NULL) == LOFI_STATUS_INVALID_ARGUMENT);
+  (void)lofi_status_name(12345);
+  CHECK(lofi_last_error() != NULL);
 }
 
 int main(int argc, char **argv) {
@@ -559,6 +594,7 @@ int main(int argc, char **argv) {
   RUN(test_load_cuda);
   RUN(test_load_from_memory);
   RUN(test_model_info_and_free);
+  RUN(test_memory_requirements_errors);
   RUN(test_region_null_arguments);
   RUN(test_region_sizes);
   RUN(test_region_strides);

@@ -1,5 +1,6 @@
 // Tests of include/lofi.hpp, the C++17 wrapper: ownership, exceptions, views, grids, tiles,
-// points, progress callbacks (including one that throws), logging and threads.
+// points, progress callbacks (including one that throws), logging, threads, and the
+// plug-and-play wrapper lofi::Pnp (built-in and user operators, solve, cancellation).
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -19,6 +20,12 @@ static_assert(!std::is_copy_constructible<lofi::Model>::value, "Model is move-on
 static_assert(!std::is_copy_assignable<lofi::Model>::value, "Model is move-only");
 static_assert(std::is_nothrow_move_constructible<lofi::Model>::value, "Model moves without throwing");
 static_assert(std::is_nothrow_move_assignable<lofi::Model>::value, "Model moves without throwing");
+static_assert(!std::is_copy_constructible<lofi::Pnp>::value, "Pnp is move-only");
+static_assert(!std::is_copy_assignable<lofi::Pnp>::value, "Pnp is move-only");
+static_assert(std::is_nothrow_move_constructible<lofi::Pnp>::value, "Pnp moves without throwing");
+static_assert(std::is_nothrow_move_assignable<lofi::Pnp>::value, "Pnp moves without throwing");
+static_assert(!std::is_constructible<lofi::Pnp, lofi::Model&&, const lofi_operator&, const std::vector<float>&>::value,
+              "a Pnp cannot borrow a temporary model");
 
 std::vector<float> pixels(std::size_t c, unsigned seed) {
   float* p = lt_make_pixels(W, H, c, seed);
@@ -29,6 +36,13 @@ std::vector<float> pixels(std::size_t c, unsigned seed) {
 
 bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+// One CPU thread: lofi guarantees bit-identical tiles, batches and threads only then.
+lofi::RunParams one_thread() {
+  lofi::RunParams p;
+  p.threads = 1;
+  return p;
 }
 
 // Runs f, expecting lofi::Error with `status` and a message containing `needle`.
@@ -141,13 +155,14 @@ void test_tiles_into_subviews() {
   const std::vector<float> px = pixels(1, 2);
   const lofi::ImageView in(px, W, H);
   const lofi::Grid grid = lofi::Grid::scaled(in, 2.0);
-  const std::vector<float> whole = m.reconstruct_region(in, grid);
+  const lofi::RunParams one = one_thread();
+  const std::vector<float> whole = m.reconstruct_region(in, grid, one);
   std::vector<float> tiled(whole.size(), -1.0f);
   const lofi::OutputView out(tiled, grid.width, grid.height, 1);
   for (std::size_t row0 = 0; row0 < grid.height; row0 += 16)
     for (std::size_t col0 = 0; col0 < grid.width; col0 += 20) {
       std::size_t cols = std::min<std::size_t>(20, grid.width - col0), rows = std::min<std::size_t>(16, grid.height - row0);
-      m.reconstruct_region(in, grid.tile(col0, row0, cols, rows), out.subview(col0, row0, cols, rows));
+      m.reconstruct_region(in, grid.tile(col0, row0, cols, rows), out.subview(col0, row0, cols, rows), one);
     }
   CHECK_MSG(same_bits(whole, tiled), "tiles differ from the whole");
 }
@@ -187,9 +202,9 @@ void test_progress_callbacks() {
   const lofi::Model m = lofi::Model::load(fixture("tiny-gray.lofi"));
   const std::vector<float> px = pixels(1, 4);
   const lofi::ImageView in(px, W, H);
-  const std::vector<float> expected = m.reconstruct(in);
+  const std::vector<float> expected = m.reconstruct(in, one_thread());
 
-  lofi::RunParams params;
+  lofi::RunParams params = one_thread();   // several batches == one batch, bit for bit
   params.memory_budget_bytes = 2u << 20;  // about 64 pixels per batch for this model and image
   std::uint64_t calls = 0, last = 0;
   params.progress = [&](std::uint64_t done, std::uint64_t total) {
@@ -228,7 +243,7 @@ void test_progress_callbacks() {
   }
   CHECK(caught);
   // The model is still fine afterwards.
-  CHECK(same_bits(m.reconstruct(in), expected));
+  CHECK(same_bits(m.reconstruct(in, one_thread()), expected));
 }
 
 void test_threads_share_a_model() {
@@ -236,14 +251,15 @@ void test_threads_share_a_model() {
   const std::vector<float> px = pixels(3, 5);
   const lofi::ImageView in(px, W, H, 3);
   const lofi::Grid fine = lofi::Grid::scaled(in, 2.0);
-  const std::vector<float> expected = m.reconstruct_region(in, fine);
+  const lofi::RunParams one = one_thread();
+  const std::vector<float> expected = m.reconstruct_region(in, fine, one);
   std::atomic<int> mismatches{0}, errors{0};
   std::vector<std::thread> threads;
   for (int t = 0; t < 4; t++)
     threads.emplace_back([&] {
       try {
         for (int round = 0; round < 2; round++)
-          if (!same_bits(m.reconstruct_region(in, fine), expected)) mismatches++;
+          if (!same_bits(m.reconstruct_region(in, fine, one), expected)) mismatches++;
       } catch (...) {
         errors++;
       }
@@ -256,13 +272,192 @@ void test_log_and_version() {
   char expected[32];
   std::snprintf(expected, sizeof expected, "%d.%d.%d", LOFI_VERSION_MAJOR, LOFI_VERSION_MINOR, LOFI_VERSION_PATCH);
   CHECK(std::strcmp(lofi::version(), expected) == 0);
-  std::atomic<int> messages{0};
-  lofi::set_log_callback([&](lofi::LogLevel, const char*) { messages++; }, lofi::LogLevel::trace);
+  std::atomic<int> messages{0}, loads{0};
+  lofi::set_log_callback(
+      [&](lofi::LogLevel level, const char* message) {
+        messages++;
+        if (level == lofi::LogLevel::info && std::strstr(message, "loaded a LoFi model")) loads++;
+      },
+      lofi::LogLevel::info);
   lofi::Model::load(fixture("tiny-gray.lofi"));
+  CHECK_MSG(loads == 1, "%d load message(s) at info", loads.load());
   lofi::set_log_callback([](lofi::LogLevel, const char*) { throw 1; }, lofi::LogLevel::trace);
   lofi::Model::load(fixture("tiny-gray.lofi"));  // a throwing log callback is harmless
   lofi::set_log_callback(nullptr);
-  CHECK(messages >= 0);
+  const int after = messages;
+  lofi::Model::load(fixture("tiny-gray.lofi"));
+  CHECK(messages == after && after >= 1);
+}
+
+// ---- plug-and-play ------------------------------------------------------------------------------
+
+bool finite(double v) { return v - v == 0.0; }
+
+void test_pnp_builtin_operator() {
+  const lofi::Model m = lofi::Model::load(fixture("tiny-gray.lofi"));
+  const std::vector<float> truth = pixels(1, 7);
+  std::vector<float> mask(W * H);
+  for (std::size_t i = 0; i < mask.size(); i++) mask[i] = (i * 7) % 10 < 4 ? 1.0f : 0.0f;
+  lofi_operator op = lofi::default_operator();
+  op.kind = LOFI_OPERATOR_INPAINT;
+  op.width = W;
+  op.height = H;
+  op.channels = 1;
+  op.mask = mask.data();
+  op.mask_len = mask.size();
+  CHECK(lofi::measurement_len(op) == W * H);
+  const std::vector<float> y = lofi::operator_forward(op, truth);
+  REQUIRE(y.size() == W * H);
+  CHECK(y[0] == truth[0] && y[5] == 0.0f);  // mask[0] observed, mask[5] not
+
+  lofi::PnpParams params;
+  params.threads = 1;
+  lofi::Pnp pnp(m, op, y, params);
+  REQUIRE(static_cast<bool>(pnp));
+  CHECK(pnp.image_size() == W * H);
+  const std::vector<float> zero = pnp.estimate();
+  CHECK(zero.size() == W * H && std::all_of(zero.begin(), zero.end(), [](float v) { return v == 0.0f; }));
+  lofi::PnpResiduals r = pnp.step();
+  CHECK(r.iteration == 1 && finite(r.primal) && finite(r.dual) && finite(r.data_misfit) && r.psnr != r.psnr);
+  pnp.set_ground_truth(truth);
+  r = pnp.step();
+  CHECK(r.iteration == 2 && finite(r.psnr) && r.cg_iterations == 0);
+  const std::vector<float> est = pnp.estimate();
+
+  // The same two steps through the C API give the same bits (same settings, one thread).
+  lofi_pnp* c = nullptr;
+  lofi_pnp_params cp = lofi_default_pnp_params();
+  cp.run.threads = 1;
+  CHECK_OK(lofi_pnp_create(m.get(), &op, y.data(), y.size(), &cp, &c));
+  CHECK_OK(lofi_pnp_step(c, nullptr));
+  CHECK_OK(lofi_pnp_step(c, nullptr));
+  std::vector<float> c_est(W * H);
+  CHECK_OK(lofi_pnp_estimate(c, c_est.data(), 0));
+  lofi_pnp_free(c);
+  CHECK_MSG(same_bits(est, c_est), "lofi::Pnp and the C API differ");
+  // Into a strided buffer.
+  std::vector<float> strided((W + 3) * H, -1.0f);
+  pnp.estimate(strided.data(), (W + 3) * sizeof(float));
+  CHECK(std::memcmp(strided.data() + (W + 3), est.data() + W, W * sizeof(float)) == 0 && strided[W] == -1.0f);
+
+  // Moves; an empty Pnp throws.
+  lofi::Pnp moved = std::move(pnp);
+  CHECK(!pnp && moved);
+  CHECK(moved.step().iteration == 3);
+  CHECK(throws_error([&] { pnp.step(); }, LOFI_STATUS_INVALID_ARGUMENT, "lofi_pnp_step: pnp is NULL"));
+  CHECK(throws_error([&] { lofi::Pnp().estimate(); }, LOFI_STATUS_INVALID_ARGUMENT, "pnp is NULL"));
+  pnp = std::move(moved);
+  CHECK(pnp && !moved);
+  r = pnp.solve(2);
+  CHECK(r.iteration == 5 && finite(r.psnr));
+  pnp.reset();
+  CHECK(!pnp);
+
+  // The wrapper's checks and the library's, as lofi::Error.
+  CHECK(throws_error([&] { lofi::operator_forward(op, std::vector<float>(3)); }, LOFI_STATUS_INVALID_ARGUMENT,
+                     "lofi.hpp: operator_forward"));
+  CHECK(throws_error([&] { lofi::Pnp(m, op, y, params).set_ground_truth(std::vector<float>(2)); },
+                     LOFI_STATUS_INVALID_ARGUMENT, "lofi.hpp: Pnp: the ground truth holds 2"));
+  CHECK(throws_error([&] { lofi::Pnp(m, op, std::vector<float>(5), params); }, LOFI_STATUS_INVALID_ARGUMENT,
+                     "lofi_pnp_create: inpaint: 5 measurement values, expected 480"));
+  CHECK(throws_error([&] { lofi::Pnp(m, op, std::vector<float>{}, params); }, LOFI_STATUS_INVALID_ARGUMENT,
+                     "lofi_pnp_create"));
+  const lofi::Model cplx = lofi::Model::load(fixture("tiny-complex.lofi"));
+  CHECK(throws_error([&] { lofi::Pnp(cplx, op, y, params); }, LOFI_STATUS_INVALID_ARGUMENT, "needs a denoiser"));
+  lofi_operator bad = op;
+  bad.kind = 42;
+  CHECK(throws_error([&] { lofi::measurement_len(bad); }, LOFI_STATUS_INVALID_ARGUMENT, "unknown operator kind 42"));
+  lofi::PnpParams no_alpha = params;
+  no_alpha.alpha = 0.0;
+  CHECK(throws_error([&] { lofi::Pnp(m, op, y, no_alpha); }, LOFI_STATUS_INVALID_ARGUMENT, "alpha"));
+  CHECK(throws_error([&] { lofi::Pnp(m, op, y, params).solve(0); }, LOFI_STATUS_INVALID_ARGUMENT, "iterations is 0"));
+}
+
+void test_pnp_user_operator() {
+  const lofi::Model m = lofi::Model::load(fixture("tiny-gray.lofi"));
+  const std::vector<float> truth = pixels(1, 8);
+  // A = 2 x 2 box average, as lambdas; a flag makes forward throw.
+  int forward_calls = 0, adjoint_calls = 0;
+  bool fail = false;
+  lofi::UserOperator box;
+  box.width = W;
+  box.height = H;
+  box.channels = 1;
+  box.measurement_len = (W / 2) * (H / 2);
+  box.forward = [&](const float* x, float* y) {
+    forward_calls++;
+    if (fail) throw Boom{7};
+    for (std::size_t j = 0; j < H / 2; j++)
+      for (std::size_t i = 0; i < W / 2; i++) {
+        const float* p = x + 2 * j * W + 2 * i;
+        y[j * (W / 2) + i] = 0.25f * (p[0] + p[1] + p[W] + p[W + 1]);
+      }
+  };
+  box.adjoint = [&](const float* y, float* x) {
+    adjoint_calls++;
+    for (std::size_t r = 0; r < H; r++)
+      for (std::size_t c = 0; c < W; c++) x[r * W + c] = 0.25f * y[(r / 2) * (W / 2) + c / 2];
+  };
+  std::vector<float> y(box.measurement_len);
+  box.forward(truth.data(), y.data());
+  forward_calls = 0;
+
+  lofi::PnpParams params;
+  params.threads = 1;
+  params.cg_max_iterations = 20;
+  std::uint64_t progress_calls = 0, last_done = 0, cancel_at = 0;
+  params.progress = [&](std::uint64_t done, std::uint64_t) {
+    progress_calls++;
+    last_done = done;
+    return cancel_at == 0 || progress_calls < cancel_at;
+  };
+  lofi::Pnp pnp(m, box, y, params);
+  CHECK(adjoint_calls >= 1);
+  pnp.set_ground_truth(truth);
+  lofi::PnpResiduals r = pnp.step();
+  CHECK(r.iteration == 1 && r.cg_iterations > 0 && finite(r.psnr) && forward_calls > 0);
+  CHECK(progress_calls == 0);  // step() reports nothing
+
+  // A callback's exception reaches the caller unchanged; the state goes on afterwards.
+  fail = true;
+  bool caught = false;
+  try {
+    pnp.step();
+  } catch (const Boom& b) {
+    caught = b.code == 7;
+  }
+  CHECK_MSG(caught, "the user operator's exception did not reach the caller");
+  fail = false;
+  CHECK(pnp.step().iteration == 2);
+
+  // solve: progress after every iteration; cancelling keeps the iterations done.
+  r = pnp.solve(3);
+  CHECK(r.iteration == 5 && progress_calls == 3 && last_done == 3);
+  progress_calls = 0;
+  cancel_at = 1;
+  CHECK(throws_error([&] { pnp.solve(4); }, LOFI_STATUS_CANCELLED, "lofi_pnp_solve"));
+  CHECK(progress_calls == 1 && pnp.step().iteration == 7);
+  // A progress callback that throws: rethrown by solve().
+  progress_calls = 0;
+  cancel_at = 0;
+  lofi::PnpParams throwing = params;
+  throwing.progress = [&](std::uint64_t done, std::uint64_t) -> bool {
+    if (done == 2) throw Boom{9};
+    return true;
+  };
+  lofi::Pnp other(m, box, y, throwing);
+  caught = false;
+  try {
+    other.solve(5);
+  } catch (const Boom& b) {
+    caught = b.code == 9;
+  }
+  CHECK(caught && other.step().iteration == 3);
+
+  // A user operator without both functions is refused by the wrapper.
+  lofi::UserOperator half = box;
+  half.adjoint = nullptr;
+  CHECK(throws_error([&] { lofi::Pnp(m, half, y, params); }, LOFI_STATUS_INVALID_ARGUMENT, "lofi.hpp: Pnp"));
 }
 
 }  // namespace
@@ -277,5 +472,7 @@ int main(int argc, char** argv) {
   RUN(test_progress_callbacks);
   RUN(test_threads_share_a_model);
   RUN(test_log_and_version);
+  RUN(test_pnp_builtin_operator);
+  RUN(test_pnp_user_operator);
   return lt_done();
 }

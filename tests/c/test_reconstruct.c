@@ -1,8 +1,9 @@
 /*
  * What lofi_reconstruct_region / lofi_reconstruct_points compute: tiles equal the whole image bit
- * for bit, a 2x grid's even samples are the on-grid reconstruction, points equal grid samples,
- * strides and defaults change nothing, the progress callback reports every batch and can cancel,
- * and the run report agrees with the memory budget.
+ * for bit (with threads = 1, the setting under which lofi guarantees it), a 2x grid's even samples
+ * are the on-grid reconstruction, points equal grid samples, strides and defaults change nothing,
+ * the progress callback reports every batch and can cancel, the run report agrees with the memory
+ * budget, and lofi_memory_requirements() states the smallest budget that works.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "lofi_test.h"
@@ -102,10 +103,13 @@ static void test_strides(void) {
 }
 
 /* Tiles of a grid, written straight into the whole output through its row stride, or into
- * separate packed buffers, equal the whole grid bit for bit; also at 2x and on a sub-region. */
+ * separate packed buffers, equal the whole grid bit for bit; also at 2x and on a sub-region.
+ * Bit-identical tiles are guaranteed with threads = 1 (with more threads the BLAS may split rows
+ * differently), so every call here runs on one thread. */
 static void check_tiles(const lofi_model *m, const lofi_image *img, size_t c_out,
                         const lofi_region *region, size_t gw, size_t gh) {
   static const size_t col_cuts[] = {0, 7, 19}, row_cuts[] = {0, 9};
+  const lofi_run_params one = lt_one_thread();
   const size_t ncol = sizeof col_cuts / sizeof col_cuts[0], nrow = sizeof row_cuts / sizeof row_cuts[0];
   const size_t row_floats = gw * c_out;
   float *whole = (float *)malloc(gw * gh * c_out * sizeof(float));
@@ -115,7 +119,7 @@ static void check_tiles(const lofi_model *m, const lofi_image *img, size_t c_out
   int same_strided = 1, same_packed = 1;
   REQUIRE(whole && tiled && tile);
   memset(tiled, 0, gw * gh * c_out * sizeof(float));
-  CHECK_OK(lofi_reconstruct_region(m, img, region, gw, gh, NULL, whole, 0, NULL, NULL));
+  CHECK_OK(lofi_reconstruct_region(m, img, region, gw, gh, NULL, whole, 0, &one, NULL));
   for (j = 0; j < nrow; j++)
     for (i = 0; i < ncol; i++) {
       lofi_window win;
@@ -126,9 +130,9 @@ static void check_tiles(const lofi_model *m, const lofi_image *img, size_t c_out
       /* into the whole buffer, through the stride */
       CHECK_OK(lofi_reconstruct_region(m, img, region, gw, gh, &win,
                                        tiled + win.row0 * row_floats + win.col0 * c_out,
-                                       row_floats * sizeof(float), NULL, NULL));
+                                       row_floats * sizeof(float), &one, NULL));
       /* into a packed buffer of exactly the tile's size */
-      CHECK_OK(lofi_reconstruct_region(m, img, region, gw, gh, &win, tile, 0, NULL, NULL));
+      CHECK_OK(lofi_reconstruct_region(m, img, region, gw, gh, &win, tile, 0, &one, NULL));
       for (r = 0; r < win.rows; r++)
         same_packed &= memcmp(tile + r * win.cols * c_out,
                               whole + (win.row0 + r) * row_floats + win.col0 * c_out,
@@ -281,7 +285,9 @@ static void test_budget_batches_and_progress(void) {
   fixed = fixed_bytes(gray, &img, &per_pixel);
   REQUIRE_MSG(fixed > 0 && per_pixel > 0, "no run report");
 
-  /* A budget for about 100 pixels per batch: several batches, the same bits as one batch. */
+  /* A budget for about 100 pixels per batch: several batches, the same bits as one batch (both
+   * on one thread, under which lofi guarantees it). */
+  params.threads = 1;
   params.memory_budget_bytes = fixed + 100 * per_pixel;
   params.progress = on_progress;
   params.progress_user_data = &log;
@@ -294,7 +300,11 @@ static void test_budget_batches_and_progress(void) {
   CHECK_MSG(log.calls == rep.batches, "progress called %u times for %llu batches", log.calls,
             (unsigned long long)rep.batches);
   CHECK(log.monotonic && log.last_done == (uint64_t)W * H && log.total == (uint64_t)W * H);
-  CHECK_OK(lofi_reconstruct_region(gray, &img, NULL, W, H, NULL, b, 0, NULL, NULL));
+  {
+    const lofi_run_params one = lt_one_thread();
+    CHECK_OK(lofi_reconstruct_region(gray, &img, NULL, W, H, NULL, b, 0, &one, &rep));
+    CHECK(rep.batches == 1);
+  }
   CHECK_MSG(memcmp(a, b, W * H * sizeof(float)) == 0,
             "small batches differ from one batch (max |diff| %g)", lt_max_abs_diff(a, b, W * H));
 
@@ -325,6 +335,70 @@ static void test_budget_batches_and_progress(void) {
   free(px);
   free(a);
   free(b);
+}
+
+/* lofi_memory_requirements(): the minimum it states is a budget that works, one byte less fails
+ * with BUDGET_TOO_SMALL; its bytes per pixel are the model info's; it agrees with the run report
+ * (the fixed part plus a whole number of pixels); it depends on the input size, not the grid. */
+static void test_memory_requirements(void) {
+  static const size_t sizes[][2] = {{W, H}, {7, 5}, {2, 2}, {33, 3}};
+  struct {
+    lofi_model *m;
+    size_t c_in, c_out;
+  } models[3];
+  size_t i, k;
+  models[0].m = gray, models[0].c_in = 1, models[0].c_out = 1;
+  models[1].m = rgb, models[1].c_in = 3, models[1].c_out = 3;
+  models[2].m = cplx, models[2].c_in = 2, models[2].c_out = 1;
+  for (k = 0; k < 3; k++)
+    for (i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+      const size_t w = sizes[i][0], h = sizes[i][1], gw = 2 * w - 1, gh = 2 * h - 1;
+      float *px = lt_make_pixels(w, h, models[k].c_in, (unsigned)(10 * k + i));
+      float *o = (float *)malloc(gw * gh * models[k].c_out * sizeof(float));
+      lofi_image img = lt_image(px, w, h, models[k].c_in);
+      lofi_run_params params = lofi_default_run_params();
+      lofi_run_report rep;
+      lofi_model_info info;
+      uint64_t min_budget = 0, per_pixel = 0, min_again = 0, fixed;
+      double xy[2] = {0.5, 0.5};
+      REQUIRE(px && o);
+      CHECK_OK(lofi_model_get_info(models[k].m, &info));
+      CHECK_OK(lofi_memory_requirements(models[k].m, w, h, &min_budget, &per_pixel));
+      CHECK_MSG(per_pixel == info.bytes_per_pixel, "bytes per pixel %llu, model info says %llu",
+                (unsigned long long)per_pixel, (unsigned long long)info.bytes_per_pixel);
+      CHECK_OK(lofi_memory_requirements(models[k].m, w, h, &min_again, NULL)); /* NULL allowed */
+      CHECK(min_again == min_budget && min_budget > per_pixel);
+
+      /* The minimum works, for grids (also at 2x: the input size decides) and for points. */
+      params.memory_budget_bytes = min_budget;
+      CHECK_OK(lofi_reconstruct_region(models[k].m, &img, NULL, w, h, NULL, o, 0, &params, &rep));
+      CHECK(rep.estimated_peak_bytes <= min_budget && rep.batch_pixels > 0);
+      /* the fixed part (the prepared image) plus a whole number of pixels */
+      fixed = rep.estimated_peak_bytes - rep.batch_pixels * per_pixel;
+      CHECK_MSG(min_budget > fixed && (min_budget - fixed) % per_pixel == 0,
+                "minimum %llu is not the fixed part %llu plus whole pixels of %llu",
+                (unsigned long long)min_budget, (unsigned long long)fixed, (unsigned long long)per_pixel);
+      if (i == 1) { /* (one size is enough: batches of the minimum are slow) */
+        CHECK_OK(lofi_reconstruct_region(models[k].m, &img, NULL, gw, gh, NULL, o, 0, &params, &rep));
+        CHECK(rep.estimated_peak_bytes <= min_budget);
+      }
+      CHECK_OK(lofi_reconstruct_points(models[k].m, &img, xy, 1, o, &params, NULL));
+      /* One byte less does not. */
+      params.memory_budget_bytes = min_budget - 1;
+      EXPECT_FAIL(lofi_reconstruct_region(models[k].m, &img, NULL, w, h, NULL, o, 0, &params, NULL),
+                  LOFI_STATUS_BUDGET_TOO_SMALL, "at least");
+      EXPECT_FAIL(lofi_reconstruct_points(models[k].m, &img, xy, 1, o, &params, NULL),
+                  LOFI_STATUS_BUDGET_TOO_SMALL, "at least");
+      free(px);
+      free(o);
+    }
+  /* A larger input needs more. */
+  {
+    uint64_t small = 0, big = 0;
+    CHECK_OK(lofi_memory_requirements(gray, 16, 16, &small, NULL));
+    CHECK_OK(lofi_memory_requirements(gray, 512, 512, &big, NULL));
+    CHECK(big > small);
+  }
 }
 
 static void test_cancel(void) {
@@ -365,8 +439,9 @@ static void test_cancel(void) {
   free(o);
 }
 
-/* Threads parameter: a per-call thread count gives the same result (libtorch's matrix products
- * are deterministic for a fixed shape). */
+/* Threads parameter: a per-call thread count gives the same result to float rounding (with
+ * different thread counts the BLAS may split rows differently: about 1e-7 relative, so the
+ * comparison allows 1e-6 relative); the same thread count gives the same bits. */
 static void test_threads_param(void) {
   float *px = lt_make_pixels(W, H, 3, 8), *a, *b;
   lofi_image img = lt_image(px, W, H, 3);
@@ -377,8 +452,22 @@ static void test_threads_param(void) {
   REQUIRE(a && b);
   params.threads = 1;
   CHECK_OK(lofi_reconstruct_region(rgb, &img, NULL, W, H, NULL, b, 0, &params, NULL));
-  CHECK_MSG(lt_max_abs_diff(a, b, W * H * 3) <= 1e-5, "threads=1 vs default: max |diff| %g",
-            lt_max_abs_diff(a, b, W * H * 3));
+  CHECK_MSG(lt_max_rel_diff(b, a, W * H * 3) <= 1e-6, "threads=1 vs default: max relative diff %g",
+            lt_max_rel_diff(b, a, W * H * 3));
+  params.threads = 2;
+  CHECK_OK(lofi_reconstruct_region(rgb, &img, NULL, W, H, NULL, b, 0, &params, NULL));
+  CHECK_MSG(lt_max_rel_diff(b, a, W * H * 3) <= 1e-6, "threads=2 vs default: max relative diff %g",
+            lt_max_rel_diff(b, a, W * H * 3));
+  /* one thread twice: the same bits */
+  params.threads = 1;
+  CHECK_OK(lofi_reconstruct_region(rgb, &img, NULL, W, H, NULL, a, 0, &params, NULL));
+  {
+    float *c = (float *)malloc(W * H * 3 * sizeof(float));
+    REQUIRE(c != NULL);
+    CHECK_OK(lofi_reconstruct_region(rgb, &img, NULL, W, H, NULL, c, 0, &params, NULL));
+    CHECK(memcmp(a, c, W * H * 3 * sizeof(float)) == 0);
+    free(c);
+  }
   free(px);
   free(a);
   free(b);
@@ -454,6 +543,7 @@ int main(int argc, char **argv) {
   RUN(test_double_resolution);
   RUN(test_points_match_grid);
   RUN(test_budget_batches_and_progress);
+  RUN(test_memory_requirements);
   RUN(test_cancel);
   RUN(test_threads_param);
   RUN(test_memory_load_equivalent);

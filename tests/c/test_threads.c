@@ -3,6 +3,10 @@
  * single-threaded results (each computation compared with the same computation done on one
  * thread beforehand: whole images with whole images, tiles with tiles); lofi_last_error() is per
  * thread; loading is thread-safe.
+ *
+ * Every reconstruction here runs with params.threads = 1: lofi guarantees bit-identical results
+ * only then (with libtorch's default thread count, the BLAS may split rows differently from one
+ * call to the next when threads compete, and the last bits can differ).
  */
 #define _POSIX_C_SOURCE 200809L
 #include <pthread.h>
@@ -18,6 +22,7 @@ static float *ref_rgb2x; /* (2W-1) x (2H-1), rgb, whole */
 static float *ref_rgb2x_tiles; /* the same grid computed by tiles of TILE_ROWS rows */
 static float ref_points[4];
 static const double points_xy[8] = {0.0, 0.0, 3.5, 7.25, 23.0, 19.0, 11.0, 2.0};
+static lofi_run_params one; /* threads = 1 */
 
 typedef struct {
   int index;
@@ -49,7 +54,7 @@ static void *run_worker(void *arg) {
     worker_fail(w, "concurrent lofi_load failed");
   for (round = 0; round < ROUNDS; round++) {
     const lofi_model *gm = own && round == 1 ? own : gray;
-    if (lofi_reconstruct_region(gm, &gi, NULL, W, H, NULL, g, 0, NULL, NULL) != LOFI_STATUS_OK ||
+    if (lofi_reconstruct_region(gm, &gi, NULL, W, H, NULL, g, 0, &one, NULL) != LOFI_STATUS_OK ||
         lofi_last_error() != NULL)
       worker_fail(w, "gray reconstruction failed");
     else if (memcmp(g, ref_gray, W * H * sizeof(float)) != 0)
@@ -62,16 +67,21 @@ static void *run_worker(void *arg) {
       t.row0 = TILE_ROWS * ((k + (size_t)w->index) % ntiles);
       t.rows = t.row0 + TILE_ROWS > GH ? GH - t.row0 : TILE_ROWS;
       if (lofi_reconstruct_region(rgb, &ci, NULL, GW, GH, &t, c + t.row0 * GW * 3, GW * 3 * sizeof(float),
-                                  NULL, NULL) != LOFI_STATUS_OK)
+                                  &one, NULL) != LOFI_STATUS_OK)
         worker_fail(w, "rgb tile failed");
     }
     if (memcmp(c, ref_rgb2x_tiles, GW * GH * 3 * sizeof(float)) != 0)
       worker_fail(w, "rgb 2x tiles differ from the same tiles computed single-threaded");
-    if (lofi_reconstruct_region(rgb, &ci, NULL, GW, GH, NULL, cw, 0, NULL, NULL) != LOFI_STATUS_OK)
+    if (lofi_reconstruct_region(rgb, &ci, NULL, GW, GH, NULL, cw, 0, &one, NULL) != LOFI_STATUS_OK)
       worker_fail(w, "rgb 2x failed");
     else if (memcmp(cw, ref_rgb2x, GW * GH * 3 * sizeof(float)) != 0)
       worker_fail(w, "rgb 2x differs from the single-threaded one");
-    if (lofi_reconstruct_points(gray, &gi, points_xy, 4, pts, NULL, NULL) != LOFI_STATUS_OK ||
+    /* With libtorch's default thread count: the same values to float rounding. */
+    if (lofi_reconstruct_region(gm, &gi, NULL, W, H, NULL, g, 0, NULL, NULL) != LOFI_STATUS_OK)
+      worker_fail(w, "gray reconstruction with default threads failed");
+    else if (!(lt_max_rel_diff(g, ref_gray, W * H) <= 1e-6))
+      worker_fail(w, "gray result with default threads differs by more than 1e-6 relative");
+    if (lofi_reconstruct_points(gray, &gi, points_xy, 4, pts, &one, NULL) != LOFI_STATUS_OK ||
         memcmp(pts, ref_points, sizeof pts) != 0)
       worker_fail(w, "points differ");
     /* A failure on this thread sets this thread's error only (checked by the others). */
@@ -120,6 +130,7 @@ int main(int argc, char **argv) {
   const size_t GW = 2 * W - 1, GH = 2 * H - 1;
   lofi_image gi, ci;
   lt_init(argc, argv);
+  one = lt_one_thread();
   gray = lt_load("tiny-gray.lofi");
   rgb = lt_load("tiny-rgb.lofi");
   gray_px = lt_make_pixels(W, H, 1, 21);
@@ -131,9 +142,9 @@ int main(int argc, char **argv) {
   gi = lt_image(gray_px, W, H, 1);
   ci = lt_image(rgb_px, W, H, 3);
   /* Single-threaded references. */
-  if (lofi_reconstruct_region(gray, &gi, NULL, W, H, NULL, ref_gray, 0, NULL, NULL) != LOFI_STATUS_OK ||
-      lofi_reconstruct_region(rgb, &ci, NULL, GW, GH, NULL, ref_rgb2x, 0, NULL, NULL) != LOFI_STATUS_OK ||
-      lofi_reconstruct_points(gray, &gi, points_xy, 4, ref_points, NULL, NULL) != LOFI_STATUS_OK) {
+  if (lofi_reconstruct_region(gray, &gi, NULL, W, H, NULL, ref_gray, 0, &one, NULL) != LOFI_STATUS_OK ||
+      lofi_reconstruct_region(rgb, &ci, NULL, GW, GH, NULL, ref_rgb2x, 0, &one, NULL) != LOFI_STATUS_OK ||
+      lofi_reconstruct_points(gray, &gi, points_xy, 4, ref_points, &one, NULL) != LOFI_STATUS_OK) {
     fprintf(stderr, "reference reconstruction failed: %s\n", lt_err());
     return 1;
   }
@@ -144,7 +155,7 @@ int main(int argc, char **argv) {
     for (t.row0 = 0; t.row0 < GH; t.row0 += TILE_ROWS) {
       t.rows = t.row0 + TILE_ROWS > GH ? GH - t.row0 : TILE_ROWS;
       if (lofi_reconstruct_region(rgb, &ci, NULL, GW, GH, &t, ref_rgb2x_tiles + t.row0 * GW * 3,
-                                  GW * 3 * sizeof(float), NULL, NULL) != LOFI_STATUS_OK) {
+                                  GW * 3 * sizeof(float), &one, NULL) != LOFI_STATUS_OK) {
         fprintf(stderr, "reference tiles failed: %s\n", lt_err());
         return 1;
       }

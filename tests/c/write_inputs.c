@@ -1,7 +1,7 @@
 /*
  * Writes the small input images the example tests use into DIR: gray8.pgm (with a header
  * comment), gray16.pgm, rgb8.ppm, gray.raw (float32) and complex.raw (float32, 2 channels),
- * all 24 x 20.
+ * all 24 x 20; and gray32.pgm, 32 x 32 (for pnp_inpaint).
  */
 #define _POSIX_C_SOURCE 200809L
 #include <sys/stat.h>
@@ -10,8 +10,8 @@
 
 enum { W = 24, H = 20 };
 
-static int write_pnm(const char *dir, const char *name, const float *px, size_t channels, unsigned maxval,
-                     const char *comment) {
+static int write_pnm(const char *dir, const char *name, const float *px, size_t w, size_t h, size_t channels,
+                     unsigned maxval, const char *comment) {
   char path[4096];
   FILE *f;
   size_t i;
@@ -19,8 +19,8 @@ static int write_pnm(const char *dir, const char *name, const float *px, size_t 
   snprintf(path, sizeof path, "%s/%s", dir, name);
   f = fopen(path, "wb");
   if (!f) return 0;
-  ok = fprintf(f, "P%c\n%s%d %d\n%u\n", channels == 1 ? '5' : '6', comment, W, H, maxval) > 0;
-  for (i = 0; ok && i < (size_t)W * H * channels; i++) {
+  ok = fprintf(f, "P%c\n%s%zu %zu\n%u\n", channels == 1 ? '5' : '6', comment, w, h, maxval) > 0;
+  for (i = 0; ok && i < w * h * channels; i++) {
     float v = px[i] < 0.0f ? 0.0f : px[i] > 1.0f ? 1.0f : px[i];
     unsigned q = (unsigned)(v * (float)maxval + 0.5f);
     if (maxval > 255) ok = fputc((int)(q >> 8), f) != EOF;
@@ -38,18 +38,21 @@ static int write_raw(const char *dir, const char *name, const float *px, size_t 
 int main(int argc, char **argv) {
   const char *dir = argc > 1 ? argv[1] : ".";
   float *g = lt_make_pixels(W, H, 1, 1), *c = lt_make_pixels(W, H, 3, 2), *z = lt_make_pixels(W, H, 2, 3);
+  float *g32 = lt_make_pixels(32, 32, 1, 4);
   int ok;
   mkdir(dir, 0777);
-  ok = g && c && z && write_pnm(dir, "gray8.pgm", g, 1, 255, "# written by write_inputs\n") &&
-       write_pnm(dir, "gray16.pgm", g, 1, 65535, "") && write_pnm(dir, "rgb8.ppm", c, 3, 255, "") &&
-       write_raw(dir, "gray.raw", g, W * H) && write_raw(dir, "complex.raw", z, W * H * 2);
+  ok = g && c && z && g32 && write_pnm(dir, "gray8.pgm", g, W, H, 1, 255, "# written by write_inputs\n") &&
+       write_pnm(dir, "gray16.pgm", g, W, H, 1, 65535, "") && write_pnm(dir, "rgb8.ppm", c, W, H, 3, 255, "") &&
+       write_raw(dir, "gray.raw", g, W * H) && write_raw(dir, "complex.raw", z, W * H * 2) &&
+       write_pnm(dir, "gray32.pgm", g32, 32, 32, 1, 255, "");
   free(g);
   free(c);
   free(z);
+  free(g32);
   if (!ok) {
     fprintf(stderr, "write_inputs: cannot write the inputs into %s\n", dir);
     return 1;
   }
-  printf("write_inputs: wrote 5 inputs into %s\n", dir);
+  printf("write_inputs: wrote 6 inputs into %s\n", dir);
   return 0;
 }

@@ -3,6 +3,7 @@
 
 mod commands;
 mod train;
+mod simulate;
 
 use std::process::ExitCode;
 
@@ -34,6 +35,13 @@ enum Command {
     Import(commands::import::Args),
     /// Train a model from a TOML configuration (every key is also a flag).
     Train(commands::train::Args),
+    /// Synthetic data: ellipse phantoms (CT), convergence fields (lensing), Sersic galaxies and
+    /// uv coverages (radio).
+    Simulate(simulate::Args),
+    /// Plug-and-play reconstruction (LoFi-ADMM) of inpainting, radio, deblurring, lensing and CT.
+    Pnp(commands::pnp::Args),
+    /// Denoise a bundled photograph with the default model (what `make demo` runs).
+    Demo(commands::demo::Args),
     /// PSNR and SSIM of a model on test (and out-of-distribution) images.
     Eval(commands::eval::Args),
 }
@@ -54,6 +62,9 @@ fn main() -> ExitCode {
         Command::Import(args) => commands::import::run(args),
         Command::Init(args) => commands::init::run(args),
         Command::Train(args) => commands::train::run(args),
+        Command::Simulate(args) => simulate::run(args),
+        Command::Pnp(args) => commands::pnp::run(args),
+        Command::Demo(args) => commands::demo::run(args),
         Command::Eval(args) => commands::eval::run(args),
         Command::Bench(args) => commands::bench::run(args),
     });

@@ -17,10 +17,44 @@ step() { printf '\n== %s\n' "$*"; }
 step "install into $prefix"
 LOFI_LIB_DIR="$lib_dir" "$root/scripts/install.sh" "$prefix"
 
-run() { # PROGRAM: runs it, and checks it records liblofi by name, not by path
+# With a SONAME, the versioned layout: liblofi.so -> SONAME -> liblofi.so.M.m.p, the real file.
+soname="$(readelf -d "$lib_dir/liblofi.so" 2>/dev/null | sed -n 's/.*(SONAME).*\[\(.*\)\]$/\1/p')"
+if [ -n "$soname" ]; then
+  version="$(sed -n 's/^#define LOFI_VERSION_\(MAJOR\|MINOR\|PATCH\) \([0-9]*\)$/\2/p' "$root/include/lofi.h" | paste -sd.)"
+  real="liblofi.so.$version"
+  step "versioned layout: liblofi.so -> $soname -> $real"
+  lib="$prefix/lib"
+  if [ ! -f "$lib/$real" ] || [ -L "$lib/$real" ] || [ "$(readlink "$lib/$soname")" != "$real" ] ||
+    [ "$(readlink "$lib/liblofi.so")" != "$soname" ]; then
+    echo "FAIL: expected $lib/liblofi.so -> $soname -> $real (a file); found:"
+    ls -l "$lib"
+    exit 1
+  fi
+  if [ "$(readelf -d "$lib/$real" | sed -n 's/.*(SONAME).*\[\(.*\)\]$/\1/p')" != "$soname" ]; then
+    echo "FAIL: the installed $real lost its SONAME"
+    exit 1
+  fi
+  case "$soname" in liblofi.so.[0-9]*) ;; *) echo "FAIL: unexpected SONAME $soname"; exit 1 ;; esac
+  echo "ok"
+  # Installing again over it (an upgrade in place) keeps the layout.
+  LOFI_LIB_DIR="$lib_dir" "$root/scripts/install.sh" "$prefix" >/dev/null
+  [ "$(readlink "$lib/liblofi.so")" = "$soname" ] && [ "$(readlink "$lib/$soname")" = "$real" ] || {
+    echo "FAIL: reinstalling broke the layout"
+    ls -l "$lib"
+    exit 1
+  }
+fi
+
+run() { # PROGRAM: runs it, and checks it records liblofi by name (the SONAME), not by path
   "$@" "$model"
   if readelf -d "$1" 2>/dev/null | grep -q "NEEDED.*\[/.*liblofi"; then
     echo "FAIL: $1 records liblofi by absolute path:"
+    readelf -d "$1" | grep NEEDED
+    exit 1
+  fi
+  if [ -n "$soname" ] && readelf -d "$1" | grep -q "NEEDED.*liblofi" &&
+    ! readelf -d "$1" | grep -q "NEEDED.*\[$soname\]"; then
+    echo "FAIL: $1 does not record the SONAME $soname:"
     readelf -d "$1" | grep NEEDED
     exit 1
   fi

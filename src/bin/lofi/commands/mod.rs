@@ -1,9 +1,11 @@
 //! One module per subcommand.
 
 pub mod bench;
+pub mod demo;
 pub mod eval;
 pub mod import;
 pub mod init;
+pub mod pnp;
 pub mod info;
 pub mod reconstruct;
 pub mod train;

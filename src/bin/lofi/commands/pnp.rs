@@ -1,0 +1,350 @@
+//! `lofi pnp`: LoFi-ADMM (plug-and-play) for inverse problems at any working resolution.
+//!
+//! Measurements come from `--input` (in the operator's layout, see `lofi_operator` in lofi.h), or
+//! are simulated from `--ground-truth` (y = A x + noise) when no input is given: that is how the
+//! README's experiments are run.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use lofi::device::DeviceSpec;
+use lofi::engine::parse_bytes;
+use lofi::image_io::{self, Image};
+use lofi::model::LoadOptions;
+use lofi::pnp::{Blur, Ct, FourierSampling, Identity, ImageShape, Inpaint, Lensing, Operator, Pnp, PnpParams, Residuals, TvPrior};
+use lofi::Model;
+use rand::SeedableRng;
+use tch::{Device, Kind, Tensor};
+
+use crate::train::plot;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OperatorKind {
+    Denoise,
+    Inpaint,
+    FourierMask,
+    Blur,
+    Lensing,
+    Radon,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PriorKind {
+    /// The LoFi model (LoFi-ADMM).
+    Lofi,
+    /// Total variation (baseline), weight --tv-weight.
+    Tv,
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The denoiser (.lofi) used as the prior.
+    #[arg(long)]
+    model: PathBuf,
+    /// The forward operator A.
+    #[arg(long, value_enum)]
+    operator: OperatorKind,
+    /// Measurements y: an image (denoise, inpaint, blur) or .npy float32 holding the operator's
+    /// layout (fourier-mask: (C, P, 2) measured frequencies; lensing: (H, W, 2); radon:
+    /// (angles, detectors)). Without it, y is simulated from --ground-truth.
+    #[arg(long)]
+    input: Option<PathBuf>,
+    /// Where to write the reconstruction (.npy, .png or .tif).
+    #[arg(long)]
+    output: PathBuf,
+    /// ADMM iterations.
+    #[arg(long, default_value_t = 90)]
+    iterations: usize,
+    /// ADMM penalty alpha.
+    #[arg(long, default_value_t = 0.05)]
+    alpha: f64,
+    /// Ground truth for PSNR per iteration (and for simulating y when --input is absent).
+    #[arg(long)]
+    ground_truth: Option<PathBuf>,
+    /// CSV of per-iteration figures.
+    #[arg(long)]
+    log: Option<PathBuf>,
+    /// PNG plot of PSNR (or the residuals) against the iteration (default: beside --log).
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// Working resolution W x H (default: that of the input, ground truth or mask).
+    #[arg(long)]
+    width: Option<usize>,
+    #[arg(long)]
+    height: Option<usize>,
+    /// inpaint: pixel mask image (nonzero = observed).
+    #[arg(long)]
+    mask: Option<PathBuf>,
+    /// inpaint: observed fraction of pixels for a random mask (with --seed).
+    #[arg(long)]
+    observed: Option<f64>,
+    /// fourier-mask: (u, v) points, .npy (P, 2) in cycles per image (u along columns), gridded
+    /// onto the Fourier plane; or use --mask with a centred (H, W) mask image/.npy.
+    #[arg(long)]
+    uv: Option<PathBuf>,
+    /// blur: kernel .npy (kh, kw); or a Gaussian of --blur-sigma pixels.
+    #[arg(long)]
+    kernel: Option<PathBuf>,
+    #[arg(long, default_value_t = 2.0)]
+    blur_sigma: f64,
+    /// radon: projection angles in degrees, comma separated, or `START:STOP:COUNT` (STOP excluded).
+    #[arg(long, default_value = "0:180:30")]
+    angles: String,
+    /// Simulation noise: input SNR in dB (fourier-mask, blur, radon) ...
+    #[arg(long)]
+    snr: Option<f64>,
+    /// ... or standard deviation of Gaussian noise (denoise, inpaint, lensing).
+    #[arg(long)]
+    sigma: Option<f64>,
+    /// Seed of random masks and simulated noise.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Write A^T y (the back-projection, or "dirty image") here too.
+    #[arg(long)]
+    back_projection: Option<PathBuf>,
+    /// The prior: lofi, or tv (a total-variation baseline in the same ADMM).
+    #[arg(long, value_enum, default_value = "lofi")]
+    prior: PriorKind,
+    #[arg(long, default_value_t = 0.05)]
+    tv_weight: f64,
+    /// Conjugate-gradient iterations per data step (radon) and tolerance.
+    #[arg(long, default_value_t = 100)]
+    cg_iterations: usize,
+    #[arg(long, default_value_t = 1e-7)]
+    cg_tolerance: f64,
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    #[arg(long, default_value = "512MiB")]
+    memory_budget: String,
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+}
+
+fn to_tensor(img: &Image, device: Device) -> Tensor {
+    img.to_tensor().to_device(device)
+}
+
+fn read_npy_values(path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
+    let img = image_io::read(path)?;
+    Ok((vec![img.height, img.width, img.channels], img.data))
+}
+
+/// Parses `0,30,60` or `0:180:30` (STOP excluded).
+fn parse_angles(text: &str) -> Result<Vec<f64>> {
+    let parts: Vec<&str> = text.split(':').collect();
+    if parts.len() == 3 {
+        let (a, b): (f64, f64) = (parts[0].trim().parse()?, parts[1].trim().parse()?);
+        let n: usize = parts[2].trim().parse()?;
+        if n == 0 {
+            bail!("--angles needs at least one angle");
+        }
+        return Ok((0..n).map(|k| a + (b - a) * k as f64 / n as f64).collect());
+    }
+    text.split(',').map(|s| s.trim().parse::<f64>().with_context(|| format!("angle '{s}'"))).collect()
+}
+
+fn build_operator(args: &Args, shape: ImageShape, device: Device) -> Result<Box<dyn Operator>> {
+    let plane = shape.height as usize * shape.width as usize;
+    let read_mask = |path: &Path| -> Result<Vec<f32>> {
+        let img = image_io::read(path)?;
+        if img.height != shape.height as usize || img.width != shape.width as usize {
+            bail!("the mask is {} x {}, the working resolution {} x {}", img.width, img.height, shape.width, shape.height);
+        }
+        Ok((0..plane).map(|i| img.data[i * img.channels]).collect())
+    };
+    Ok(match args.operator {
+        OperatorKind::Denoise => Box::new(Identity { shape }),
+        OperatorKind::Inpaint => match (&args.mask, args.observed) {
+            (Some(path), _) => Box::new(Inpaint::new(shape, &read_mask(path)?, device)?),
+            (None, Some(fraction)) => Box::new(Inpaint::random(shape, fraction, args.seed, device)?),
+            (None, None) => bail!("inpaint needs --mask or --observed"),
+        },
+        OperatorKind::FourierMask => {
+            let mask = match (&args.mask, &args.uv) {
+                (Some(path), _) => read_mask(path)?,
+                (None, Some(path)) => {
+                    let (dims, values) = read_npy_values(path)?;
+                    if dims[1] * dims[2] != 2 {
+                        bail!("--uv must be a (P, 2) array of (u, v) points");
+                    }
+                    let points: Vec<[f64; 2]> = values.chunks(2).map(|p| [p[0] as f64, p[1] as f64]).collect();
+                    let (m, _) = lofi::operators::fourier::grid_uv(&points, shape.height, shape.width, true);
+                    Vec::<f32>::try_from(m.to_kind(Kind::Float).view([-1]))?
+                }
+                (None, None) => bail!("fourier-mask needs --mask or --uv"),
+            };
+            Box::new(FourierSampling::new(shape, &mask, device)?)
+        }
+        OperatorKind::Blur => match &args.kernel {
+            Some(path) => {
+                let img = image_io::read(path)?;
+                Box::new(Blur::new(shape, &img.data, img.height, img.width)?)
+            }
+            None => {
+                let size = (6.0 * args.blur_sigma).ceil() as i64 | 1;
+                let k = lofi::operators::fourier::FourierBlur::gaussian_kernel(size, args.blur_sigma).to_kind(Kind::Float);
+                Box::new(Blur::new(shape, &Vec::<f32>::try_from(k.view([-1]))?, size as usize, size as usize)?)
+            }
+        },
+        OperatorKind::Lensing => Box::new(Lensing::new(shape)?),
+        OperatorKind::Radon => Box::new(Ct::new(shape, parse_angles(&args.angles)?)?),
+    })
+}
+
+/// y = A x + noise, noise from --snr (dB, relative to the RMS of A x) or --sigma.
+fn simulate(op: &dyn Operator, truth: &Tensor, args: &Args) -> Result<Tensor> {
+    let clean = tch::no_grad(|| op.forward(truth))?;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(args.seed);
+    let noise = |like: &Tensor, rng: &mut rand_chacha::ChaCha8Rng| -> Tensor {
+        let real = if like.is_complex() { like.view_as_real() } else { like.shallow_clone() };
+        lofi::operators::standard_normal(&real.size(), Kind::Float, real.device(), rng)
+    };
+    let sigma = match (args.snr, args.sigma) {
+        (Some(_), Some(_)) => bail!("give --snr or --sigma, not both"),
+        (Some(snr), None) => {
+            // Over the measured values only (zeros off a mask are not measurements).
+            let host = op.measurements_to_host(&clean);
+            let rms = (host.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / host.len() as f64).sqrt();
+            rms * 10f64.powf(-snr / 20.0)
+        }
+        (None, Some(s)) => s,
+        (None, None) => 0.0,
+    };
+    if sigma == 0.0 {
+        return Ok(clean);
+    }
+    let n = noise(&clean, &mut rng) * sigma;
+    let noisy = if clean.is_complex() { (clean.view_as_real() + n).view_as_complex() } else { clean + n };
+    // Keep the operator's support: re-apply the measurement mask through a host round trip.
+    let host = op.measurements_to_host(&noisy);
+    Ok(op.measurements_from_host(&host, truth.device()).unwrap_or(noisy))
+}
+
+fn write_tensor(path: &Path, t: &Tensor) -> Result<()> {
+    let img = Image::from_tensor(&t.to_device(Device::Cpu))?;
+    image_io::write(path, &img, 8)?;
+    Ok(())
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let device_spec: DeviceSpec = args.device.parse()?;
+    let budget = parse_bytes(&args.memory_budget)?;
+    let model = Model::load(&args.model, LoadOptions { device: device_spec, precision: Default::default() })?;
+    let device = model.device();
+    let channels = model.config().c_in as i64;
+    let truth = args.ground_truth.as_deref().map(image_io::read).transpose()?;
+    let input_image = match (&args.input, args.operator) {
+        (Some(p), OperatorKind::Denoise | OperatorKind::Inpaint | OperatorKind::Blur) => Some(image_io::read(p)?),
+        _ => None,
+    };
+    let mask_size = match &args.mask {
+        Some(p) => Some(image_io::read(p)?),
+        None => None,
+    };
+    let (w, h) = match (args.width, args.height) {
+        (Some(w), Some(h)) => (w, h),
+        (None, None) => {
+            let from = truth.as_ref().or(input_image.as_ref()).or(mask_size.as_ref());
+            match from {
+                Some(img) => (img.width, img.height),
+                None => bail!("give --width and --height (no image fixes the working resolution)"),
+            }
+        }
+        _ => bail!("give both --width and --height"),
+    };
+    let shape = ImageShape { channels, height: h as i64, width: w as i64 };
+    let op = build_operator(&args, shape, device)?;
+    let truth_t = match &truth {
+        Some(img) => {
+            if (img.height, img.width, img.channels as i64) != (h, w, channels) {
+                bail!("the ground truth is {} x {} x {}, the problem {w} x {h} x {channels}", img.width, img.height, img.channels);
+            }
+            Some(to_tensor(img, device))
+        }
+        None => None,
+    };
+    let y = match (&args.input, &truth_t) {
+        (Some(path), _) => {
+            let values = match &input_image {
+                Some(img) => img.data.clone(),
+                None => read_npy_values(path)?.1,
+            };
+            op.measurements_from_host(&values, device)?
+        }
+        (None, Some(t)) => simulate(&*op, t, &args)?,
+        (None, None) => bail!("give --input (measurements) or --ground-truth (to simulate them)"),
+    };
+    let params = PnpParams {
+        alpha: args.alpha,
+        cg_max_iterations: args.cg_iterations,
+        cg_tolerance: args.cg_tolerance,
+        memory_budget: budget,
+        threads: args.threads,
+    };
+    let op_name = op.name().to_string();
+    let mut pnp = match args.prior {
+        PriorKind::Lofi => Pnp::new(&model, op, shape, y, params)?,
+        PriorKind::Tv => Pnp::with_prior(Box::new(TvPrior { weight: args.tv_weight, iterations: 100 }), device, op, shape, y, params)?,
+    };
+    if let Some(t) = &truth_t {
+        pnp.set_ground_truth(t)?;
+    }
+    if let Some(path) = &args.back_projection {
+        write_tensor(path, pnp.back_projection())?;
+    }
+    let baseline = truth_t.as_ref().map(|t| {
+        let range = (t.max() - t.min()).double_value(&[]);
+        lofi::pnp::psnr(t, pnp.back_projection(), range)
+    });
+    eprintln!(
+        "lofi pnp: {op_name}, {w} x {h} x {channels}, prior {}, alpha {}, {} iterations on {}{}",
+        pnp.prior().name(),
+        args.alpha,
+        args.iterations,
+        model.device_spec(),
+        baseline.map(|p| format!("; PSNR of A^T y: {p:.2} dB")).unwrap_or_default()
+    );
+    let started = Instant::now();
+    let mut rows: Vec<(Residuals, f64)> = Vec::new();
+    let progress_every = (args.iterations / 10).max(1);
+    pnp.solve(args.iterations, None, |r| {
+        let t = started.elapsed().as_secs_f64();
+        rows.push((*r, t));
+        if r.iteration % progress_every == 0 || r.iteration == args.iterations {
+            eprintln!(
+                "  iteration {:>4}: primal {:.3e}  dual {:.3e}  misfit {:.3e}{}  ({t:.1} s)",
+                r.iteration,
+                r.primal,
+                r.dual,
+                r.data_misfit,
+                r.psnr.map(|p| format!("  PSNR {p:.2} dB")).unwrap_or_default()
+            );
+        }
+    })?;
+    write_tensor(&args.output, pnp.estimate())?;
+    if let Some(log) = &args.log {
+        let mut f = std::fs::File::create(log).with_context(|| format!("cannot write {}", log.display()))?;
+        writeln!(f, "iteration,primal,dual,data_misfit,psnr,cg_iterations,seconds")?;
+        for (r, t) in &rows {
+            let psnr = r.psnr.map(|p| format!("{p:.4}")).unwrap_or_default();
+            writeln!(f, "{},{:.6e},{:.6e},{:.6e},{psnr},{},{t:.3}", r.iteration, r.primal, r.dual, r.data_misfit, r.cg_iterations)?;
+        }
+    }
+    let plot_path = args.plot.clone().or_else(|| args.log.as_ref().map(|l| l.with_extension("png")));
+    if let Some(path) = plot_path {
+        let primal: Vec<(u64, f64)> = rows.iter().map(|(r, _)| (r.iteration as u64, r.primal)).collect();
+        let psnr: Vec<(u64, f64)> = rows.iter().filter_map(|(r, _)| r.psnr.map(|p| (r.iteration as u64, p))).collect();
+        plot::pnp_curves(&path, &primal, &psnr, baseline)?;
+    }
+    let last = rows.last().map(|(r, _)| *r).unwrap_or_default();
+    println!(
+        "{op_name}: {} iterations in {:.1} s{}; wrote {}",
+        last.iteration,
+        started.elapsed().as_secs_f64(),
+        last.psnr.map(|p| format!(", PSNR {p:.2} dB")).unwrap_or_default(),
+        args.output.display()
+    );
+    Ok(())
+}

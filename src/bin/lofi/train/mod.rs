@@ -1,0 +1,798 @@
+//! Training (the tool only: the library holds no training code).
+//!
+//! The paper's scheme: mini-batches of objects and of pixels. Each step takes the current object
+//! batch (`train.object_batch` images, in a seeded random order per epoch), draws
+//! `train.pixel_batch` pixel positions with replacement (the same for every object of the
+//! batch), filters the observations once (`LofiNet::prepare`), evaluates the network at those
+//! pixels only (`forward_prepared`) and minimises the mean absolute error against the targets
+//! at the same positions (on-grid, indexed directly), with Adam. Each object batch serves
+//! `train.steps_per_batch` steps. Memory is bounded by the batch sizes, not by the resolution
+//! (apart from the images and their filtered copies).
+//!
+//! Reproducibility: the initialisation is drawn on the CPU from `train.seed`; every random draw of
+//! step t (object order, pixel positions, noise, augmentation) comes from streams derived from
+//! (seed, t), so a run resumed from a checkpoint continues exactly as the uninterrupted run
+//! would have (bit for bit on the CPU, with the same thread count).
+
+pub mod bench;
+pub mod checkpoint;
+pub mod config;
+pub mod data;
+pub mod evaluate;
+pub mod metrics_log;
+pub mod optim;
+pub mod plot;
+pub mod rng;
+pub mod tasks;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use lofi::kernels::{LofiNet, ParamBuilder, ParamSource, ParamStore};
+use tch::{Device, Kind, Tensor};
+
+use self::config::{NoiseMode, Synthetic, TaskKind, TrainConfig};
+use self::evaluate::TestItem;
+use self::metrics_log::{MetricsLog, Record};
+use self::optim::{Adam, AdamSettings};
+use self::rng::Rng;
+use self::tasks::Task;
+
+/// The training set in memory, on the training device.
+pub struct TrainSet {
+    /// (N, C, S, S): the objects the targets are made from.
+    pub sources: Tensor,
+    /// (N, c_in, S, S): observations fixed at load time (paired data, CT, fixed noise).
+    pub observations: Option<Tensor>,
+}
+
+impl TrainSet {
+    pub fn len(&self) -> usize {
+        self.sources.size()[0] as usize
+    }
+}
+
+/// Loads the training set described by `cfg` onto `device`.
+pub fn load_train_set(cfg: &TrainConfig, task: &Task, device: Device) -> Result<TrainSet> {
+    let s = cfg.model.image_size;
+    let (sources, observations) = if let Some(kind) = cfg.data.synthetic {
+        if cfg.data.train_count == 0 {
+            bail!("data.train_count must be at least 1");
+        }
+        (synthetic_objects(kind, task, cfg.data.train_count, s, cfg.train.seed, 0)?, None)
+    } else if task.kind() == TaskKind::Paired {
+        let pairs = data::load_pairs(&cfg.data.train, task.c_in, task.c_out, s, cfg.data.resize)?;
+        let pairs: Vec<_> =
+            pairs.into_iter().filter(|(name, _, _)| !cfg.data.exclude.iter().any(|x| x == name)).collect();
+        if pairs.is_empty() {
+            bail!("no training pairs found");
+        }
+        let obs = Tensor::cat(&pairs.iter().map(|p| &p.1).collect::<Vec<_>>(), 0);
+        let tgt = Tensor::cat(&pairs.iter().map(|p| &p.2).collect::<Vec<_>>(), 0);
+        (tgt, Some(obs.to_device(device)))
+    } else {
+        let files = data::list_images(&cfg.data.train, &cfg.data.exclude)?;
+        if files.is_empty() {
+            bail!("no training images left after data.exclude");
+        }
+        let images = data::load_images(&files, task.source_channels(), s, cfg.data.resize)?;
+        let src = Tensor::cat(&images.iter().map(|p| &p.1).collect::<Vec<_>>(), 0);
+        (src, None)
+    };
+    let sources = sources.to_device(device);
+    let observations = match observations {
+        Some(o) => Some(o),
+        None if task.fixed_observations() => {
+            let seed = Rng::derive(cfg.train.seed, rng::STREAM_DATA, 0).torch_seed();
+            Some(task.observe_all(&sources, seed, device)?)
+        }
+        None => None,
+    };
+    Ok(TrainSet { sources, observations })
+}
+
+/// First index of synthetic test objects: far from the training objects' 0..train_count.
+const SYNTHETIC_TEST_INDEX: u64 = 1 << 40;
+
+/// `count` objects of the simulator, (N, 1, size, size) on the CPU.
+pub fn synthetic_objects(
+    kind: Synthetic,
+    task: &Task,
+    count: usize,
+    size: i64,
+    seed: u64,
+    first: u64,
+) -> Result<Tensor> {
+    use crate::simulate::{objects, ConvergenceParams, SimTask};
+    if task.source_channels() != 1 {
+        bail!("synthetic data have one channel: the task needs targets with {}", task.source_channels());
+    }
+    let sim = match kind {
+        Synthetic::Ellipses => SimTask::Ellipses,
+        Synthetic::Convergence => SimTask::Convergence,
+    };
+    objects(sim, count, size as usize, size as usize, seed, first, &ConvergenceParams::default())
+}
+
+/// The test set (`split` = "test" or "ood") described by `cfg`: files, or, for a synthetic run
+/// without test files, `data.test_count` simulated objects at the test size.
+pub fn load_test_split(cfg: &TrainConfig, task: &Task, split: &str) -> Result<Vec<TestItem>> {
+    let paths = if split == "ood" { &cfg.data.ood } else { &cfg.data.test };
+    let seed = if split == "ood" { cfg.eval.seed.wrapping_add(1) } else { cfg.eval.seed };
+    if let (Some(kind), "test", true) = (cfg.data.synthetic, split, paths.is_empty()) {
+        let mut count = cfg.data.test_count;
+        if cfg.eval.max_images > 0 {
+            count = count.min(cfg.eval.max_images);
+        }
+        let size = cfg.test_size();
+        let objects = synthetic_objects(kind, task, count, size, cfg.eval.seed, SYNTHETIC_TEST_INDEX)?;
+        let name = format!("{kind:?}").to_lowercase();
+        let sources =
+            (0..count as i64).map(|i| (format!("{name}_{i:05}"), objects.narrow(0, i, 1))).collect();
+        return evaluate::test_items(task, sources, seed);
+    }
+    evaluate::load_test_set(task, paths, cfg.test_size(), cfg.test_resize(), seed, cfg.eval.max_images)
+}
+
+/// Normalised coordinates of every pixel of an S x S grid, (S*S, 2), row-major (component 0 = row).
+pub fn pixel_grid(size: i64, device: Device) -> Tensor {
+    let axis = Tensor::arange(size, (Kind::Float, Device::Cpu)) / (size - 1) as f64 - 0.5;
+    let grids = Tensor::meshgrid_indexing(&[&axis, &axis], "ij");
+    Tensor::stack(&[grids[0].reshape([-1]), grids[1].reshape([-1])], 1).to_device(device)
+}
+
+/// Everything one training step needs.
+pub struct Trainer {
+    pub cfg: TrainConfig,
+    pub device: Device,
+    pub task: Task,
+    pub net: LofiNet,
+    pub params: ParamStore,
+    pub adam: Adam,
+    pub step: u64,
+    grid: Tensor,
+    /// Object-batch cache: (object batch index, sources, stored observations).
+    batch: Option<(u64, Tensor, Option<Tensor>)>,
+    /// The current epoch's object order, on the device.
+    order: Option<(u64, Tensor)>,
+    /// Pixel positions of the steps `first..first + PIXEL_CHUNK`, (PIXEL_CHUNK, P) on the device:
+    /// uploaded in chunks, because a host-to-device copy from pageable memory waits for the GPU
+    /// to finish its queue, which would stall the pipeline at every step.
+    pixels: Option<(u64, Tensor)>,
+    /// Check that every trainable parameter gets a gradient at the next step (the first step of
+    /// every invocation).
+    step_check: bool,
+    /// What that check found.
+    pub without_gradient: Vec<String>,
+}
+
+/// A fresh or restored network on `device`, and Adam over its trainable parameters. Fresh
+/// parameters are drawn on the CPU (the same initial model on every device) and then moved; the
+/// trainable ones become views of the optimiser's flat buffer.
+pub fn build_network(
+    cfg: &TrainConfig,
+    device: Device,
+    from: Option<BTreeMap<String, Tensor>>,
+) -> Result<(LofiNet, ParamStore, Adam)> {
+    let mut tensors = match from {
+        Some(t) => t,
+        None => {
+            tch::manual_seed(cfg.train.seed as i64);
+            let (_, params) = LofiNet::init(&cfg.model, Device::Cpu)?;
+            params.iter().map(|(n, t)| (n.to_string(), t.detach())).collect()
+        }
+    };
+    // The base geometry is fixed when it is not learned (the reference's requires_grad=False).
+    let frozen = |name: &str| name == "patch" && !cfg.model.learned_geo;
+    let trainable: Vec<(String, Tensor)> =
+        tensors.iter().filter(|(n, _)| !frozen(n)).map(|(n, t)| (n.clone(), t.shallow_clone())).collect();
+    let (flat, views) = optim::flatten(&trainable, device);
+    for (name, view) in &views {
+        tensors.insert(name.clone(), view.shallow_clone());
+    }
+    let mut builder = ParamBuilder::new(ParamSource::Tensors(tensors), device);
+    let net = tch::no_grad(|| LofiNet::build(&cfg.model, &mut builder))?;
+    let params = builder.finish()?;
+    let t = &cfg.train;
+    let settings = AdamSettings { lr: t.lr, beta1: t.beta1, beta2: t.beta2, eps: t.eps };
+    let adam = Adam::new(&flat, &views, settings);
+    Ok((net, params, adam))
+}
+
+impl Trainer {
+    pub fn new(cfg: TrainConfig, device: Device, from: Option<BTreeMap<String, Tensor>>) -> Result<Trainer> {
+        let task = Task::new(&cfg.task, &cfg.model)?;
+        let (net, params, adam) = build_network(&cfg, device, from)?;
+        let grid = pixel_grid(cfg.model.image_size, device);
+        Ok(Trainer {
+            cfg,
+            device,
+            task,
+            net,
+            params,
+            adam,
+            step: 0,
+            grid,
+            batch: None,
+            order: None,
+            pixels: None,
+            step_check: true,
+            without_gradient: Vec::new(),
+        })
+    }
+
+    fn batches_per_epoch(&self, n: usize) -> u64 {
+        n.div_ceil(self.cfg.train.object_batch) as u64
+    }
+
+    /// The object batch that step `step` trains on (objects of the data set, augmented).
+    fn object_batch(&mut self, data: &TrainSet, step: u64) -> Result<(Tensor, Option<Tensor>)> {
+        let t = &self.cfg.train;
+        let ob = step / t.steps_per_batch as u64;
+        if let Some((cached, src, obs)) = &self.batch {
+            if *cached == ob {
+                return Ok((src.shallow_clone(), obs.as_ref().map(Tensor::shallow_clone)));
+            }
+        }
+        let n = data.len();
+        let bpe = self.batches_per_epoch(n);
+        let (epoch, k) = (ob / bpe, (ob % bpe) as usize);
+        if self.order.as_ref().map(|o| o.0) != Some(epoch) {
+            let perm: Vec<i64> = Rng::derive(t.seed, rng::STREAM_ORDER, epoch)
+                .permutation(n)
+                .into_iter()
+                .map(|i| i as i64)
+                .collect();
+            self.order = Some((epoch, Tensor::from_slice(&perm).to_device(self.device)));
+        }
+        let order = &self.order.as_ref().expect("order").1;
+        let first = k * t.object_batch;
+        let index = order.narrow(0, first as i64, (t.object_batch.min(n - first)) as i64);
+        let mut src = data.sources.index_select(0, &index);
+        let mut obs = data.observations.as_ref().map(|o| o.index_select(0, &index));
+        if self.cfg.data.augment {
+            let which = Rng::derive(t.seed, rng::STREAM_AUGMENT, ob).below(8);
+            src = data::dihedral(&src, which).contiguous();
+            obs = obs.map(|o| data::dihedral(&o, which).contiguous());
+        }
+        self.batch = Some((ob, src.shallow_clone(), obs.as_ref().map(Tensor::shallow_clone)));
+        Ok((src, obs))
+    }
+
+    /// The pixel positions (flat indices below `count`) of step `step`, on the device: P draws
+    /// with replacement from the step's own stream.
+    fn pixel_positions(&mut self, step: u64, count: u64) -> Tensor {
+        const PIXEL_CHUNK: u64 = 256;
+        let hit = matches!(&self.pixels, Some((first, _)) if (*first..*first + PIXEL_CHUNK).contains(&step));
+        if !hit {
+            let (seed, p) = (self.cfg.train.seed, self.cfg.train.pixel_batch);
+            let mut all = Vec::with_capacity(PIXEL_CHUNK as usize * p);
+            for s in step..step + PIXEL_CHUNK {
+                let mut rng = Rng::derive(seed, rng::STREAM_PIXELS, s);
+                all.extend((0..p).map(|_| rng.below(count) as i64));
+            }
+            let table = Tensor::from_slice(&all).view([PIXEL_CHUNK as i64, p as i64]).to_device(self.device);
+            self.pixels = Some((step, table));
+        }
+        let (first, table) = self.pixels.as_ref().expect("pixel table");
+        table.get((step - first) as i64)
+    }
+
+    /// One optimisation step; returns the loss (a device scalar, not synchronised) and the pixels
+    /// evaluated.
+    pub fn train_step(&mut self, data: &TrainSet) -> Result<(Tensor, usize)> {
+        let step = self.step;
+        let t = self.cfg.train.clone();
+        let (src, stored) = self.object_batch(data, step)?;
+        let noise_counter = match self.cfg.task.noise {
+            NoiseMode::Batch => step / t.steps_per_batch as u64,
+            _ => step,
+        };
+        let noise_seed = Rng::derive(t.seed, rng::STREAM_NOISE, noise_counter).torch_seed();
+        let (obs, target) = self.task.training_pair(&src, stored.as_ref(), noise_seed)?;
+        let (b, c, h, w) = target.size4()?;
+
+        let pixels = self.pixel_positions(step, (h * w) as u64);
+        let p = t.pixel_batch as i64;
+        let coords = self.grid.index_select(0, &pixels).unsqueeze(0).expand([b, p, 2], true);
+        let wanted = target.contiguous().view([b, c, h * w]).index_select(2, &pixels).permute([0, 2, 1]);
+
+        let prepared = self.net.prepare(&obs)?;
+        let out = self.net.forward_prepared(&prepared, &coords);
+        let loss = (out - wanted).abs().mean(Kind::Float);
+        let grads = self.adam.gradients(&loss);
+        if self.step_check {
+            self.step_check = false;
+            self.without_gradient = self.adam.without_gradient(&grads);
+            // The reference declares CCPG's deform_weights and uniform_weights but never uses them.
+            let missing: Vec<&String> = self
+                .without_gradient
+                .iter()
+                .filter(|n| *n != "deform_weights" && *n != "uniform_weights")
+                .collect();
+            if !missing.is_empty() {
+                log::warn!("no gradient reaches: {missing:?}");
+            }
+        }
+        self.adam.apply(grads);
+        self.step += 1;
+        Ok((loss.detach(), (b * p) as usize))
+    }
+
+    /// The last step of the run: the first of `max_steps` and `epochs` that is set.
+    pub fn step_limit(&self, n: usize) -> Option<u64> {
+        let t = &self.cfg.train;
+        let per_epoch = self.batches_per_epoch(n) * t.steps_per_batch as u64;
+        match (t.max_steps, t.epochs.map(|e| e * per_epoch)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    pub fn epoch(&self, n: usize) -> f64 {
+        (self.step / self.cfg.train.steps_per_batch as u64) as f64 / self.batches_per_epoch(n) as f64
+    }
+
+    /// Notes stored in the model file: how it was made (no timestamps: the same run gives the
+    /// same bytes).
+    pub fn notes(&self, n: usize) -> serde_json::Value {
+        let cfg = &self.cfg;
+        let mut task = serde_json::json!({ "kind": cfg.task.kind.to_string() });
+        match cfg.task.kind {
+            TaskKind::Denoise => task["sigma"] = cfg.task.sigma.into(),
+            TaskKind::Ldct => {
+                task["angles"] = cfg.task.angles.into();
+                task["snr_db"] = cfg.task.snr_db.into();
+            }
+            TaskKind::Lensing => {
+                task["n_gal"] = cfg.task.n_gal.into();
+                task["theta_deg"] = cfg.task.theta_deg.into();
+            }
+            _ => {}
+        }
+        serde_json::json!({
+            "made_by": "lofi train",
+            "trained": true,
+            "task": task,
+            "train_size": cfg.model.image_size,
+            "train_objects": n,
+            "data": cfg.data.train,
+            "steps": self.step,
+            "epochs": self.epoch(n),
+            "seed": cfg.train.seed,
+            "object_batch": cfg.train.object_batch,
+            "pixel_batch": cfg.train.pixel_batch,
+        })
+    }
+
+    pub fn model_bytes(&self, n: usize) -> Result<Vec<u8>> {
+        Ok(lofi::model_file::to_bytes(&self.cfg.model, &self.params, Some(&self.notes(n)))?)
+    }
+}
+
+/// glibc's allocator returns the large blocks libtorch frees (activations of every step) to the
+/// system and faults them in again at the next step; on the CPU that costs as much time as the
+/// arithmetic. A 1 GiB top pad keeps them in the heap (measured: `lofi train` on the CPU 1.5x
+/// faster, a 512 x 512 reconstruction 1.6x faster). Same effect as `MALLOC_TOP_PAD_=1073741824`.
+pub fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn mallopt(param: i32, value: i32) -> i32;
+        }
+        const M_TOP_PAD: i32 = -2;
+        if std::env::var_os("MALLOC_TOP_PAD_").is_none() {
+            // SAFETY: mallopt only changes allocator parameters; it is called before any
+            // multi-threaded work starts.
+            unsafe {
+                mallopt(M_TOP_PAD, 1 << 30);
+            }
+        }
+    }
+}
+
+/// How `lofi train` was asked to run.
+pub struct RunOptions {
+    pub resume: Option<PathBuf>,
+}
+
+fn fmt_rate(v: f64) -> String {
+    if v >= 1e6 {
+        format!("{:.2}M", v / 1e6)
+    } else if v >= 1e3 {
+        format!("{:.1}k", v / 1e3)
+    } else {
+        format!("{v:.1}")
+    }
+}
+
+/// Evaluates on every split, logs, writes the samples figure; returns the test PSNR.
+fn run_evaluation(
+    trainer: &Trainer,
+    splits: &[(&str, Vec<TestItem>)],
+    log: &mut MetricsLog,
+    out_dir: &Path,
+    say: &dyn Fn(String),
+) -> Result<Option<(f64, f64)>> {
+    let budget = lofi::engine::parse_bytes(&trainer.cfg.eval.memory_budget)?;
+    let model = evaluate::snapshot(&trainer.cfg.model, &trainer.params, trainer.device)?;
+    let mut test_scores = None;
+    let mut line = format!("eval at step {}:", trainer.step);
+    for (split, items) in splits {
+        if items.is_empty() {
+            continue;
+        }
+        let keep = if *split == "test" { trainer.cfg.eval.samples } else { 0 };
+        let (summary, recs) = evaluate::evaluate(&model, items, budget, keep)?;
+        log.push(Record::Eval {
+            step: trainer.step,
+            split: split.to_string(),
+            psnr: summary.mean_psnr,
+            ssim: summary.mean_ssim,
+            images: summary.count,
+        })?;
+        line += &format!(
+            "  {split} PSNR {:.2} dB, SSIM {:.4} ({} images)",
+            summary.mean_psnr, summary.mean_ssim, summary.count
+        );
+        if *split == "test" {
+            test_scores = Some((summary.mean_psnr, summary.mean_ssim));
+            if !recs.is_empty() {
+                let rows: Vec<_> =
+                    items.iter().zip(&recs).map(|(it, r)| (&it.observation, r, &it.target)).collect();
+                let dir = out_dir.join("samples");
+                std::fs::create_dir_all(&dir)?;
+                plot::samples(
+                    &dir.join(format!("step-{:08}.png", trainer.step)),
+                    &rows,
+                    &format!("LoFi (step {})", trainer.step),
+                )?;
+            }
+        }
+    }
+    say(line);
+    Ok(test_scores)
+}
+
+fn write_curves(log: &MetricsLog, out_dir: &Path) -> Result<()> {
+    let (test, ood) = (log.psnr("test"), log.psnr("ood"));
+    let mut series = Vec::new();
+    if !test.is_empty() {
+        series.push(plot::Series { label: "test", points: &test });
+    }
+    if !ood.is_empty() {
+        series.push(plot::Series { label: "ood", points: &ood });
+    }
+    plot::curves(&out_dir.join("curves.png"), &log.losses(), &series)
+}
+
+/// `lofi train`.
+pub fn run(cfg: TrainConfig, options: RunOptions) -> Result<()> {
+    let started = Instant::now();
+    tune_allocator();
+    let mut loaded = match &options.resume {
+        Some(dir) => Some(checkpoint::load(dir)?),
+        None => None,
+    };
+    cfg.validate()?;
+    if let Some(l) = &loaded {
+        if l.state.config.model != cfg.model {
+            bail!("the [model] configuration differs from the checkpoint's ({})", l.dir.display());
+        }
+    }
+    let device = config::resolve_device(&cfg.train.device)?;
+    if cfg.train.threads > 0 {
+        tch::set_num_threads(cfg.train.threads as i32);
+    }
+    let out_dir = cfg.output.dir.clone();
+    std::fs::create_dir_all(&out_dir).with_context(|| format!("cannot create {}", out_dir.display()))?;
+
+    let task = Task::new(&cfg.task, &cfg.model)?;
+    let data = load_train_set(&cfg, &task, device)?;
+    let n = data.len();
+    let splits =
+        vec![("test", load_test_split(&cfg, &task, "test")?), ("ood", load_test_split(&cfg, &task, "ood")?)];
+
+    let from = loaded.as_mut().map(|l| std::mem::take(&mut l.model.tensors));
+    let mut trainer = Trainer::new(cfg.clone(), device, from)?;
+    let mut train_seconds = 0.0;
+    if let Some(l) = &loaded {
+        trainer.adam.load_state(&l.optimizer, &l.state.adam_steps)?;
+        trainer.step = l.state.step;
+        train_seconds = l.state.train_seconds;
+    }
+    let mut log = MetricsLog::open(&out_dir.join("log.jsonl"), loaded.as_ref().map(|l| l.state.step))?;
+    let limit = trainer.step_limit(n);
+    let max_seconds = cfg.train.max_minutes.map(|m| m * 60.0);
+    let s = cfg.model.image_size;
+    eprintln!(
+        "lofi train: task {}, {} training object(s) at {s} x {s}, {} test, {} OOD; model {} parameters on {:?}; \
+         batches of {} objects x {} pixels, {} steps per object batch{}",
+        cfg.task.kind,
+        n,
+        splits[0].1.len(),
+        splits[1].1.len(),
+        trainer.params.numel(),
+        device,
+        cfg.train.object_batch.min(n),
+        cfg.train.pixel_batch,
+        cfg.train.steps_per_batch,
+        if loaded.is_some() { format!("; resuming at step {}", trainer.step) } else { String::new() },
+    );
+
+    let bar = match limit {
+        Some(l) => ProgressBar::new(l),
+        None => ProgressBar::new_spinner(),
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_position(trainer.step);
+    let hidden = bar.is_hidden();
+    let say = |line: String| {
+        if hidden {
+            eprintln!("{line}");
+        } else {
+            bar.println(line);
+        }
+    };
+
+    let ckpt_dir = out_dir.join("checkpoint");
+    let save_checkpoint = |trainer: &Trainer, train_seconds: f64| -> Result<()> {
+        let state = checkpoint::State::new(
+            trainer.step,
+            trainer.epoch(n),
+            checkpoint::RngState {
+                scheme: "splitmix64 streams derived from (seed, purpose, step)".into(),
+                seed: trainer.cfg.train.seed,
+                next_step: trainer.step,
+                next_pixel_stream: Rng::derive(trainer.cfg.train.seed, rng::STREAM_PIXELS, trainer.step)
+                    .state,
+            },
+            trainer.adam.steps(),
+            train_seconds,
+            trainer.cfg.clone(),
+        );
+        checkpoint::save(&ckpt_dir, &trainer.model_bytes(n)?, &trainer.adam.state_bytes()?, &state)
+    };
+
+    let log_every = cfg.train.log_every.max(1);
+    let mut window_loss = Tensor::zeros([], (Kind::Float, device));
+    let (mut window_steps, mut window_pixels, mut window_time) = (0u64, 0usize, 0.0f64);
+    let (mut run_steps, mut run_pixels, mut run_time) = (0u64, 0usize, 0.0f64);
+    let mut last_eval_step = None;
+    let mut last_ckpt_step = loaded.as_ref().map(|l| l.state.step);
+    let mut stopped_by_time = false;
+    loop {
+        if limit.is_some_and(|l| trainer.step >= l) {
+            break;
+        }
+        if max_seconds.is_some_and(|m| started.elapsed().as_secs_f64() >= m) {
+            stopped_by_time = true;
+            break;
+        }
+        let t0 = Instant::now();
+        let (loss, pixels) = trainer.train_step(&data)?;
+        window_loss += loss;
+        window_steps += 1;
+        window_pixels += pixels;
+        let at_log = trainer.step % log_every == 0 || limit == Some(trainer.step);
+        let eval_now = cfg.eval.every > 0 && trainer.step % cfg.eval.every == 0;
+        let ckpt_now = cfg.output.checkpoint_every > 0 && trainer.step % cfg.output.checkpoint_every == 0;
+        if at_log || eval_now || ckpt_now {
+            // On CUDA the queue drains only when a value is read: do it before the clock stops,
+            // so that the window's time covers its steps' work and nothing else.
+            let _ = window_loss.double_value(&[]);
+        }
+        let dt = t0.elapsed().as_secs_f64();
+        window_time += dt;
+        bar.set_position(trainer.step);
+        if at_log {
+            let mean = window_loss.double_value(&[]) / window_steps as f64;
+            let (sps, pps) = (window_steps as f64 / window_time, window_pixels as f64 / window_time);
+            train_seconds += window_time;
+            run_steps += window_steps;
+            run_pixels += window_pixels;
+            run_time += window_time;
+            log.push(Record::Train {
+                step: trainer.step,
+                epoch: trainer.epoch(n),
+                loss: mean,
+                steps_per_s: sps,
+                pixels_per_s: pps,
+                seconds: train_seconds,
+            })?;
+            bar.set_message(format!("loss {mean:.5} | {sps:.2} steps/s | {} px/s", fmt_rate(pps)));
+            if hidden {
+                eprintln!(
+                    "step {} (epoch {:.2}): loss {mean:.5}, {sps:.2} steps/s, {} px/s",
+                    trainer.step,
+                    trainer.epoch(n),
+                    fmt_rate(pps)
+                );
+            }
+            window_loss = Tensor::zeros([], (Kind::Float, device));
+            (window_steps, window_pixels, window_time) = (0, 0, 0.0);
+        }
+        if eval_now {
+            run_evaluation(&trainer, &splits, &mut log, &out_dir, &say)?;
+            write_curves(&log, &out_dir)?;
+            last_eval_step = Some(trainer.step);
+        }
+        if ckpt_now {
+            save_checkpoint(&trainer, train_seconds + window_time)?;
+            last_ckpt_step = Some(trainer.step);
+        }
+    }
+    if window_steps > 0 {
+        let mean = window_loss.double_value(&[]) / window_steps as f64;
+        train_seconds += window_time;
+        run_steps += window_steps;
+        run_pixels += window_pixels;
+        run_time += window_time;
+        log.push(Record::Train {
+            step: trainer.step,
+            epoch: trainer.epoch(n),
+            loss: mean,
+            steps_per_s: window_steps as f64 / window_time,
+            pixels_per_s: window_pixels as f64 / window_time,
+            seconds: train_seconds,
+        })?;
+    }
+    bar.finish_and_clear();
+    if stopped_by_time {
+        eprintln!(
+            "lofi train: the time budget of {} minutes is spent; stopping at step {}",
+            cfg.train.max_minutes.unwrap_or(0.0),
+            trainer.step
+        );
+    }
+
+    let mut final_scores = None;
+    if last_eval_step != Some(trainer.step) && !splits[0].1.is_empty() {
+        final_scores = run_evaluation(&trainer, &splits, &mut log, &out_dir, &|l| eprintln!("{l}"))?;
+    } else if let Some(Record::Eval { psnr, ssim, .. }) =
+        log.records.iter().rev().find(|r| matches!(r, Record::Eval { split, .. } if split == "test"))
+    {
+        final_scores = Some((*psnr, *ssim));
+    }
+    write_curves(&log, &out_dir)?;
+    if last_ckpt_step != Some(trainer.step) {
+        save_checkpoint(&trainer, train_seconds)?;
+    }
+    let model_path = cfg.model_path();
+    if let Some(parent) = model_path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    lofi::model_file::write_atomically(&model_path, &trainer.model_bytes(n)?)?;
+
+    let throughput = if run_time > 0.0 {
+        format!(
+            "{run_steps} steps in {run_time:.1} s of training: {:.3} steps/s, {} pixels/s",
+            run_steps as f64 / run_time,
+            fmt_rate(run_pixels as f64 / run_time)
+        )
+    } else {
+        "no steps run".to_string()
+    };
+    let scores = final_scores.map(|(p, s)| format!("; test PSNR {p:.2} dB, SSIM {s:.4}")).unwrap_or_default();
+    println!(
+        "lofi train: step {} (epoch {:.2}); {throughput}{scores}; wrote {} (checkpoint {}, log {})",
+        trainer.step,
+        trainer.epoch(n),
+        model_path.display(),
+        ckpt_dir.display(),
+        out_dir.join("log.jsonl").display()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lofi::config::{LofiConfig, Network, PatchShape};
+
+    fn tiny(model: LofiConfig) -> TrainConfig {
+        let mut cfg = TrainConfig { model, ..Default::default() };
+        cfg.train.object_batch = 2;
+        cfg.train.pixel_batch = 32;
+        cfg.train.device = "cpu".into();
+        cfg
+    }
+
+    /// After one step, every trainable parameter has a non-zero gradient, for CCPG + INR-LoFi with
+    /// the filter (MultiMLP and MLP) and for the square geometry with residual learning. Only the
+    /// reference's unused `deform_weights` and `uniform_weights` get none.
+    #[test]
+    fn gradients_reach_every_parameter() {
+        let base = LofiConfig {
+            image_size: 16,
+            c_in: 1,
+            c_out: 1,
+            hidden_dim: 8,
+            num_layers: 1,
+            n: 3,
+            m: 4,
+            angle_features: 6,
+            ccpg_hidden_dim: 8,
+            inr_hidden_dim: 8,
+            aux_layers: 1,
+            ..Default::default()
+        };
+        let models = [
+            LofiConfig {
+                network: Network::MultiMLP,
+                ccpg: true,
+                n_deform: 2,
+                coord_deform: true,
+                ..base.clone()
+            },
+            LofiConfig {
+                network: Network::MLP,
+                ccpg: true,
+                coord_deform: true,
+                num_filters: 2,
+                ..base.clone()
+            },
+            LofiConfig {
+                network: Network::MultiMLP,
+                patch_shape: PatchShape::Square,
+                residual_learning: true,
+                c_in: 3,
+                c_out: 3,
+                ..base.clone()
+            },
+        ];
+        for model in models {
+            let mut trainer = Trainer::new(tiny(model.clone()), Device::Cpu, None).unwrap();
+            tch::manual_seed(1);
+            let c = model.c_in;
+            let data = TrainSet {
+                sources: Tensor::rand([2, c, 16, 16], (Kind::Float, Device::Cpu)),
+                observations: None,
+            };
+            let names: Vec<String> = trainer.params.iter().map(|(n, _)| n.to_string()).collect();
+            let before: Vec<Tensor> = trainer.params.iter().map(|(_, t)| t.detach().copy()).collect();
+            let _ = trainer.train_step(&data).unwrap();
+            let mut missing = trainer.without_gradient.clone();
+            missing.sort();
+            let expected: Vec<String> =
+                if model.ccpg { vec!["deform_weights".into(), "uniform_weights".into()] } else { vec![] };
+            assert_eq!(missing, expected, "{model:?}");
+            // And every trained parameter moved.
+            for ((name, b), (_, a)) in names.iter().zip(&before).zip(trainer.params.iter()) {
+                if !expected.contains(name) {
+                    assert!(!b.equal(a), "{name} did not change");
+                }
+            }
+        }
+    }
+
+    /// Without a learned geometry the base patch stays fixed.
+    #[test]
+    fn a_fixed_geometry_is_not_trained() {
+        let model = LofiConfig {
+            image_size: 16,
+            c_in: 1,
+            c_out: 1,
+            hidden_dim: 8,
+            learned_geo: false,
+            n: 3,
+            m: 4,
+            ..Default::default()
+        };
+        let mut trainer = Trainer::new(tiny(model), Device::Cpu, None).unwrap();
+        let data = TrainSet {
+            sources: Tensor::rand([2, 1, 16, 16], (Kind::Float, Device::Cpu)),
+            observations: None,
+        };
+        let patch = trainer.params.get("patch").unwrap().detach().copy();
+        let _ = trainer.train_step(&data).unwrap();
+        assert!(patch.equal(trainer.params.get("patch").unwrap()));
+        assert!(trainer.without_gradient.is_empty());
+    }
+}
