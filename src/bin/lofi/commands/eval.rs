@@ -68,7 +68,6 @@ fn note<'a>(notes: Option<&'a serde_json::Value>, key: &str) -> Option<&'a serde
 }
 
 pub fn run(args: Args) -> Result<()> {
-    crate::train::tune_allocator();
     let device = match crate::train::config::resolve_device(&args.device)? {
         tch::Device::Cuda(i) => DeviceSpec::Cuda(i),
         _ => DeviceSpec::Cpu,
@@ -100,7 +99,7 @@ pub fn run(args: Args) -> Result<()> {
             .unwrap_or(defaults.snr_db),
         ..defaults
     };
-    if !(cfg.sigma >= 0.0) {
+    if cfg.sigma.is_nan() || cfg.sigma < 0.0 {
         bail!("--sigma must be non-negative");
     }
     let task = Task::new(&cfg, model.config())?;

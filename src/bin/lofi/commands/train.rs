@@ -31,7 +31,7 @@ pub struct Args {
     #[arg(long, default_value_t = 3)]
     bench_steps: usize,
     #[command(flatten)]
-    flags: ConfigFlags,
+    flags: Box<ConfigFlags>,
 }
 
 pub fn run(args: Args) -> Result<()> {

@@ -33,7 +33,6 @@ fn mib(bytes: u64) -> String {
 
 /// Runs `steps` training steps at each side in `sizes` and prints a table.
 pub fn bench_memory(cfg: &TrainConfig, sizes: &[i64], steps: usize) -> Result<()> {
-    super::tune_allocator();
     let device = super::config::resolve_device(&cfg.train.device)?;
     if cfg.train.threads > 0 {
         tch::set_num_threads(cfg.train.threads as i32);

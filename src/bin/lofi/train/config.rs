@@ -40,6 +40,17 @@ impl std::fmt::Display for TaskKind {
     }
 }
 
+/// How the learning rate evolves over the run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LrSchedule {
+    /// `lr` throughout (the reference).
+    Constant,
+    /// Cosine decay from `lr` at step 0 to `lr_min` at the last step (needs `max_steps` or
+    /// `epochs`; a run limited only by time keeps `lr`).
+    Cosine,
+}
+
 /// When the measurement noise (denoise, ldct, lensing) is drawn during training.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -172,6 +183,9 @@ pub struct TrainSection {
     pub steps_per_batch: usize,
     /// Adam's learning rate, betas and epsilon.
     pub lr: f64,
+    /// "constant" or "cosine" (decay to `lr_min` at the last step).
+    pub lr_schedule: LrSchedule,
+    pub lr_min: f64,
     pub beta1: f64,
     pub beta2: f64,
     pub eps: f64,
@@ -198,6 +212,8 @@ impl Default for TrainSection {
             pixel_batch: 512,
             steps_per_batch: 2,
             lr: 1e-4,
+            lr_schedule: LrSchedule::Constant,
+            lr_min: 0.0,
             beta1: 0.9,
             beta2: 0.999,
             eps: 1e-8,
@@ -310,13 +326,16 @@ impl TrainConfig {
         if !(t.lr > 0.0 && t.lr.is_finite()) {
             bail!("train.lr = {} must be positive", t.lr);
         }
+        if t.lr_min.is_nan() || t.lr_min < 0.0 || t.lr_min > t.lr {
+            bail!("train.lr_min = {} must lie in [0, lr]", t.lr_min);
+        }
         if !(0.0..1.0).contains(&t.beta1) || !(0.0..1.0).contains(&t.beta2) {
             bail!("train.beta1 and train.beta2 must lie in [0, 1)");
         }
-        if !(t.eps > 0.0) {
+        if t.eps.is_nan() || t.eps <= 0.0 {
             bail!("train.eps must be positive");
         }
-        if t.max_minutes.is_some_and(|m| !(m > 0.0)) {
+        if t.max_minutes.is_some_and(|m| m.is_nan() || m <= 0.0) {
             bail!("train.max_minutes must be positive");
         }
         if t.epochs.is_none() && t.max_steps.is_none() && t.max_minutes.is_none() {
@@ -507,6 +526,12 @@ pub struct ConfigFlags {
     /// [train] Adam learning rate.
     #[arg(long)]
     pub lr: Option<f64>,
+    /// [train] learning-rate schedule: constant or cosine.
+    #[arg(long)]
+    pub lr_schedule: Option<String>,
+    /// [train] final learning rate of the cosine schedule.
+    #[arg(long)]
+    pub lr_min: Option<f64>,
     /// [train] Adam beta1.
     #[arg(long)]
     pub beta1: Option<f64>,
@@ -621,6 +646,8 @@ impl ConfigFlags {
         set(t, r, "pixel_batch", &self.pixel_batch)?;
         set(t, r, "steps_per_batch", &self.steps_per_batch)?;
         set(t, r, "lr", &self.lr)?;
+        set(t, r, "lr_schedule", &self.lr_schedule)?;
+        set(t, r, "lr_min", &self.lr_min)?;
         set(t, r, "beta1", &self.beta1)?;
         set(t, r, "beta2", &self.beta2)?;
         set(t, r, "eps", &self.eps)?;

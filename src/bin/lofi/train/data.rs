@@ -186,8 +186,8 @@ pub fn load_pairs(
                 folder.display()
             );
         }
-        let observations = list_images(&[obs_dir.clone()], &[])?;
-        let targets = list_images(&[tgt_dir.clone()], &[])?;
+        let observations = list_images(std::slice::from_ref(&obs_dir), &[])?;
+        let targets = list_images(std::slice::from_ref(&tgt_dir), &[])?;
         for t in &targets {
             if !observations.iter().any(|o| stem(o) == stem(t)) {
                 bail!("{}: no observation named {}.* in {}", t.display(), stem(t), obs_dir.display());

@@ -1,5 +1,5 @@
 //! The run's log, `log.jsonl`: one JSON object per line, either
-//! `{"kind":"train","step":..,"epoch":..,"loss":..,"steps_per_s":..,"pixels_per_s":..,"seconds":..}`
+//! `{"kind":"train","step":..,"epoch":..,"loss":..,"lr":..,"steps_per_s":..,"pixels_per_s":..,"seconds":..}`
 //! (the mean loss over the steps since the previous line) or
 //! `{"kind":"eval","step":..,"split":"test","psnr":..,"ssim":..,"images":..}`.
 //! Kept in memory as well, for the curves.
@@ -13,8 +13,24 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Record {
-    Train { step: u64, epoch: f64, loss: f64, steps_per_s: f64, pixels_per_s: f64, seconds: f64 },
-    Eval { step: u64, split: String, psnr: f64, ssim: f64, images: usize },
+    Train {
+        step: u64,
+        epoch: f64,
+        loss: f64,
+        /// Learning rate of the last step of the window.
+        #[serde(default)]
+        lr: f64,
+        steps_per_s: f64,
+        pixels_per_s: f64,
+        seconds: f64,
+    },
+    Eval {
+        step: u64,
+        split: String,
+        psnr: f64,
+        ssim: f64,
+        images: usize,
+    },
 }
 
 impl Record {

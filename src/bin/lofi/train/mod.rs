@@ -34,7 +34,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use lofi::kernels::{LofiNet, ParamBuilder, ParamSource, ParamStore};
 use tch::{Device, Kind, Tensor};
 
-use self::config::{NoiseMode, Synthetic, TaskKind, TrainConfig};
+use self::config::{LrSchedule, NoiseMode, Synthetic, TaskKind, TrainConfig};
 use self::evaluate::TestItem;
 use self::metrics_log::{MetricsLog, Record};
 use self::optim::{Adam, AdamSettings};
@@ -317,9 +317,22 @@ impl Trainer {
                 log::warn!("no gradient reaches: {missing:?}");
             }
         }
-        self.adam.apply(grads);
+        let lr = self.learning_rate(step, data.len());
+        self.adam.apply(grads, lr);
         self.step += 1;
         Ok((loss.detach(), (b * p) as usize))
+    }
+
+    /// The learning rate of step `step` (0-based) under the schedule.
+    pub fn learning_rate(&self, step: u64, n: usize) -> f64 {
+        let t = &self.cfg.train;
+        match (t.lr_schedule, self.step_limit(n)) {
+            (LrSchedule::Cosine, Some(last)) if last > 1 => {
+                let progress = (step as f64 / (last - 1) as f64).min(1.0);
+                t.lr_min + 0.5 * (t.lr - t.lr_min) * (1.0 + (std::f64::consts::PI * progress).cos())
+            }
+            _ => t.lr,
+        }
     }
 
     /// The last step of the run: the first of `max_steps` and `epochs` that is set.
@@ -373,26 +386,6 @@ impl Trainer {
     }
 }
 
-/// glibc's allocator returns the large blocks libtorch frees (activations of every step) to the
-/// system and faults them in again at the next step; on the CPU that costs as much time as the
-/// arithmetic. A 1 GiB top pad keeps them in the heap (measured: `lofi train` on the CPU 1.5x
-/// faster, a 512 x 512 reconstruction 1.6x faster). Same effect as `MALLOC_TOP_PAD_=1073741824`.
-pub fn tune_allocator() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        extern "C" {
-            fn mallopt(param: i32, value: i32) -> i32;
-        }
-        const M_TOP_PAD: i32 = -2;
-        if std::env::var_os("MALLOC_TOP_PAD_").is_none() {
-            // SAFETY: mallopt only changes allocator parameters; it is called before any
-            // multi-threaded work starts.
-            unsafe {
-                mallopt(M_TOP_PAD, 1 << 30);
-            }
-        }
-    }
-}
 
 /// How `lofi train` was asked to run.
 pub struct RunOptions {
@@ -472,7 +465,6 @@ fn write_curves(log: &MetricsLog, out_dir: &Path) -> Result<()> {
 /// `lofi train`.
 pub fn run(cfg: TrainConfig, options: RunOptions) -> Result<()> {
     let started = Instant::now();
-    tune_allocator();
     let mut loaded = match &options.resume {
         Some(dir) => Some(checkpoint::load(dir)?),
         None => None,
@@ -602,6 +594,7 @@ pub fn run(cfg: TrainConfig, options: RunOptions) -> Result<()> {
                 step: trainer.step,
                 epoch: trainer.epoch(n),
                 loss: mean,
+                lr: trainer.learning_rate(trainer.step.saturating_sub(1), n),
                 steps_per_s: sps,
                 pixels_per_s: pps,
                 seconds: train_seconds,
@@ -638,6 +631,7 @@ pub fn run(cfg: TrainConfig, options: RunOptions) -> Result<()> {
             step: trainer.step,
             epoch: trainer.epoch(n),
             loss: mean,
+            lr: trainer.learning_rate(trainer.step.saturating_sub(1), n),
             steps_per_s: window_steps as f64 / window_time,
             pixels_per_s: window_pixels as f64 / window_time,
             seconds: train_seconds,

@@ -90,7 +90,8 @@ impl Adam {
         let mut offset = 0;
         for (name, p) in params {
             let numel = p.numel() as i64;
-            let gap = (aligned(numel) > numel).then(|| Tensor::zeros([aligned(numel) - numel], (Kind::Float, p.device())));
+            let gap = (aligned(numel) > numel)
+                .then(|| Tensor::zeros([aligned(numel) - numel], (Kind::Float, p.device())));
             slots.push(Slot { name: name.clone(), shape: p.size(), offset, numel, gap });
             offset += aligned(numel);
         }
@@ -125,12 +126,13 @@ impl Adam {
             .collect()
     }
 
-    /// One update with the gradients from [`gradients`](Self::gradients).
-    pub fn apply(&mut self, grads: Vec<Tensor>) {
+    /// One update with the gradients from [`gradients`](Self::gradients), at learning rate `lr`
+    /// (the schedule's value for this step; `settings.lr` for a constant one).
+    pub fn apply(&mut self, grads: Vec<Tensor>, lr: f64) {
         if self.params.is_empty() {
             return;
         }
-        let AdamSettings { lr, beta1, beta2, eps } = self.settings;
+        let AdamSettings { beta1, beta2, eps, .. } = self.settings;
         tch::no_grad(|| {
             let mut pieces: Vec<Tensor> = Vec::with_capacity(2 * grads.len());
             for ((g, p), slot) in grads.iter().zip(&self.params).zip(&self.slots) {
@@ -153,10 +155,10 @@ impl Adam {
         });
     }
 
-    /// Gradients of `loss`, then one update.
+    /// Gradients of `loss`, then one update at the base learning rate.
     pub fn step(&mut self, loss: &Tensor) {
         let grads = self.gradients(loss);
-        self.apply(grads);
+        self.apply(grads, self.settings.lr);
     }
 
     /// Step count of every parameter, by name (they all step together).
@@ -186,7 +188,8 @@ impl Adam {
             .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()
             .map_err(|e| anyhow::anyhow!("optimizer state: {e}"))?;
         let meta: HashMap<String, String> = [("format".to_string(), "lofi-adam".to_string())].into();
-        safetensors::tensor::serialize(views, &Some(meta)).map_err(|e| anyhow::anyhow!("optimizer state: {e}"))
+        safetensors::tensor::serialize(views, &Some(meta))
+            .map_err(|e| anyhow::anyhow!("optimizer state: {e}"))
     }
 
     /// Restores the moments (from [`state_bytes`](Self::state_bytes)) and the step count.
@@ -202,7 +205,9 @@ impl Adam {
                 }
                 tch::no_grad(|| self.piece(target, s).copy_(&t.to_device(target.device())));
             }
-            let n = *steps.get(&s.name).with_context(|| format!("optimizer state has no step for '{}'", s.name))?;
+            let n = *steps
+                .get(&s.name)
+                .with_context(|| format!("optimizer state has no step for '{}'", s.name))?;
             if step.is_some_and(|k| k != n) {
                 bail!("optimizer state: parameters at different step counts");
             }
@@ -239,7 +244,7 @@ mod tests {
         for t in 1..=2 {
             let grads = adam.gradients(&(&coef * &p * &p).sum(Kind::Float));
             assert_eq!(adam.without_gradient(&grads), vec!["q".to_string()]);
-            adam.apply(grads);
+            adam.apply(grads, 0.1);
             for i in 0..3 {
                 let g = 2.0 * c[i] * q[i];
                 m[i] = 0.9 * m[i] + 0.1 * g;

@@ -70,7 +70,12 @@ pub fn panels(path: &Path, panels: &[Panel<'_>]) -> Result<()> {
             let series: Vec<(&str, Vec<(f64, f64)>)> = panel
                 .series
                 .iter()
-                .map(|s| (s.label, s.points.iter().filter(|p| keep(p.1)).map(|&(x, y)| (x as f64, map(y))).collect()))
+                .map(|s| {
+                    (
+                        s.label,
+                        s.points.iter().filter(|p| keep(p.1)).map(|&(x, y)| (x as f64, map(y))).collect(),
+                    )
+                })
                 .collect();
             let reference = panel.reference.filter(|r| keep(r.1)).map(|(l, v)| (l, map(v)));
             let ys = series.iter().flat_map(|s| s.1.iter().map(|p| p.1)).chain(reference.map(|r| r.1));
@@ -109,9 +114,13 @@ pub fn panels(path: &Path, panels: &[Panel<'_>]) -> Result<()> {
             let many = series.len() > 1 || reference.is_some();
             for (i, (label, pts)) in series.iter().enumerate() {
                 let colour = COLOURS[(k + i) % COLOURS.len()];
-                let drawn = chart.draw_series(LineSeries::new(pts.iter().copied(), colour.stroke_width(2))).map_err(e)?;
+                let drawn = chart
+                    .draw_series(LineSeries::new(pts.iter().copied(), colour.stroke_width(2)))
+                    .map_err(e)?;
                 if many {
-                    drawn.label(*label).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour));
+                    drawn
+                        .label(*label)
+                        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour));
                 }
                 if pts.len() <= 50 {
                     chart.draw_series(pts.iter().map(|&p| Circle::new(p, 3, colour.filled()))).map_err(e)?;
@@ -166,7 +175,12 @@ pub fn curves(path: &Path, loss: &[(u64, f64)], psnr: &[Series<'_>]) -> Result<(
 
 /// The plug-and-play figure (`lofi pnp`): the primal residual (log scale) and the PSNR against the
 /// iteration, with the PSNR of the starting point (`A^T y`) as a reference line.
-pub fn pnp_curves(path: &Path, primal: &[(u64, f64)], psnr: &[(u64, f64)], baseline: Option<f64>) -> Result<()> {
+pub fn pnp_curves(
+    path: &Path,
+    primal: &[(u64, f64)],
+    psnr: &[(u64, f64)],
+    baseline: Option<f64>,
+) -> Result<()> {
     let mut list = vec![Panel {
         title: "primal residual (log scale)",
         x_desc: "iteration",

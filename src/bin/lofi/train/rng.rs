@@ -7,8 +7,8 @@
 
 /// Purposes, so that streams of different uses never coincide.
 pub const STREAM_PIXELS: u64 = 0x5049_5845_4c53; // "PIXELS"
-pub const STREAM_ORDER: u64 = 0x4f52_4445_52; // "ORDER"
-pub const STREAM_NOISE: u64 = 0x4e4f_4953_45; // "NOISE"
+pub const STREAM_ORDER: u64 = 0x004f_5244_4552; // "ORDER"
+pub const STREAM_NOISE: u64 = 0x004e_4f49_5345; // "NOISE"
 pub const STREAM_AUGMENT: u64 = 0x4155_474d; // "AUGM"
 pub const STREAM_EVAL: u64 = 0x4556_414c; // "EVAL"
 pub const STREAM_DATA: u64 = 0x4441_5441; // "DATA"
