@@ -84,7 +84,7 @@ pub fn run(args: Args) -> Result<()> {
     let seconds = started.elapsed().as_secs_f64();
 
     let side_by_side = args.out.join("denoise.png");
-    plot::samples(&side_by_side, &[(&noisy, &restored, &clean)], &format!("noisy (sigma {}) | LoFi | clean", args.sigma))?;
+    plot::samples(&side_by_side, &[(&noisy, &restored, &clean)], &format!("LoFi (noise sigma {})", args.sigma))?;
     image_io::write(&args.out.join("lofi.png"), &restored, 8)?;
     image_io::write(&args.out.join("noisy.png"), &noisy, 8)?;
 
@@ -105,7 +105,12 @@ pub fn run(args: Args) -> Result<()> {
     )?;
     image_io::write(&args.out.join("zoom4x.png"), &zoom, 8)?;
 
-    println!("model:   {} ({} parameters, trained at {1}x{1})", model_path.display(), model.parameter_count());
+    println!(
+        "model:   {} ({} parameters, trained at {2}x{2})",
+        model_path.display(),
+        model.parameter_count(),
+        model.config().image_size
+    );
     println!("image:   {} ({} x {}), Gaussian noise sigma {} (seed {})", image_path.display(), clean.width, clean.height, args.sigma, args.seed);
     println!("noisy:   PSNR {:6.2} dB   SSIM {:.4}", metrics::psnr(&clean, &noisy)?, metrics::ssim(&clean, &noisy)?);
     println!("LoFi:    PSNR {:6.2} dB   SSIM {:.4}", metrics::psnr(&clean, &restored)?, metrics::ssim(&clean, &restored)?);
