@@ -193,3 +193,55 @@ fn bad_images_and_arguments_give_one_clear_line() {
     assert!(!Path::new(&out).exists(), "no output may be written on failure");
 }
 
+
+#[test]
+fn pnp_runs_and_refuses_bad_operators() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = fixture("models/tiny-gray.lofi");
+    let truth = write_npy(dir.path(), "truth.npy", 16, 16, 1, |i| ((i % 16) as f32 / 16.0).sin().abs());
+    let out = dir.path().join("x.npy");
+    let log = dir.path().join("log.csv");
+    let text = ok(&lofi(&[
+        "pnp", "--model", &model, "--operator", "inpaint", "--observed", "0.3", "--ground-truth", &truth, "--output",
+        &s(&out), "--iterations", "2", "--log", &s(&log),
+    ]));
+    assert!(text.contains("2 iterations"), "{text}");
+    let csv = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+    assert!(csv.starts_with("iteration,primal,dual,data_misfit,psnr"));
+    assert!(log.with_extension("png").exists(), "the plot is written beside the log");
+    assert_eq!(image_io::read(&out).unwrap().width, 16);
+
+    // CT through conjugate gradients, measurements simulated at 30 dB.
+    ok(&lofi(&[
+        "pnp", "--model", &model, "--operator", "radon", "--angles", "0:180:8", "--snr", "30", "--ground-truth", &truth,
+        "--output", &s(&out), "--iterations", "1",
+    ]));
+
+    let empty = write_npy(dir.path(), "empty.npy", 16, 16, 1, |_| 0.0);
+    fails_with(
+        &lofi(&["pnp", "--model", &model, "--operator", "inpaint", "--mask", &empty, "--ground-truth", &truth, "--output", &s(&out)]),
+        "observes no pixel",
+    );
+    let small = write_npy(dir.path(), "small.npy", 8, 8, 1, |_| 1.0);
+    fails_with(
+        &lofi(&["pnp", "--model", &model, "--operator", "inpaint", "--mask", &small, "--ground-truth", &truth, "--output", &s(&out)]),
+        "the mask is 8 x 8",
+    );
+    fails_with(
+        &lofi(&["pnp", "--model", &model, "--operator", "denoise", "--output", &s(&out), "--width", "16", "--height", "16"]),
+        "--ground-truth",
+    );
+    let nan = write_npy(dir.path(), "nan.npy", 16, 16, 1, |i| if i == 5 { f32::NAN } else { 0.5 });
+    fails_with(
+        &lofi(&["pnp", "--model", &model, "--operator", "denoise", "--input", &nan, "--output", &s(&out)]),
+        "finite",
+    );
+    fails_with(
+        &lofi(&[
+            "pnp", "--model", &fixture("models/tiny-complex.lofi"), "--operator", "denoise", "--ground-truth", &truth,
+            "--output", &s(&out),
+        ]),
+        "channel",
+    );
+}

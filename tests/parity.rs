@@ -64,6 +64,7 @@ fn reference_forward_matches_on_grid_and_off_grid() {
             let out = case.model.forward(&coords, input).unwrap();
             let got = Vec::<f32>::try_from(out.flatten(0, -1)).unwrap();
             let err = relative_error(&got, &case.io[&format!("{key}_out")]);
+            eprintln!("parity {:<28} {key:<6} relative error {err:.2e}", case.name);
             assert!(err <= TOLERANCE, "{} {key}: relative error {err:e}", case.name);
         }
     }

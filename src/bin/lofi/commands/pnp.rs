@@ -84,6 +84,10 @@ pub struct Args {
     /// onto the Fourier plane; or use --mask with a centred (H, W) mask image/.npy.
     #[arg(long)]
     uv: Option<PathBuf>,
+    /// fourier-mask: the --uv points are in wavelengths (as `lofi simulate uv-coverage` writes
+    /// them) and a pixel spans this many arcseconds.
+    #[arg(long)]
+    pixel_arcsec: Option<f64>,
     /// blur: kernel .npy (kh, kw); or a Gaussian of --blur-sigma pixels.
     #[arg(long)]
     kernel: Option<PathBuf>,
@@ -169,7 +173,10 @@ fn build_operator(args: &Args, shape: ImageShape, device: Device) -> Result<Box<
                     if dims[1] * dims[2] != 2 {
                         bail!("--uv must be a (P, 2) array of (u, v) points");
                     }
-                    let points: Vec<[f64; 2]> = values.chunks(2).map(|p| [p[0] as f64, p[1] as f64]).collect();
+                    let mut points: Vec<[f64; 2]> = values.chunks(2).map(|p| [p[0] as f64, p[1] as f64]).collect();
+                    if let Some(arcsec) = args.pixel_arcsec {
+                        points = lofi::operators::fourier::wavelengths_to_cycles(&points, shape.height, shape.width, arcsec);
+                    }
                     let (m, _) = lofi::operators::fourier::grid_uv(&points, shape.height, shape.width, true);
                     Vec::<f32>::try_from(m.to_kind(Kind::Float).view([-1]))?
                 }
@@ -234,6 +241,13 @@ pub fn run(args: Args) -> Result<()> {
     let model = Model::load(&args.model, LoadOptions { device: device_spec, precision: Default::default() })?;
     let device = model.device();
     let channels = model.config().c_in as i64;
+    if args.prior == PriorKind::Lofi && model.config().c_out != channels {
+        bail!(
+            "plug-and-play needs a denoiser (as many output as input channels); {} maps {channels} channel(s) to {}",
+            args.model.display(),
+            model.config().c_out
+        );
+    }
     let truth = args.ground_truth.as_deref().map(image_io::read).transpose()?;
     let input_image = match (&args.input, args.operator) {
         (Some(p), OperatorKind::Denoise | OperatorKind::Inpaint | OperatorKind::Blur) => Some(image_io::read(p)?),
