@@ -90,6 +90,8 @@ pub enum Synthetic {
     Ellipses,
     /// Random convergence fields (weak lensing).
     Convergence,
+    /// Sersic-profile galaxy fields (radio astronomy).
+    Galaxies,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -503,7 +505,7 @@ pub struct ConfigFlags {
     /// [data] random flips and 90-degree rotations (true/false).
     #[arg(long)]
     pub augment: Option<bool>,
-    /// [data] synthetic data: ellipses or convergence.
+    /// [data] synthetic data: ellipses, convergence or galaxies.
     #[arg(long)]
     pub synthetic: Option<String>,
     /// [data] synthetic training objects.

@@ -113,6 +113,7 @@ pub fn synthetic_objects(
     let sim = match kind {
         Synthetic::Ellipses => SimTask::Ellipses,
         Synthetic::Convergence => SimTask::Convergence,
+        Synthetic::Galaxies => SimTask::Galaxies,
     };
     objects(sim, count, size as usize, size as usize, seed, first, &ConvergenceParams::default())
 }

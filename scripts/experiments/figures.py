@@ -1,0 +1,45 @@
+"""The README's plug-and-play pictures from an experiment folder (run_pnp_experiments.sh):
+
+    python figures.py EXPERIMENT_DIR docs/figures
+"""
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+exp, out = Path(sys.argv[1]), Path(sys.argv[2])
+
+
+def tile(img, label, stretch=None):
+    v = np.clip(img.squeeze(), 0, 1) if stretch is None else stretch(img.squeeze())
+    im = Image.fromarray((v * 255).round().astype(np.uint8)).convert("RGB")
+    canvas = Image.new("RGB", (im.width, im.height + 22), "white")
+    canvas.paste(im, (0, 22))
+    ImageDraw.Draw(canvas).text((4, 5), label, fill="black")
+    return canvas
+
+
+def row(tiles, path):
+    w = sum(t.width for t in tiles) + 6 * (len(tiles) - 1)
+    canvas = Image.new("RGB", (w, max(t.height for t in tiles)), "white")
+    x = 0
+    for t in tiles:
+        canvas.paste(t, (x, 0))
+        x += t.width + 6
+    canvas.save(path)
+
+
+inp = exp / "inpaint"
+name = "camera-256"
+truth = np.load(inp / f"{name}.npy")
+mask = np.array(Image.open(inp / f"{name}-mask.png")) > 127
+row([tile(np.where(mask, truth, 0), "observed (30 %)"), tile(np.load(inp / f"{name}-biharmonic.npy"), "biharmonic"),
+     tile(np.load(inp / f"{name}-lofi.npy"), "LoFi-ADMM"), tile(truth, "truth")], out / "pnp-inpainting.png")
+
+sky = exp / "radio" / "sky-4"
+truth = np.load(sky / "galaxies_00000.npy")
+# A square-root stretch shows the faint parts of the galaxies.
+stretch = lambda x: np.sqrt(np.clip(x / truth.max(), 0, 1))
+row([tile(np.load(sky / "dirty.npy"), "dirty image A^T y", stretch), tile(np.load(sky / "tv-0.005.npy"), "TV-ADMM", stretch),
+     tile(np.load(sky / "lofi.npy"), "LoFi-ADMM", stretch), tile(truth, "truth", stretch)], out / "pnp-radio.png")
