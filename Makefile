@@ -38,7 +38,11 @@ setup: $(SETUP)
 build: $(SETUP)
 	$(CARGO) build --release --lib --bins
 
-test: test-rust test-c
+# `cargo test --release` also leaves the release liblofi.so and lofi in target/release, so the C
+# tests reuse them (a separate `cargo build` would rebuild with other dependency features).
+test: $(SETUP)
+	$(CARGO) test --release
+	scripts/run-c-tests.sh "$(BUILD_DIR)"
 
 test-rust: $(SETUP)
 	$(CARGO) test --release
