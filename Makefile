@@ -38,11 +38,7 @@ setup: $(SETUP)
 build: $(SETUP)
 	$(CARGO) build --release --lib --bins
 
-# `cargo test --release` also leaves the release liblofi.so and lofi in target/release, so the C
-# tests reuse them (a separate `cargo build` would rebuild with other dependency features).
-test: $(SETUP)
-	$(CARGO) test --release
-	scripts/run-c-tests.sh "$(BUILD_DIR)"
+test: test-rust test-c
 
 test-rust: $(SETUP)
 	$(CARGO) test --release
