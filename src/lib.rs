@@ -20,8 +20,8 @@ pub mod kernels;
 pub mod metrics;
 pub mod model;
 pub mod model_file;
-pub mod pnp;
 pub mod operators;
+pub mod pnp;
 
 pub use config::{LofiConfig, Network, PatchShape};
 pub use error::{Error, Result};

@@ -173,8 +173,12 @@ fn canonical_header(bytes: &[u8]) -> Result<Vec<u8>> {
     let mut header: BTreeMap<String, serde_json::Value> =
         serde_json::from_slice(&bytes[8..8 + len]).map_err(|e| internal(&e.to_string()))?;
     if let Some(meta) = header.remove("__metadata__") {
-        let sorted: BTreeMap<String, String> = serde_json::from_value(meta).map_err(|e| internal(&e.to_string()))?;
-        header.insert("__metadata__".into(), serde_json::to_value(sorted).map_err(|e| internal(&e.to_string()))?);
+        let sorted: BTreeMap<String, String> =
+            serde_json::from_value(meta).map_err(|e| internal(&e.to_string()))?;
+        header.insert(
+            "__metadata__".into(),
+            serde_json::to_value(sorted).map_err(|e| internal(&e.to_string()))?,
+        );
     }
     // BTreeMaps iterate in key order, whether or not serde_json preserves insertion order.
     let mut text = serde_json::to_vec(&header).map_err(|e| internal(&e.to_string()))?;

@@ -230,9 +230,9 @@ impl<'m> PreparedImage<'m> {
 
     /// Wraps an image already on the model's device: (1, C, H, W) float32.
     pub fn from_tensor(model: &'m Model, image: &Tensor) -> Result<PreparedImage<'m>> {
-        let (b, c, h, w) = image
-            .size4()
-            .map_err(|_| Error::invalid_input(format!("expected a (1, C, H, W) image tensor, got {:?}", image.size())))?;
+        let (b, c, h, w) = image.size4().map_err(|_| {
+            Error::invalid_input(format!("expected a (1, C, H, W) image tensor, got {:?}", image.size()))
+        })?;
         if b != 1 || c != model.config().c_in {
             return Err(Error::invalid_input(format!(
                 "the image tensor is {:?}; the model expects (1, {}, H, W)",
@@ -241,7 +241,9 @@ impl<'m> PreparedImage<'m> {
             )));
         }
         if h < 2 || w < 2 {
-            return Err(Error::invalid_input(format!("the image is {h} x {w}; LoFi needs at least 2 x 2 pixels")));
+            return Err(Error::invalid_input(format!(
+                "the image is {h} x {w}; LoFi needs at least 2 x 2 pixels"
+            )));
         }
         let _guard = tch::no_grad_guard();
         let image = image.to_device(model.device()).to_kind(Kind::Float);
@@ -254,7 +256,11 @@ impl<'m> PreparedImage<'m> {
 
     /// The on-grid reconstruction, kept on the model's device: (1, c_out, H, W) float32.
     /// Used by plug-and-play, which calls the denoiser on every pixel at every iteration.
-    pub fn reconstruct_grid(&self, plan: &BatchPlan, progress: &mut Option<&mut dyn FnMut(Progress) -> bool>) -> Result<Tensor> {
+    pub fn reconstruct_grid(
+        &self,
+        plan: &BatchPlan,
+        progress: &mut Option<&mut dyn FnMut(Progress) -> bool>,
+    ) -> Result<Tensor> {
         let c_out = self.model.config().c_out;
         let (h, w) = (self.height, self.width);
         let out = Tensor::zeros([h as i64 * w as i64, c_out], (Kind::Float, self.model.device()));
@@ -361,7 +367,8 @@ pub fn reconstruct_region(
             )));
         }
         let window = window.unwrap_or(Window { col0: 0, row0: 0, cols: grid_width, rows: grid_height });
-        let beyond = |start: usize, len: usize, limit: usize| start.checked_add(len).is_none_or(|end| end > limit);
+        let beyond =
+            |start: usize, len: usize, limit: usize| start.checked_add(len).is_none_or(|end| end > limit);
         if window.cols == 0
             || window.rows == 0
             || beyond(window.col0, window.cols, grid_width)
@@ -451,9 +458,9 @@ pub fn reconstruct_points(
             &plan,
             &mut |i, coords| coords.extend_from_slice(&prepared.normalise(points[i][1], points[i][0])),
             &mut |first, values| {
-            let values = to_host(values);
-            out[first * c_out..first * c_out + values.len()].copy_from_slice(&values)
-        },
+                let values = to_host(values);
+                out[first * c_out..first * c_out + values.len()].copy_from_slice(&values)
+            },
             &mut progress,
         )?;
         Ok(RunReport { plan, pixels: points.len(), batches, measured_peak_bytes: memory.finish() })

@@ -51,7 +51,9 @@ fn clear_last_error() {
 /// The string belongs to lofi and stays valid until this thread's next lofi call.
 #[no_mangle]
 pub extern "C" fn lofi_last_error() -> *const c_char {
-    LAST_ERROR.try_with(|e| e.borrow().as_ref().map_or(std::ptr::null(), |s| s.as_ptr())).unwrap_or(std::ptr::null())
+    LAST_ERROR
+        .try_with(|e| e.borrow().as_ref().map_or(std::ptr::null(), |s| s.as_ptr()))
+        .unwrap_or(std::ptr::null())
 }
 
 /// A short, static name for a status code ("LOFI_STATUS_OK", ...); "LOFI_STATUS_UNKNOWN" for a
@@ -103,7 +105,8 @@ pub(crate) fn guard(name: &str, body: impl FnOnce() -> crate::Result<()>) -> lof
         Err(panic) => {
             let message = panic_message(&*panic);
             // tch reports libtorch exceptions as panics; anything else is our bug.
-            let torch = message.contains("Torch") || message.contains("CUDA") || message.contains("out of memory");
+            let torch =
+                message.contains("Torch") || message.contains("CUDA") || message.contains("out of memory");
             set_last_error(&format!("{name}: {message}"));
             if torch {
                 lofi_status::LOFI_STATUS_TORCH

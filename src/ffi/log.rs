@@ -20,7 +20,8 @@ pub const LOFI_LOG_TRACE: lofi_log_level = 5;
 
 /// Receives one log message (NUL-terminated, valid only during the call). May be called from
 /// any thread that runs lofi code, concurrently: make it thread-safe.
-pub type lofi_log_fn = Option<unsafe extern "C" fn(user_data: *mut c_void, level: lofi_log_level, message: *const c_char)>;
+pub type lofi_log_fn =
+    Option<unsafe extern "C" fn(user_data: *mut c_void, level: lofi_log_level, message: *const c_char)>;
 
 struct Sink {
     callback: unsafe extern "C" fn(*mut c_void, lofi_log_level, *const c_char),
@@ -80,9 +81,14 @@ pub unsafe extern "C" fn lofi_set_log_callback(
         let logger = *LOGGER.get_or_init(|| Box::leak(Box::new(CallbackLogger { sink: RwLock::new(None) })));
         if log::set_logger(logger).is_err() {
             // Either ours (installed by an earlier call) or someone else's.
-            let ours = std::ptr::eq(log::logger() as *const dyn log::Log as *const (), logger as *const CallbackLogger as *const ());
+            let ours = std::ptr::eq(
+                log::logger() as *const dyn log::Log as *const (),
+                logger as *const CallbackLogger as *const (),
+            );
             if !ours {
-                return Err(Error::invalid_argument("another Rust logger is already installed in this process"));
+                return Err(Error::invalid_argument(
+                    "another Rust logger is already installed in this process",
+                ));
             }
         }
         *logger.sink.write() = callback.map(|cb| Sink { callback: cb, user_data: user_data as usize });

@@ -48,7 +48,8 @@ pub unsafe extern "C" fn lofi_load(
         }
         *out_model = std::ptr::null_mut();
         let path = non_null(path, "path")?;
-        let path = CStr::from_ptr(path).to_str().map_err(|_| Error::invalid_argument("path is not valid UTF-8"))?;
+        let path =
+            CStr::from_ptr(path).to_str().map_err(|_| Error::invalid_argument("path is not valid UTF-8"))?;
         let options = load_params(params)?;
         hand_out(Model::load(Path::new(path), options)?, out_model);
         Ok(())
@@ -89,7 +90,10 @@ pub unsafe extern "C" fn lofi_model_free(model: *mut lofi_model) {
 
 /// Describes a model into `*out_info`. Thread-safe.
 #[no_mangle]
-pub unsafe extern "C" fn lofi_model_get_info(model: *const lofi_model, out_info: *mut lofi_model_info) -> lofi_status {
+pub unsafe extern "C" fn lofi_model_get_info(
+    model: *const lofi_model,
+    out_info: *mut lofi_model_info,
+) -> lofi_status {
     guard("lofi_model_get_info", || {
         let model = &non_null(model, "model")?.inner;
         let out = out_info.as_mut().ok_or_else(|| Error::invalid_argument("out_info is NULL"))?;
@@ -137,7 +141,9 @@ pub unsafe extern "C" fn lofi_memory_requirements(
 ) -> lofi_status {
     guard("lofi_memory_requirements", || {
         let model = &non_null(model, "model")?.inner;
-        let out = out_min_budget_bytes.as_mut().ok_or_else(|| Error::invalid_argument("out_min_budget_bytes is NULL"))?;
+        let out = out_min_budget_bytes
+            .as_mut()
+            .ok_or_else(|| Error::invalid_argument("out_min_budget_bytes is NULL"))?;
         if width == 0 || height == 0 || width > 1 << 16 || height > 1 << 16 {
             return Err(Error::invalid_argument(format!("input size {width} x {height} is out of range")));
         }

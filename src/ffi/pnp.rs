@@ -7,7 +7,9 @@ use super::error::{guard, lofi_status, non_null};
 use super::model::lofi_model;
 use super::types::{lofi_progress_fn, lofi_run_params};
 use crate::error::{Error, Result};
-use crate::pnp::{self, Blur, Callbacks, Ct, FourierSampling, Identity, ImageShape, Inpaint, Lensing, Operator, Pnp};
+use crate::pnp::{
+    self, Blur, Callbacks, Ct, FourierSampling, Identity, ImageShape, Inpaint, Lensing, Operator, Pnp,
+};
 
 /// Operator kinds for `lofi_operator.kind`.
 pub type lofi_operator_kind = i32;
@@ -36,7 +38,8 @@ pub const LOFI_OPERATOR_CALLBACKS: lofi_operator_kind = 6;
 /// `forward` maps an image (height x width x channels floats) to `measurement_len` floats;
 /// `adjoint` maps `measurement_len` floats back to an image. Called on the thread that calls
 /// `lofi_pnp_step()` / `lofi_pnp_solve()`, possibly many times per iteration (conjugate gradients).
-pub type lofi_apply_fn = Option<unsafe extern "C" fn(user_data: *mut c_void, input: *const f32, output: *mut f32) -> bool>;
+pub type lofi_apply_fn =
+    Option<unsafe extern "C" fn(user_data: *mut c_void, input: *const f32, output: *mut f32) -> bool>;
 
 /// Describes the forward operator A of `y = A x`. Start from `lofi_default_operator()`, set
 /// `kind`, the working resolution and the fields that kind uses. The pointers are read during
@@ -194,7 +197,13 @@ unsafe fn slice<'a, T>(ptr: *const T, len: usize, what: &str) -> Result<&'a [T]>
 
 /// Builds the operator a description names.
 unsafe fn build_operator(d: &lofi_operator, device: tch::Device) -> Result<(Box<dyn Operator>, ImageShape)> {
-    if d.width < 2 || d.height < 2 || d.channels == 0 || d.width > 1 << 15 || d.height > 1 << 15 || d.channels > 64 {
+    if d.width < 2
+        || d.height < 2
+        || d.channels == 0
+        || d.width > 1 << 15
+        || d.height > 1 << 15
+        || d.channels > 64
+    {
         return Err(Error::invalid_argument(format!(
             "operator image size {} x {} x {} is out of range",
             d.width, d.height, d.channels
@@ -210,19 +219,26 @@ unsafe fn build_operator(d: &lofi_operator, device: tch::Device) -> Result<(Box<
                 Box::new(Inpaint::new(shape, slice(d.mask, d.mask_len, "mask")?, device)?)
             }
         }
-        LOFI_OPERATOR_FOURIER_MASK => Box::new(FourierSampling::new(shape, slice(d.mask, d.mask_len, "mask")?, device)?),
+        LOFI_OPERATOR_FOURIER_MASK => {
+            Box::new(FourierSampling::new(shape, slice(d.mask, d.mask_len, "mask")?, device)?)
+        }
         LOFI_OPERATOR_BLUR => {
             let n = d.kernel_width.checked_mul(d.kernel_height).unwrap_or(0);
             Box::new(Blur::new(shape, slice(d.kernel, n, "kernel")?, d.kernel_height, d.kernel_width)?)
         }
         LOFI_OPERATOR_LENSING => Box::new(Lensing::new(shape)?),
-        LOFI_OPERATOR_RADON => Box::new(Ct::new(shape, slice(d.angles_deg, d.angle_count, "angles_deg")?.to_vec())?),
+        LOFI_OPERATOR_RADON => {
+            Box::new(Ct::new(shape, slice(d.angles_deg, d.angle_count, "angles_deg")?.to_vec())?)
+        }
         LOFI_OPERATOR_CALLBACKS => {
             let (Some(forward), Some(adjoint)) = (d.forward, d.adjoint) else {
                 return Err(Error::invalid_argument("CALLBACKS operator needs both forward and adjoint"));
             };
             if d.measurement_len == 0 || d.measurement_len > isize::MAX as usize / 8 {
-                return Err(Error::invalid_argument(format!("measurement_len = {} is out of range", d.measurement_len)));
+                return Err(Error::invalid_argument(format!(
+                    "measurement_len = {} is out of range",
+                    d.measurement_len
+                )));
             }
             let wrap = |f| {
                 let cb = UserCallbacks { apply: f, user_data: d.user_data };
@@ -232,9 +248,15 @@ unsafe fn build_operator(d: &lofi_operator, device: tch::Device) -> Result<(Box<
                     } else {
                         Err("the callback returned false".into())
                     }
-                }) as Box<dyn Fn(&[f32], &mut [f32]) -> std::result::Result<(), String> + Send>
+                })
+                    as Box<dyn Fn(&[f32], &mut [f32]) -> std::result::Result<(), String> + Send>
             };
-            Box::new(Callbacks { shape, measurement_len: d.measurement_len, forward: wrap(forward), adjoint: wrap(adjoint) })
+            Box::new(Callbacks {
+                shape,
+                measurement_len: d.measurement_len,
+                forward: wrap(forward),
+                adjoint: wrap(adjoint),
+            })
         }
         other => return Err(Error::invalid_argument(format!("unknown operator kind {other}"))),
     };
@@ -243,7 +265,10 @@ unsafe fn build_operator(d: &lofi_operator, device: tch::Device) -> Result<(Box<
 
 /// Number of measurement floats the operator `op` expects, into `*out_len`.
 #[no_mangle]
-pub unsafe extern "C" fn lofi_operator_measurement_len(op: *const lofi_operator, out_len: *mut usize) -> lofi_status {
+pub unsafe extern "C" fn lofi_operator_measurement_len(
+    op: *const lofi_operator,
+    out_len: *mut usize,
+) -> lofi_status {
     guard("lofi_operator_measurement_len", || {
         let (op, _) = build_operator(non_null(op, "op")?, tch::Device::Cpu)?;
         *out_len.as_mut().ok_or_else(|| Error::invalid_argument("out_len is NULL"))? = op.measurement_len();
@@ -343,7 +368,8 @@ pub unsafe extern "C" fn lofi_pnp_set_ground_truth(pnp: *mut lofi_pnp, truth: *c
         let state = pnp.as_mut().ok_or_else(|| Error::invalid_argument("pnp is NULL"))?;
         let s = state.inner.shape();
         let t = slice(truth, s.numel(), "truth")?;
-        let image = tch::Tensor::from_slice(t).view([s.height, s.width, s.channels]).permute([2, 0, 1]).unsqueeze(0);
+        let image =
+            tch::Tensor::from_slice(t).view([s.height, s.width, s.channels]).permute([2, 0, 1]).unsqueeze(0);
         state.inner.set_ground_truth(&image)
     })
 }
@@ -388,7 +414,11 @@ pub unsafe extern "C" fn lofi_pnp_step(pnp: *mut lofi_pnp, out: *mut lofi_pnp_re
 /// iterations done). `*last` (may be NULL) receives the figures of the last iteration run, also
 /// when cancelled.
 #[no_mangle]
-pub unsafe extern "C" fn lofi_pnp_solve(pnp: *mut lofi_pnp, iterations: u32, last: *mut lofi_pnp_residuals) -> lofi_status {
+pub unsafe extern "C" fn lofi_pnp_solve(
+    pnp: *mut lofi_pnp,
+    iterations: u32,
+    last: *mut lofi_pnp_residuals,
+) -> lofi_status {
     guard("lofi_pnp_solve", || {
         let state = pnp.as_mut().ok_or_else(|| Error::invalid_argument("pnp is NULL"))?;
         if iterations == 0 {
@@ -401,7 +431,11 @@ pub unsafe extern "C" fn lofi_pnp_solve(pnp: *mut lofi_pnp, iterations: u32, las
 /// Copies the current estimate v (height x width x channels floats, rows `row_stride_bytes`
 /// apart, 0 = packed) into `out`. Before the first step it is zero.
 #[no_mangle]
-pub unsafe extern "C" fn lofi_pnp_estimate(pnp: *const lofi_pnp, out: *mut f32, row_stride_bytes: usize) -> lofi_status {
+pub unsafe extern "C" fn lofi_pnp_estimate(
+    pnp: *const lofi_pnp,
+    out: *mut f32,
+    row_stride_bytes: usize,
+) -> lofi_status {
     guard("lofi_pnp_estimate", || {
         let state = non_null(pnp, "pnp")?;
         if out.is_null() {
@@ -412,9 +446,14 @@ pub unsafe extern "C" fn lofi_pnp_estimate(pnp: *const lofi_pnp, out: *mut f32, 
         let stride = match row_stride_bytes {
             0 => row,
             b if b % 4 == 0 && b / 4 >= row => b / 4,
-            b => return Err(Error::invalid_argument(format!("row stride {b} bytes is invalid for rows of {row} floats"))),
+            b => {
+                return Err(Error::invalid_argument(format!(
+                    "row stride {b} bytes is invalid for rows of {row} floats"
+                )))
+            }
         };
-        let hwc = state.inner.estimate().squeeze_dim(0).permute([1, 2, 0]).to_device(tch::Device::Cpu).contiguous();
+        let hwc =
+            state.inner.estimate().squeeze_dim(0).permute([1, 2, 0]).to_device(tch::Device::Cpu).contiguous();
         let values = Vec::<f32>::try_from(hwc.view([-1])).map_err(|e| Error::Internal(e.to_string()))?;
         let dst = std::slice::from_raw_parts_mut(out, (s.height as usize - 1) * stride + row);
         for r in 0..s.height as usize {

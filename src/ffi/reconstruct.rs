@@ -48,7 +48,9 @@ fn stride_in_floats(bytes: usize, row: usize, what: &str) -> Result<usize> {
         return Ok(row);
     }
     if bytes % 4 != 0 {
-        return Err(Error::invalid_argument(format!("{what} row stride {bytes} is not a multiple of 4 bytes")));
+        return Err(Error::invalid_argument(format!(
+            "{what} row stride {bytes} is not a multiple of 4 bytes"
+        )));
     }
     Ok(bytes / 4)
 }
@@ -129,7 +131,8 @@ pub unsafe extern "C" fn lofi_reconstruct_region(
             Some(r) => Region { x0: r.x0, y0: r.y0, x1: r.x1, y1: r.y1 },
             None => Region::whole(image.height, image.width),
         };
-        let window = window.as_ref().map(|w| Window { col0: w.col0, row0: w.row0, cols: w.cols, rows: w.rows });
+        let window =
+            window.as_ref().map(|w| Window { col0: w.col0, row0: w.row0, cols: w.cols, rows: w.rows });
         let (cols, rows) = window.map_or((grid_width, grid_height), |w| (w.cols, w.rows));
         if cols == 0 || rows == 0 {
             return Err(Error::invalid_argument(format!("output of {cols} x {rows} is empty")));
@@ -177,7 +180,11 @@ pub unsafe extern "C" fn lofi_reconstruct_points(
         let model = &non_null(model, "model")?.inner;
         let image = image_view(non_null(input, "input")?)?;
         if points_xy.is_null() || output.is_null() {
-            return Err(Error::invalid_argument(if points_xy.is_null() { "points_xy is NULL" } else { "output is NULL" }));
+            return Err(Error::invalid_argument(if points_xy.is_null() {
+                "points_xy is NULL"
+            } else {
+                "output is NULL"
+            }));
         }
         if count == 0 || count > isize::MAX as usize / 16 {
             return Err(Error::invalid_argument(format!("count = {count} is out of range")));

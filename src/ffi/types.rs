@@ -48,7 +48,10 @@ impl lofi_load_params {
             LOFI_DEVICE_CPU => DeviceSpec::Cpu,
             LOFI_DEVICE_CUDA => {
                 if self.device_index < 0 {
-                    return Err(Error::invalid_argument(format!("device_index {} is negative", self.device_index)));
+                    return Err(Error::invalid_argument(format!(
+                        "device_index {} is negative",
+                        self.device_index
+                    )));
                 }
                 DeviceSpec::Cuda(self.device_index as usize)
             }
@@ -67,7 +70,8 @@ impl lofi_load_params {
 /// Progress callback: called after every batch with the pixels done so far and the total.
 /// Return `true` to continue, `false` to cancel (the call then returns `LOFI_STATUS_CANCELLED`).
 /// Called on the thread that made the call.
-pub type lofi_progress_fn = Option<unsafe extern "C" fn(user_data: *mut c_void, done: u64, total: u64) -> bool>;
+pub type lofi_progress_fn =
+    Option<unsafe extern "C" fn(user_data: *mut c_void, done: u64, total: u64) -> bool>;
 
 /// Per-call settings of a reconstruction. Start from `lofi_default_run_params()`.
 #[repr(C)]

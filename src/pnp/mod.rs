@@ -71,7 +71,11 @@ pub struct Residuals {
 /// The prior step `v = D(x + u)`: a denoiser of (1, C, H, W) images.
 pub trait Prior {
     fn name(&self) -> &str;
-    fn denoise(&self, image: &Tensor, progress: &mut Option<&mut dyn FnMut(Progress) -> bool>) -> Result<Tensor>;
+    fn denoise(
+        &self,
+        image: &Tensor,
+        progress: &mut Option<&mut dyn FnMut(Progress) -> bool>,
+    ) -> Result<Tensor>;
 }
 
 /// LoFi as the prior: the model evaluated on every pixel of the working resolution through the
@@ -97,7 +101,8 @@ impl<'m> LofiPrior<'m> {
                 shape.channels, cfg.c_in
             )));
         }
-        let plan = engine::plan_for(model, shape.height as usize, shape.width as usize, params.memory_budget)?;
+        let plan =
+            engine::plan_for(model, shape.height as usize, shape.width as usize, params.memory_budget)?;
         Ok(LofiPrior { model, plan, threads: params.threads })
     }
 }
@@ -106,7 +111,11 @@ impl Prior for LofiPrior<'_> {
     fn name(&self) -> &str {
         "lofi"
     }
-    fn denoise(&self, image: &Tensor, progress: &mut Option<&mut dyn FnMut(Progress) -> bool>) -> Result<Tensor> {
+    fn denoise(
+        &self,
+        image: &Tensor,
+        progress: &mut Option<&mut dyn FnMut(Progress) -> bool>,
+    ) -> Result<Tensor> {
         let prepared = PreparedImage::from_tensor(self.model, image)?;
         let _threads = engine::ThreadScope::new(self.threads);
         prepared.reconstruct_grid(&self.plan, progress)
@@ -123,8 +132,10 @@ pub struct TvPrior {
 impl TvPrior {
     fn gradient(v: &Tensor) -> (Tensor, Tensor) {
         // Forward differences with a zero last row/column (Neumann boundary).
-        let gy = (v.narrow(2, 1, v.size()[2] - 1) - v.narrow(2, 0, v.size()[2] - 1)).constant_pad_nd([0, 0, 0, 1]);
-        let gx = (v.narrow(3, 1, v.size()[3] - 1) - v.narrow(3, 0, v.size()[3] - 1)).constant_pad_nd([0, 1, 0, 0]);
+        let gy =
+            (v.narrow(2, 1, v.size()[2] - 1) - v.narrow(2, 0, v.size()[2] - 1)).constant_pad_nd([0, 0, 0, 1]);
+        let gx =
+            (v.narrow(3, 1, v.size()[3] - 1) - v.narrow(3, 0, v.size()[3] - 1)).constant_pad_nd([0, 1, 0, 0]);
         (gy, gx)
     }
     fn divergence(py: &Tensor, px: &Tensor) -> Tensor {
@@ -216,10 +227,16 @@ impl<'m> Pnp<'m> {
     ) -> Result<Pnp<'m>> {
         Pnp::check_shape(shape)?;
         if !(params.alpha > 0.0 && params.alpha.is_finite()) {
-            return Err(Error::invalid_argument(format!("alpha = {} must be positive and finite", params.alpha)));
+            return Err(Error::invalid_argument(format!(
+                "alpha = {} must be positive and finite",
+                params.alpha
+            )));
         }
         if !(params.cg_tolerance >= 0.0 && params.cg_tolerance.is_finite()) {
-            return Err(Error::invalid_argument(format!("cg_tolerance = {} is invalid", params.cg_tolerance)));
+            return Err(Error::invalid_argument(format!(
+                "cg_tolerance = {} is invalid",
+                params.cg_tolerance
+            )));
         }
         let _guard = tch::no_grad_guard();
         let y = measurements.to_device(device);
@@ -387,7 +404,9 @@ pub fn conjugate_gradient(
 
 /// PSNR with scikit-image's definition: 10 log10(range^2 / MSE).
 pub fn psnr(truth: &Tensor, estimate: &Tensor, data_range: f64) -> f64 {
-    let mse = (truth.to_kind(Kind::Double) - estimate.to_kind(Kind::Double)).square().mean(Kind::Double).double_value(&[]);
+    let mse = (truth.to_kind(Kind::Double) - estimate.to_kind(Kind::Double))
+        .square()
+        .mean(Kind::Double)
+        .double_value(&[]);
     10.0 * (data_range * data_range / mse).log10()
 }
-

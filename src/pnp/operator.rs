@@ -125,7 +125,10 @@ impl Inpaint {
         let mask = if mask.len() == plane {
             Tensor::from_slice(mask).view([1, 1, shape.height, shape.width]).expand(shape.dims(), false)
         } else if mask.len() == shape.numel() {
-            Tensor::from_slice(mask).view([shape.height, shape.width, shape.channels]).permute([2, 0, 1]).unsqueeze(0)
+            Tensor::from_slice(mask)
+                .view([shape.height, shape.width, shape.channels])
+                .permute([2, 0, 1])
+                .unsqueeze(0)
         } else {
             return Err(Error::invalid_argument(format!(
                 "inpaint: the mask has {} values, expected {plane} (H x W) or {} (H x W x C)",
@@ -144,12 +147,15 @@ impl Inpaint {
     /// channel), from a seeded generator.
     pub fn random(shape: ImageShape, fraction: f64, seed: u64, device: Device) -> Result<Inpaint> {
         if !(fraction > 0.0 && fraction <= 1.0) {
-            return Err(Error::invalid_argument(format!("inpaint: observed fraction {fraction} is not in (0, 1]")));
+            return Err(Error::invalid_argument(format!(
+                "inpaint: observed fraction {fraction} is not in (0, 1]"
+            )));
         }
         use rand::{Rng, SeedableRng};
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-        let mask: Vec<f32> =
-            (0..shape.height * shape.width).map(|_| if rng.gen::<f64>() < fraction { 1.0 } else { 0.0 }).collect();
+        let mask: Vec<f32> = (0..shape.height * shape.width)
+            .map(|_| if rng.gen::<f64>() < fraction { 1.0 } else { 0.0 })
+            .collect();
         Inpaint::new(shape, &mask, device)
     }
 
@@ -416,9 +422,12 @@ impl Callbacks {
         what: &str,
     ) -> Result<Vec<f32>> {
         let mut out = vec![0f32; out_len];
-        f(&input, &mut out).map_err(|e| Error::invalid_argument(format!("the user operator's {what} failed: {e}")))?;
+        f(&input, &mut out)
+            .map_err(|e| Error::invalid_argument(format!("the user operator's {what} failed: {e}")))?;
         if let Some(i) = out.iter().position(|v| !v.is_finite()) {
-            return Err(Error::invalid_input(format!("the user operator's {what} wrote a non-finite value at {i}")));
+            return Err(Error::invalid_input(format!(
+                "the user operator's {what} wrote a non-finite value at {i}"
+            )));
         }
         Ok(out)
     }
@@ -433,8 +442,9 @@ impl Operator for Callbacks {
         Ok(Tensor::from_slice(&y).to_device(x.device()))
     }
     fn adjoint(&self, y: &Tensor) -> Result<Tensor> {
-        let host = Vec::<f32>::try_from(y.to_kind(Kind::Float).to_device(Device::Cpu).contiguous().view([-1]))
-            .expect("float tensor");
+        let host =
+            Vec::<f32>::try_from(y.to_kind(Kind::Float).to_device(Device::Cpu).contiguous().view([-1]))
+                .expect("float tensor");
         let x = self.call(&*self.adjoint, host, self.shape.numel(), "adjoint")?;
         image_from_host(self.shape, &x, y.device(), "user adjoint")
     }

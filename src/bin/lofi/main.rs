@@ -2,8 +2,8 @@
 //! training and simulation live here only (the deployable library holds no training code).
 
 mod commands;
-mod train;
 mod simulate;
+mod train;
 
 use std::process::ExitCode;
 

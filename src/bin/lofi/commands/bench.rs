@@ -112,37 +112,27 @@ struct Measured {
     host_peak: Option<u64>,
 }
 
-#[allow(clippy::too_many_arguments)]
-/// One reconstruction of the whole `size`^2 grid (or a window of it). `host_memory` measures the
-/// CPU peak in a separate, untimed pass.
-fn run_once(
-    model: &Model,
-    input: &Image,
+/// What one timed reconstruction runs: a model on an input, the whole `size`^2 grid (or a window of
+/// it) under a budget.
+struct Job<'a> {
+    model: &'a Model,
+    input: &'a Image,
     size: usize,
     budget: usize,
     threads: usize,
-    out: &mut [f32],
-    window: Option<Window>,
-    host_memory: bool,
-) -> Result<Measured> {
-    let mut measured = run_pass(model, input, size, budget, threads, out, window, false)?;
+}
+
+/// Runs `job` into `out`; `host_memory` measures the CPU peak in a separate, untimed pass.
+fn run_once(job: &Job<'_>, out: &mut [f32], window: Option<Window>, host_memory: bool) -> Result<Measured> {
+    let mut measured = run_pass(job, out, window, false)?;
     if host_memory {
-        measured.host_peak = run_pass(model, input, size, budget, threads, out, window, true)?.host_peak;
+        measured.host_peak = run_pass(job, out, window, true)?.host_peak;
     }
     Ok(measured)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn run_pass(
-    model: &Model,
-    input: &Image,
-    size: usize,
-    budget: usize,
-    threads: usize,
-    out: &mut [f32],
-    window: Option<Window>,
-    track_host: bool,
-) -> Result<Measured> {
+fn run_pass(job: &Job<'_>, out: &mut [f32], window: Option<Window>, track_host: bool) -> Result<Measured> {
+    let Job { model, input, size, budget, threads } = *job;
     let c_out = model.config().c_out as usize;
     let cols = window.map_or(size, |w| w.cols);
     HostPeak::track_live_memory(track_host);
@@ -206,13 +196,24 @@ pub fn run(args: Args) -> Result<()> {
     );
     // Warm-up: first CUDA calls load kernels, first CPU calls fault pages in.
     let mut warm = vec![0f32; 64 * 64 * c_out];
-    run_once(&model, &input, 64, budgets[0].max(64 << 20), args.threads, &mut warm, None, false)?;
+    let warm_job = Job {
+        model: &model,
+        input: &input,
+        size: 64,
+        budget: budgets[0].max(64 << 20),
+        threads: args.threads,
+    };
+    run_once(&warm_job, &mut warm, None, false)?;
 
-    println!("{:>7} {:>10} {:>8} {:>8} {:>12} {:>14} {:>14} {:>9}", "output", "budget", "batch", "batches", "pixels/s", "estimated", "measured", "seconds");
+    println!(
+        "{:>7} {:>10} {:>8} {:>8} {:>12} {:>14} {:>14} {:>9}",
+        "output", "budget", "batch", "batches", "pixels/s", "estimated", "measured", "seconds"
+    );
     for &budget in &budgets {
         for &size in &sizes {
             let mut out = vec![0f32; size * size * c_out];
-            let m = match run_once(&model, &input, size, budget, args.threads, &mut out, None, !cuda) {
+            let job = Job { model: &model, input: &input, size, budget, threads: args.threads };
+            let m = match run_once(&job, &mut out, None, !cuda) {
                 Ok(m) => m,
                 Err(e) => {
                     println!("{:>7} {:>10}  {e}", format!("{size}^2"), format_bytes(budget));
@@ -237,14 +238,15 @@ pub fn run(args: Args) -> Result<()> {
         let size = *sizes.last().expect("at least one size");
         let budget = *budgets.last().expect("at least one budget");
         let mut whole = vec![0f32; size * size * c_out];
-        let w = run_once(&model, &input, size, budget, args.threads, &mut whole, None, false)?;
+        let job = Job { model: &model, input: &input, size, budget, threads: args.threads };
+        let w = run_once(&job, &mut whole, None, false)?;
         let step = size.div_ceil(args.tiles);
         let (mut seconds, mut identical, mut max_diff) = (0.0, true, 0f32);
         for row0 in (0..size).step_by(step) {
             for col0 in (0..size).step_by(step) {
                 let window = Window { col0, row0, cols: step.min(size - col0), rows: step.min(size - row0) };
                 let mut tile = vec![0f32; window.cols * window.rows * c_out];
-                seconds += run_once(&model, &input, size, budget, args.threads, &mut tile, Some(window), false)?.seconds;
+                seconds += run_once(&job, &mut tile, Some(window), false)?.seconds;
                 for r in 0..window.rows {
                     let got = &tile[r * window.cols * c_out..(r + 1) * window.cols * c_out];
                     let at = ((row0 + r) * size + col0) * c_out;
@@ -270,12 +272,24 @@ pub fn run(args: Args) -> Result<()> {
         let reference = Model::load(path, LoadOptions { device, precision: Precision::F32 })?;
         let budget = *budgets.last().expect("a budget");
         let mut want = vec![0f32; size * size * c_out];
-        run_once(&reference, &input, size, budget, args.threads, &mut want, None, false)?;
+        run_once(
+            &Job { model: &reference, input: &input, size, budget, threads: args.threads },
+            &mut want,
+            None,
+            false,
+        )?;
         let mut got = vec![0f32; size * size * c_out];
-        run_once(&model, &input, size, budget, args.threads, &mut got, None, false)?;
+        run_once(
+            &Job { model: &model, input: &input, size, budget, threads: args.threads },
+            &mut got,
+            None,
+            false,
+        )?;
         let scale = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
         let max_err = got.iter().zip(&want).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-        let rms = (got.iter().zip(&want).map(|(a, b)| ((a - b) as f64).powi(2)).sum::<f64>() / want.len() as f64).sqrt();
+        let rms = (got.iter().zip(&want).map(|(a, b)| ((a - b) as f64).powi(2)).sum::<f64>()
+            / want.len() as f64)
+            .sqrt();
         println!(
             "precision {} vs f32 at {size}^2: max |diff| {max_err:.3e} ({:.3e} of max |f32|), rms diff {rms:.3e}",
             model.precision(),

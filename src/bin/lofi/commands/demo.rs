@@ -58,7 +58,12 @@ pub fn run(args: Args) -> Result<()> {
     let image_path = args.image.clone().unwrap_or_else(|| repo_path("data/images/gray/camera.png"));
     let clean = image_io::read(&image_path)?;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(args.seed);
-    let noise = lofi::operators::standard_normal(&[clean.data.len() as i64], tch::Kind::Float, tch::Device::Cpu, &mut rng);
+    let noise = lofi::operators::standard_normal(
+        &[clean.data.len() as i64],
+        tch::Kind::Float,
+        tch::Device::Cpu,
+        &mut rng,
+    );
     let noise = Vec::<f32>::try_from(noise)?;
     let noisy = Image::new(
         clean.height,
@@ -84,7 +89,11 @@ pub fn run(args: Args) -> Result<()> {
     let seconds = started.elapsed().as_secs_f64();
 
     let side_by_side = args.out.join("denoise.png");
-    plot::samples(&side_by_side, &[(&noisy, &restored, &clean)], &format!("LoFi (noise sigma {})", args.sigma))?;
+    plot::samples(
+        &side_by_side,
+        &[(&noisy, &restored, &clean)],
+        &format!("LoFi (noise sigma {})", args.sigma),
+    )?;
     image_io::write(&args.out.join("lofi.png"), &restored, 8)?;
     image_io::write(&args.out.join("noisy.png"), &noisy, 8)?;
 
@@ -111,15 +120,33 @@ pub fn run(args: Args) -> Result<()> {
         model.parameter_count(),
         model.config().image_size
     );
-    println!("image:   {} ({} x {}), Gaussian noise sigma {} (seed {})", image_path.display(), clean.width, clean.height, args.sigma, args.seed);
-    println!("noisy:   PSNR {:6.2} dB   SSIM {:.4}", metrics::psnr(&clean, &noisy)?, metrics::ssim(&clean, &noisy)?);
-    println!("LoFi:    PSNR {:6.2} dB   SSIM {:.4}", metrics::psnr(&clean, &restored)?, metrics::ssim(&clean, &restored)?);
+    println!(
+        "image:   {} ({} x {}), Gaussian noise sigma {} (seed {})",
+        image_path.display(),
+        clean.width,
+        clean.height,
+        args.sigma,
+        args.seed
+    );
+    println!(
+        "noisy:   PSNR {:6.2} dB   SSIM {:.4}",
+        metrics::psnr(&clean, &noisy)?,
+        metrics::ssim(&clean, &noisy)?
+    );
+    println!(
+        "LoFi:    PSNR {:6.2} dB   SSIM {:.4}",
+        metrics::psnr(&clean, &restored)?,
+        metrics::ssim(&clean, &restored)?
+    );
     println!(
         "time:    {seconds:.2} s on {} ({} batches of {} pixels)",
         model.device_spec(),
         report.batches,
         report.plan.batch_pixels
     );
-    println!("wrote:   {} (noisy | LoFi | clean), lofi.png, noisy.png, zoom4x.png (the centre at 4x)", side_by_side.display());
+    println!(
+        "wrote:   {} (noisy | LoFi | clean), lofi.png, noisy.png, zoom4x.png (the centre at 4x)",
+        side_by_side.display()
+    );
     Ok(())
 }

@@ -13,7 +13,10 @@ use lofi::device::DeviceSpec;
 use lofi::engine::parse_bytes;
 use lofi::image_io::{self, Image};
 use lofi::model::LoadOptions;
-use lofi::pnp::{Blur, Ct, FourierSampling, Identity, ImageShape, Inpaint, Lensing, Operator, Pnp, PnpParams, Residuals, TvPrior};
+use lofi::pnp::{
+    Blur, Ct, FourierSampling, Identity, ImageShape, Inpaint, Lensing, Operator, Pnp, PnpParams, Residuals,
+    TvPrior,
+};
 use lofi::Model;
 use rand::SeedableRng;
 use tch::{Device, Kind, Tensor};
@@ -154,7 +157,13 @@ fn build_operator(args: &Args, shape: ImageShape, device: Device) -> Result<Box<
     let read_mask = |path: &Path| -> Result<Vec<f32>> {
         let img = image_io::read(path)?;
         if img.height != shape.height as usize || img.width != shape.width as usize {
-            bail!("the mask is {} x {}, the working resolution {} x {}", img.width, img.height, shape.width, shape.height);
+            bail!(
+                "the mask is {} x {}, the working resolution {} x {}",
+                img.width,
+                img.height,
+                shape.width,
+                shape.height
+            );
         }
         Ok((0..plane).map(|i| img.data[i * img.channels]).collect())
     };
@@ -173,9 +182,15 @@ fn build_operator(args: &Args, shape: ImageShape, device: Device) -> Result<Box<
                     if dims[1] * dims[2] != 2 {
                         bail!("--uv must be a (P, 2) array of (u, v) points");
                     }
-                    let mut points: Vec<[f64; 2]> = values.chunks(2).map(|p| [p[0] as f64, p[1] as f64]).collect();
+                    let mut points: Vec<[f64; 2]> =
+                        values.chunks(2).map(|p| [p[0] as f64, p[1] as f64]).collect();
                     if let Some(arcsec) = args.pixel_arcsec {
-                        points = lofi::operators::fourier::wavelengths_to_cycles(&points, shape.height, shape.width, arcsec);
+                        points = lofi::operators::fourier::wavelengths_to_cycles(
+                            &points,
+                            shape.height,
+                            shape.width,
+                            arcsec,
+                        );
                     }
                     let (m, _) = lofi::operators::fourier::grid_uv(&points, shape.height, shape.width, true);
                     Vec::<f32>::try_from(m.to_kind(Kind::Float).view([-1]))?
@@ -191,8 +206,14 @@ fn build_operator(args: &Args, shape: ImageShape, device: Device) -> Result<Box<
             }
             None => {
                 let size = (6.0 * args.blur_sigma).ceil() as i64 | 1;
-                let k = lofi::operators::fourier::FourierBlur::gaussian_kernel(size, args.blur_sigma).to_kind(Kind::Float);
-                Box::new(Blur::new(shape, &Vec::<f32>::try_from(k.view([-1]))?, size as usize, size as usize)?)
+                let k = lofi::operators::fourier::FourierBlur::gaussian_kernel(size, args.blur_sigma)
+                    .to_kind(Kind::Float);
+                Box::new(Blur::new(
+                    shape,
+                    &Vec::<f32>::try_from(k.view([-1]))?,
+                    size as usize,
+                    size as usize,
+                )?)
             }
         },
         OperatorKind::Lensing => Box::new(Lensing::new(shape)?),
@@ -250,7 +271,9 @@ pub fn run(args: Args) -> Result<()> {
     }
     let truth = args.ground_truth.as_deref().map(image_io::read).transpose()?;
     let input_image = match (&args.input, args.operator) {
-        (Some(p), OperatorKind::Denoise | OperatorKind::Inpaint | OperatorKind::Blur) => Some(image_io::read(p)?),
+        (Some(p), OperatorKind::Denoise | OperatorKind::Inpaint | OperatorKind::Blur) => {
+            Some(image_io::read(p)?)
+        }
         _ => None,
     };
     let mask_size = match &args.mask {
@@ -273,7 +296,12 @@ pub fn run(args: Args) -> Result<()> {
     let truth_t = match &truth {
         Some(img) => {
             if (img.height, img.width, img.channels as i64) != (h, w, channels) {
-                bail!("the ground truth is {} x {} x {}, the problem {w} x {h} x {channels}", img.width, img.height, img.channels);
+                bail!(
+                    "the ground truth is {} x {} x {}, the problem {w} x {h} x {channels}",
+                    img.width,
+                    img.height,
+                    img.channels
+                );
             }
             Some(to_tensor(img, device))
         }
@@ -300,7 +328,14 @@ pub fn run(args: Args) -> Result<()> {
     let op_name = op.name().to_string();
     let mut pnp = match args.prior {
         PriorKind::Lofi => Pnp::new(&model, op, shape, y, params)?,
-        PriorKind::Tv => Pnp::with_prior(Box::new(TvPrior { weight: args.tv_weight, iterations: 100 }), device, op, shape, y, params)?,
+        PriorKind::Tv => Pnp::with_prior(
+            Box::new(TvPrior { weight: args.tv_weight, iterations: 100 }),
+            device,
+            op,
+            shape,
+            y,
+            params,
+        )?,
     };
     if let Some(t) = &truth_t {
         pnp.set_ground_truth(t)?;
@@ -343,13 +378,18 @@ pub fn run(args: Args) -> Result<()> {
         writeln!(f, "iteration,primal,dual,data_misfit,psnr,cg_iterations,seconds")?;
         for (r, t) in &rows {
             let psnr = r.psnr.map(|p| format!("{p:.4}")).unwrap_or_default();
-            writeln!(f, "{},{:.6e},{:.6e},{:.6e},{psnr},{},{t:.3}", r.iteration, r.primal, r.dual, r.data_misfit, r.cg_iterations)?;
+            writeln!(
+                f,
+                "{},{:.6e},{:.6e},{:.6e},{psnr},{},{t:.3}",
+                r.iteration, r.primal, r.dual, r.data_misfit, r.cg_iterations
+            )?;
         }
     }
     let plot_path = args.plot.clone().or_else(|| args.log.as_ref().map(|l| l.with_extension("png")));
     if let Some(path) = plot_path {
         let primal: Vec<(u64, f64)> = rows.iter().map(|(r, _)| (r.iteration as u64, r.primal)).collect();
-        let psnr: Vec<(u64, f64)> = rows.iter().filter_map(|(r, _)| r.psnr.map(|p| (r.iteration as u64, p))).collect();
+        let psnr: Vec<(u64, f64)> =
+            rows.iter().filter_map(|(r, _)| r.psnr.map(|p| (r.iteration as u64, p))).collect();
         plot::pnp_curves(&path, &primal, &psnr, baseline)?;
     }
     let last = rows.last().map(|(r, _)| *r).unwrap_or_default();

@@ -387,7 +387,6 @@ impl Trainer {
     }
 }
 
-
 /// How `lofi train` was asked to run.
 pub struct RunOptions {
     pub resume: Option<PathBuf>,
