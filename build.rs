@@ -18,7 +18,10 @@ fn main() {
     let lib = lib_dir.display();
     println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
     // A SONAME, so that programs record `liblofi.so.MAJOR` and installs can keep versions apart.
-    println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,liblofi.so.{}", env::var("CARGO_PKG_VERSION_MAJOR").unwrap());
+    println!(
+        "cargo:rustc-cdylib-link-arg=-Wl,-soname,liblofi.so.{}",
+        env::var("CARGO_PKG_VERSION_MAJOR").unwrap()
+    );
     if !lib_dir.join("libtorch_cuda.so").exists() {
         return; // a CPU-only libtorch
     }

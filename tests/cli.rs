@@ -55,8 +55,19 @@ fn reconstruct_writes_every_format_at_any_resolution() {
     for (name, bits) in [("x2.png", "8"), ("x2.tif", "16")] {
         let out = dir.path().join(name);
         let text = ok(&lofi(&[
-            "reconstruct", "--model", &model, "--input", &input, "--output", &s(&out), "--width", "47", "--height", "39",
-            "--bits", bits,
+            "reconstruct",
+            "--model",
+            &model,
+            "--input",
+            &input,
+            "--output",
+            &s(&out),
+            "--width",
+            "47",
+            "--height",
+            "39",
+            "--bits",
+            bits,
         ]));
         assert!(text.contains("47 x 39"), "{text}");
         let img = image_io::read(&out).unwrap();
@@ -65,8 +76,19 @@ fn reconstruct_writes_every_format_at_any_resolution() {
     // A region with negative corners (reflected) at a chosen size.
     let out = dir.path().join("region.npy");
     ok(&lofi(&[
-        "reconstruct", "--model", &model, "--input", &input, "--output", &s(&out), "--region", "-2,-1.5,10,7.5", "--width",
-        "13", "--height", "10",
+        "reconstruct",
+        "--model",
+        &model,
+        "--input",
+        &input,
+        "--output",
+        &s(&out),
+        "--region",
+        "-2,-1.5,10,7.5",
+        "--width",
+        "13",
+        "--height",
+        "10",
     ]));
     assert_eq!(image_io::read(&out).unwrap().width, 13);
 }
@@ -78,7 +100,15 @@ fn png_input_and_rgb_models() {
     let img = Image::new(16, 18, 3, (0..16 * 18 * 3).map(|i| (i % 255) as f32 / 255.0).collect()).unwrap();
     image_io::write(&png, &img, 8).unwrap();
     let out = dir.path().join("out.png");
-    ok(&lofi(&["reconstruct", "--model", &fixture("models/tiny-rgb.lofi"), "--input", &s(&png), "--output", &s(&out)]));
+    ok(&lofi(&[
+        "reconstruct",
+        "--model",
+        &fixture("models/tiny-rgb.lofi"),
+        "--input",
+        &s(&png),
+        "--output",
+        &s(&out),
+    ]));
     let back = image_io::read(&out).unwrap();
     assert_eq!((back.height, back.width, back.channels), (16, 18, 3));
 }
@@ -95,8 +125,13 @@ fn info_and_import() {
     let out = dir.path().join("imported.lofi");
     let case = "parity/round_filter_complex";
     ok(&lofi(&[
-        "import", "--state-dict", &fixture(&format!("{case}/state.safetensors")), "--hyper",
-        &fixture(&format!("{case}/hyper.json")), "--output", &s(&out),
+        "import",
+        "--state-dict",
+        &fixture(&format!("{case}/state.safetensors")),
+        "--hyper",
+        &fixture(&format!("{case}/hyper.json")),
+        "--output",
+        &s(&out),
     ]));
     assert!(ok(&lofi(&["info", &s(&out)])).contains("2 in, 1 out"));
     // A mismatched hyper file names the first problem.
@@ -104,7 +139,12 @@ fn info_and_import() {
     std::fs::write(&hyper, r#"{"image_size": 16, "c_in": 1, "c_out": 1, "network": "MultiMLP"}"#).unwrap();
     fails_with(
         &lofi(&[
-            "import", "--state-dict", &fixture(&format!("{case}/state.safetensors")), "--hyper", &s(&hyper), "--output",
+            "import",
+            "--state-dict",
+            &fixture(&format!("{case}/state.safetensors")),
+            "--hyper",
+            &s(&hyper),
+            "--output",
             &s(&dir.path().join("x.lofi")),
         ]),
         "shape",
@@ -193,7 +233,6 @@ fn bad_images_and_arguments_give_one_clear_line() {
     assert!(!Path::new(&out).exists(), "no output may be written on failure");
 }
 
-
 #[test]
 fn pnp_runs_and_refuses_bad_operators() {
     let dir = tempfile::tempdir().unwrap();
@@ -202,8 +241,21 @@ fn pnp_runs_and_refuses_bad_operators() {
     let out = dir.path().join("x.npy");
     let log = dir.path().join("log.csv");
     let text = ok(&lofi(&[
-        "pnp", "--model", &model, "--operator", "inpaint", "--observed", "0.3", "--ground-truth", &truth, "--output",
-        &s(&out), "--iterations", "2", "--log", &s(&log),
+        "pnp",
+        "--model",
+        &model,
+        "--operator",
+        "inpaint",
+        "--observed",
+        "0.3",
+        "--ground-truth",
+        &truth,
+        "--output",
+        &s(&out),
+        "--iterations",
+        "2",
+        "--log",
+        &s(&log),
     ]));
     assert!(text.contains("2 iterations"), "{text}");
     let csv = std::fs::read_to_string(&log).unwrap();
@@ -214,22 +266,71 @@ fn pnp_runs_and_refuses_bad_operators() {
 
     // CT through conjugate gradients, measurements simulated at 30 dB.
     ok(&lofi(&[
-        "pnp", "--model", &model, "--operator", "radon", "--angles", "0:180:8", "--snr", "30", "--ground-truth", &truth,
-        "--output", &s(&out), "--iterations", "1",
+        "pnp",
+        "--model",
+        &model,
+        "--operator",
+        "radon",
+        "--angles",
+        "0:180:8",
+        "--snr",
+        "30",
+        "--ground-truth",
+        &truth,
+        "--output",
+        &s(&out),
+        "--iterations",
+        "1",
     ]));
 
     let empty = write_npy(dir.path(), "empty.npy", 16, 16, 1, |_| 0.0);
     fails_with(
-        &lofi(&["pnp", "--model", &model, "--operator", "inpaint", "--mask", &empty, "--ground-truth", &truth, "--output", &s(&out)]),
+        &lofi(&[
+            "pnp",
+            "--model",
+            &model,
+            "--operator",
+            "inpaint",
+            "--mask",
+            &empty,
+            "--ground-truth",
+            &truth,
+            "--output",
+            &s(&out),
+        ]),
         "observes no pixel",
     );
     let small = write_npy(dir.path(), "small.npy", 8, 8, 1, |_| 1.0);
     fails_with(
-        &lofi(&["pnp", "--model", &model, "--operator", "inpaint", "--mask", &small, "--ground-truth", &truth, "--output", &s(&out)]),
+        &lofi(&[
+            "pnp",
+            "--model",
+            &model,
+            "--operator",
+            "inpaint",
+            "--mask",
+            &small,
+            "--ground-truth",
+            &truth,
+            "--output",
+            &s(&out),
+        ]),
         "the mask is 8 x 8",
     );
     fails_with(
-        &lofi(&["pnp", "--model", &model, "--operator", "denoise", "--output", &s(&out), "--width", "16", "--height", "16"]),
+        &lofi(&[
+            "pnp",
+            "--model",
+            &model,
+            "--operator",
+            "denoise",
+            "--output",
+            &s(&out),
+            "--width",
+            "16",
+            "--height",
+            "16",
+        ]),
         "--ground-truth",
     );
     let nan = write_npy(dir.path(), "nan.npy", 16, 16, 1, |i| if i == 5 { f32::NAN } else { 0.5 });
@@ -239,8 +340,15 @@ fn pnp_runs_and_refuses_bad_operators() {
     );
     fails_with(
         &lofi(&[
-            "pnp", "--model", &fixture("models/tiny-complex.lofi"), "--operator", "denoise", "--ground-truth", &truth,
-            "--output", &s(&out),
+            "pnp",
+            "--model",
+            &fixture("models/tiny-complex.lofi"),
+            "--operator",
+            "denoise",
+            "--ground-truth",
+            &truth,
+            "--output",
+            &s(&out),
         ]),
         "channel",
     );

@@ -220,6 +220,8 @@ fn flags_override_the_file_and_bad_keys_are_reported() {
         "true",
         "--lr",
         "0.5",
+        "--lr-schedule",
+        "cosine",
         "--task",
         "transpose",
         "--eval-every",
@@ -233,6 +235,7 @@ fn flags_override_the_file_and_bad_keys_are_reported() {
     assert_eq!(v["model"]["M"].as_integer(), Some(4), "keys without a flag keep the file's value");
     assert_eq!(v["model"]["CCPG"].as_bool(), Some(true));
     assert_eq!(v["train"]["lr"].as_float(), Some(0.5));
+    assert_eq!(v["train"]["lr_schedule"].as_str(), Some("cosine"));
     assert_eq!(v["task"]["kind"].as_str(), Some("transpose"));
     assert_eq!(v["eval"]["every"].as_integer(), Some(3));
     assert_eq!(v["output"]["model"].as_str(), Some("x.lofi"));

@@ -35,7 +35,15 @@ fn small_budget() -> RunOptions<'static> {
     RunOptions { memory_budget: 6 << 20, threads: 1, ..Default::default() }
 }
 
-fn region_grid(model: &Model, img: &[f32], h: usize, w: usize, gw: usize, gh: usize, window: Option<Window>) -> Vec<f32> {
+fn region_grid(
+    model: &Model,
+    img: &[f32],
+    h: usize,
+    w: usize,
+    gw: usize,
+    gh: usize,
+    window: Option<Window>,
+) -> Vec<f32> {
     let c_out = model.config().c_out as usize;
     let (cols, rows) = window.map_or((gw, gh), |w| (w.cols, w.rows));
     let mut out = vec![f32::NAN; cols * rows * c_out];
@@ -108,9 +116,11 @@ fn regions_and_points_agree() {
         RunOptions::default(),
     )
     .unwrap();
-    let points: Vec<[f64; 2]> = (0..4).flat_map(|r| (0..5).map(move |c| [2.5 + 2.0 * c as f64, 3.0 + 2.0 * r as f64])).collect();
+    let points: Vec<[f64; 2]> =
+        (0..4).flat_map(|r| (0..5).map(move |c| [2.5 + 2.0 * c as f64, 3.0 + 2.0 * r as f64])).collect();
     let mut at_points = vec![0f32; 20];
-    engine::reconstruct_points(&model, view(&img, h, w, 1), &points, &mut at_points, RunOptions::default()).unwrap();
+    engine::reconstruct_points(&model, view(&img, h, w, 1), &points, &mut at_points, RunOptions::default())
+        .unwrap();
     for (a, b) in grid.iter().zip(&at_points) {
         assert!((a - b).abs() <= 1e-6, "{a} vs {b}");
     }
@@ -246,7 +256,9 @@ fn threads_sharing_one_model_get_the_single_threaded_result() {
     let handles: Vec<_> = (0..4)
         .map(|_| {
             let (model, img) = (Arc::clone(&model), Arc::clone(&img));
-            std::thread::spawn(move || (0..3).map(|_| region_grid(&model, &img, h, w, 31, 29, None)).collect::<Vec<_>>())
+            std::thread::spawn(move || {
+                (0..3).map(|_| region_grid(&model, &img, h, w, 31, 29, None)).collect::<Vec<_>>()
+            })
         })
         .collect();
     for handle in handles {
@@ -261,10 +273,25 @@ fn bad_arguments_are_refused_with_clear_errors() {
     let model = fixture_model("tiny-gray.lofi");
     let img = image(8, 8, 1);
     let mut out = vec![0f32; 64];
-    let run = |image: ImageView<'_>, region: Region, gw: usize, gh: usize, window: Option<Window>, out: &mut [f32], stride: usize| {
-        engine::reconstruct_region(&model, image, region, gw, gh, window, OutputView { data: out, row_stride: stride }, RunOptions::default())
-            .unwrap_err()
-            .to_string()
+    let run = |image: ImageView<'_>,
+               region: Region,
+               gw: usize,
+               gh: usize,
+               window: Option<Window>,
+               out: &mut [f32],
+               stride: usize| {
+        engine::reconstruct_region(
+            &model,
+            image,
+            region,
+            gw,
+            gh,
+            window,
+            OutputView { data: out, row_stride: stride },
+            RunOptions::default(),
+        )
+        .unwrap_err()
+        .to_string()
     };
     let whole = Region::whole(8, 8);
     let good = view(&img, 8, 8, 1);
@@ -297,21 +324,26 @@ fn bad_arguments_are_refused_with_clear_errors() {
     }
 
     let mut pts = vec![0f32; 2];
-    let e = engine::reconstruct_points(&model, good, &[[1.0, f64::NAN]], &mut pts, RunOptions::default()).unwrap_err();
+    let e = engine::reconstruct_points(&model, good, &[[1.0, f64::NAN]], &mut pts, RunOptions::default())
+        .unwrap_err();
     assert!(e.to_string().contains("non-finite"), "{e}");
     let e = engine::reconstruct_points(&model, good, &[], &mut pts, RunOptions::default()).unwrap_err();
     assert!(e.to_string().contains("no points"), "{e}");
-    let e = engine::reconstruct_points(&model, good, &[[1.0, 1.0]; 3], &mut pts, RunOptions::default()).unwrap_err();
+    let e = engine::reconstruct_points(&model, good, &[[1.0, 1.0]; 3], &mut pts, RunOptions::default())
+        .unwrap_err();
     assert!(e.to_string().contains("buffer"), "{e}");
 }
 
 #[test]
 fn devices_and_precisions_are_checked() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models/tiny-gray.lofi");
-    let err = Model::load(&path, LoadOptions { device: DeviceSpec::Cpu, precision: Precision::F16 }).err().unwrap();
+    let err =
+        Model::load(&path, LoadOptions { device: DeviceSpec::Cpu, precision: Precision::F16 }).err().unwrap();
     assert!(err.to_string().contains("CUDA only"), "{err}");
     if !tch::Cuda::is_available() {
-        let err = Model::load(&path, LoadOptions { device: DeviceSpec::Cuda(0), precision: Precision::F32 }).err().unwrap();
+        let err = Model::load(&path, LoadOptions { device: DeviceSpec::Cuda(0), precision: Precision::F32 })
+            .err()
+            .unwrap();
         assert!(matches!(err, Error::DeviceUnavailable(_)), "{err:?}");
     }
     assert!("cuda:x".parse::<DeviceSpec>().is_err());

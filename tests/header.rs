@@ -29,7 +29,8 @@ fn committed_header_is_current() {
 
 #[test]
 fn version_macros_match_the_crate() {
-    let header = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("include/lofi.h")).unwrap();
+    let header =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("include/lofi.h")).unwrap();
     for (name, value) in [
         ("LOFI_VERSION_MAJOR", env!("CARGO_PKG_VERSION_MAJOR")),
         ("LOFI_VERSION_MINOR", env!("CARGO_PKG_VERSION_MINOR")),
@@ -41,7 +42,8 @@ fn version_macros_match_the_crate() {
 
 #[test]
 fn the_header_declares_only_lofi_names() {
-    let header = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("include/lofi.h")).unwrap();
+    let header =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("include/lofi.h")).unwrap();
     for line in header.lines() {
         let line = line.trim_start();
         if let Some(rest) = line.strip_prefix("#define ") {

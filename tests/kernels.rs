@@ -148,12 +148,14 @@ fn filter_multiplies_the_padded_spectrum() {
 
 #[test]
 fn num_filters_multiplies_the_filtered_channels() {
-    let cfg = LofiConfig { fourier_filtering: true, num_filters: 3, c_in: 3, c_out: 3, ..tiny(Network::MultiMLP) };
+    let cfg =
+        LofiConfig { fourier_filtering: true, num_filters: 3, c_in: 3, c_out: 3, ..tiny(Network::MultiMLP) };
     assert_eq!(cfg.filter_channels(), 9);
     assert_eq!(cfg.sampled_channels(), 21);
     let (net, params) = LofiNet::init(&cfg, Device::Cpu).unwrap();
     assert_eq!(params.get("filter").unwrap().size(), [1, 9, 26, 26, 2]);
-    let out = net.forward(&Tensor::zeros([1, 5, 2], (Kind::Float, Device::Cpu)), &smooth_image(3, 20, 20)).unwrap();
+    let out =
+        net.forward(&Tensor::zeros([1, 5, 2], (Kind::Float, Device::Cpu)), &smooth_image(3, 20, 20)).unwrap();
     assert_eq!(out.size(), [1, 5, 3]);
 }
 
@@ -203,7 +205,13 @@ fn multimlp_equals_per_angle_mlps_then_mixer() {
         x
     };
     let chunks: Vec<Tensor> = (0..9)
-        .map(|m| linear(crop.select(4, m).squeeze_dim(0).permute([1, 0, 2]).reshape([2, 9]), &format!("MLP.{m}"), 3))
+        .map(|m| {
+            linear(
+                crop.select(4, m).squeeze_dim(0).permute([1, 0, 2]).reshape([2, 9]),
+                &format!("MLP.{m}"),
+                3,
+            )
+        })
         .collect();
     let want = linear(Tensor::cat(&chunks, 1), "mixer_MLP", 3);
     assert!(got.squeeze_dim(0).allclose(&want, 1e-5, 1e-6, false));
@@ -280,7 +288,8 @@ fn mlp_network_runs_with_gradients() {
     for (_, t) in params.iter() {
         let _ = t.set_requires_grad(true);
     }
-    let out = net.forward(&Tensor::zeros([1, 3, 2], (Kind::Float, Device::Cpu)), &smooth_image(3, 16, 16)).unwrap();
+    let out =
+        net.forward(&Tensor::zeros([1, 3, 2], (Kind::Float, Device::Cpu)), &smooth_image(3, 16, 16)).unwrap();
     out.sum(Kind::Float).backward();
     assert!(params.get("filter").unwrap().grad().defined());
     assert!(params.get("patch").unwrap().grad().defined());
@@ -291,7 +300,9 @@ fn non_square_and_odd_inputs_work_with_the_filter() {
     let cfg = LofiConfig { fourier_filtering: true, ..tiny(Network::MultiMLP) };
     let (net, _) = LofiNet::init(&cfg, Device::Cpu).unwrap();
     for (h, w) in [(15, 23), (31, 16), (9, 9)] {
-        let out = net.forward(&Tensor::zeros([1, 4, 2], (Kind::Float, Device::Cpu)), &smooth_image(1, h, w)).unwrap();
+        let out = net
+            .forward(&Tensor::zeros([1, 4, 2], (Kind::Float, Device::Cpu)), &smooth_image(1, h, w))
+            .unwrap();
         assert_eq!(out.size(), [1, 4, 1]);
         assert!(bool::try_from(out.isfinite().all()).unwrap());
     }

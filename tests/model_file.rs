@@ -27,7 +27,9 @@ fn load_err(bytes: &[u8]) -> String {
 }
 
 /// Re-serialises a fixture's tensors and metadata after `edit` changed them.
-fn edited(edit: impl FnOnce(&mut Vec<(String, Dtype, Vec<usize>, Vec<u8>)>, &mut HashMap<String, String>)) -> Vec<u8> {
+fn edited(
+    edit: impl FnOnce(&mut Vec<(String, Dtype, Vec<usize>, Vec<u8>)>, &mut HashMap<String, String>),
+) -> Vec<u8> {
     let bytes = std::fs::read(fixture("tiny-gray.lofi")).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
@@ -91,7 +93,10 @@ fn empty_truncated_and_garbage_files_are_refused() {
     assert!(load_err(&[]).contains("empty"));
     for cut in [3, 8, 100, bytes.len() / 2, bytes.len() - 1] {
         let msg = load_err(&bytes[..cut]);
-        assert!(msg.contains("truncated") || msg.contains("not a safetensors") || msg.contains("corrupt"), "cut {cut}: {msg}");
+        assert!(
+            msg.contains("truncated") || msg.contains("not a safetensors") || msg.contains("corrupt"),
+            "cut {cut}: {msg}"
+        );
     }
     let msg = load_err(b"this is not a model file at all, just some text that goes on");
     assert!(msg.contains("safetensors"), "{msg}");
@@ -171,7 +176,10 @@ fn reference_state_dicts_import_with_checks() {
     // The reference stores the square geometry as (1, N, M, 2).
     assert_eq!(model.params().get("patch").unwrap().size(), [1, 9, 9, 2]);
     // A hyper file that does not match the state dict is refused with the first mismatch.
-    let wrong = hyper.replace("\"hidden_dim\": 20", "\"hidden_dim\": 21").replace("\"hidden_dim\": 16", "\"hidden_dim\": 21").replace("\"hidden_dim\": 24", "\"hidden_dim\": 21");
+    let wrong = hyper
+        .replace("\"hidden_dim\": 20", "\"hidden_dim\": 21")
+        .replace("\"hidden_dim\": 16", "\"hidden_dim\": 21")
+        .replace("\"hidden_dim\": 24", "\"hidden_dim\": 21");
     let err = model_file::import_reference(&state, &wrong, None).unwrap_err().to_string();
     assert!(err.contains("shape"), "{err}");
 }

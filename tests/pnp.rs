@@ -4,13 +4,19 @@
 use std::path::Path;
 
 use lofi::model::LoadOptions;
-use lofi::pnp::{conjugate_gradient, Blur, Ct, FourierSampling, Identity, ImageShape, Inpaint, Lensing, Operator, Pnp, PnpParams};
+use lofi::pnp::{
+    conjugate_gradient, Blur, Ct, FourierSampling, Identity, ImageShape, Inpaint, Lensing, Operator, Pnp,
+    PnpParams,
+};
 use lofi::Model;
 use tch::{Device, Kind, Tensor};
 
 fn model(name: &str) -> Model {
-    Model::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models").join(name), LoadOptions::default())
-        .unwrap()
+    Model::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models").join(name),
+        LoadOptions::default(),
+    )
+    .unwrap()
 }
 
 fn shape(c: i64, h: i64, w: i64) -> ImageShape {
@@ -132,13 +138,16 @@ fn conjugate_gradients_reach_the_normal_equation_solution() {
     let ct = Ct::new(s, vec![0.0, 45.0, 90.0, 135.0]).unwrap();
     let n = 36;
     let eye = Tensor::eye(n, (Kind::Float, Device::Cpu));
-    let columns: Vec<Tensor> =
-        (0..n).map(|i| ct.adjoint(&ct.forward(&eye.get(i).view([1, 1, 6, 6])).unwrap()).unwrap().view([-1])).collect();
-    let normal = Tensor::stack(&columns, 1).to_kind(Kind::Double) + Tensor::eye(n, (Kind::Double, Device::Cpu)) * 0.5;
+    let columns: Vec<Tensor> = (0..n)
+        .map(|i| ct.adjoint(&ct.forward(&eye.get(i).view([1, 1, 6, 6])).unwrap()).unwrap().view([-1]))
+        .collect();
+    let normal =
+        Tensor::stack(&columns, 1).to_kind(Kind::Double) + Tensor::eye(n, (Kind::Double, Device::Cpu)) * 0.5;
     let b = rand_image(s, 5);
     let exact = Tensor::linalg_solve(&normal, &b.view([n, 1]).to_kind(Kind::Double), true).view([1, 1, 6, 6]);
     let (x, iterations) = conjugate_gradient(&ct, &b, &b.zeros_like(), 0.5, 100, 1e-9).unwrap();
-    let err = (x.to_kind(Kind::Double) - &exact).abs().max().double_value(&[]) / exact.abs().max().double_value(&[]);
+    let err = (x.to_kind(Kind::Double) - &exact).abs().max().double_value(&[])
+        / exact.abs().max().double_value(&[]);
     assert!(err < 1e-4, "relative error {err} after {iterations} iterations");
     assert!(iterations <= n as usize + 5);
     // A warm start at the solution needs no iteration.
@@ -153,7 +162,8 @@ fn bad_descriptions_are_refused() {
     assert!(err(Inpaint::new(s, &[0.0; 64], Device::Cpu).map(|o| Box::new(o) as _)).contains("no pixel"));
     assert!(err(Inpaint::new(s, &[1.0; 63], Device::Cpu).map(|o| Box::new(o) as _)).contains("63"));
     assert!(err(Inpaint::random(s, 0.0, 1, Device::Cpu).map(|o| Box::new(o) as _)).contains("fraction"));
-    assert!(err(FourierSampling::new(s, &[0.0; 64], Device::Cpu).map(|o| Box::new(o) as _)).contains("no frequency"));
+    assert!(err(FourierSampling::new(s, &[0.0; 64], Device::Cpu).map(|o| Box::new(o) as _))
+        .contains("no frequency"));
     assert!(err(Blur::new(s, &[1.0; 4], 3, 3).map(|o| Box::new(o) as _)).contains("3 x 3"));
     assert!(err(Blur::new(s, &[f32::NAN; 9], 3, 3).map(|o| Box::new(o) as _)).contains("NaN"));
     assert!(err(Lensing::new(shape(3, 8, 8)).map(|o| Box::new(o) as _)).contains("1 channel"));
@@ -165,15 +175,26 @@ fn bad_descriptions_are_refused() {
     let pnp_err = |m: &Model, op: Box<dyn Operator>, shape: ImageShape, y: Tensor, p: PnpParams| {
         Pnp::new(m, op, shape, y, p).err().expect("refused").to_string()
     };
-    assert!(pnp_err(&denoiser, id(), s, y.copy(), PnpParams { alpha: 0.0, ..Default::default() }).contains("alpha"));
+    assert!(pnp_err(&denoiser, id(), s, y.copy(), PnpParams { alpha: 0.0, ..Default::default() })
+        .contains("alpha"));
     let nan = y.copy();
     let _ = nan.get(0).get(0).get(1).get(1).fill_(f64::NAN);
     assert!(pnp_err(&denoiser, id(), s, nan, PnpParams::default()).contains("NaN"));
-    assert!(pnp_err(&denoiser, id(), s, rand_image(shape(1, 8, 9), 1), PnpParams::default()).contains("do not fit"));
-    assert!(pnp_err(&model("tiny-complex.lofi"), id(), s, y.copy(), PnpParams::default()).contains("denoiser"));
-    assert!(pnp_err(&denoiser, Box::new(Identity { shape: shape(3, 8, 8) }), shape(3, 8, 8), y.copy(), PnpParams::default())
-        .contains("channel"));
-    assert!(pnp_err(&denoiser, id(), s, y, PnpParams { memory_budget: 100, ..Default::default() }).contains("too small"));
+    assert!(pnp_err(&denoiser, id(), s, rand_image(shape(1, 8, 9), 1), PnpParams::default())
+        .contains("do not fit"));
+    assert!(
+        pnp_err(&model("tiny-complex.lofi"), id(), s, y.copy(), PnpParams::default()).contains("denoiser")
+    );
+    assert!(pnp_err(
+        &denoiser,
+        Box::new(Identity { shape: shape(3, 8, 8) }),
+        shape(3, 8, 8),
+        y.copy(),
+        PnpParams::default()
+    )
+    .contains("channel"));
+    assert!(pnp_err(&denoiser, id(), s, y, PnpParams { memory_budget: 100, ..Default::default() })
+        .contains("too small"));
 }
 
 #[test]
