@@ -462,6 +462,60 @@ fn write_curves(log: &MetricsLog, out_dir: &Path) -> Result<()> {
     plot::curves(&out_dir.join("curves.png"), &log.losses(), &series)
 }
 
+/// Training totals: this run's steps, pixels and seconds, and the seconds of the whole training
+/// (earlier runs included, when resumed).
+#[derive(Default)]
+struct RunTotals {
+    train_seconds: f64,
+    steps: u64,
+    pixels: usize,
+    time: f64,
+}
+
+/// The steps since the last log line: their summed loss (kept on the device until read), count,
+/// pixels and seconds.
+struct LogWindow {
+    loss: Tensor,
+    steps: u64,
+    pixels: usize,
+    time: f64,
+    device: Device,
+}
+
+impl LogWindow {
+    fn new(device: Device) -> Self {
+        LogWindow { loss: Tensor::zeros([], (Kind::Float, device)), steps: 0, pixels: 0, time: 0.0, device }
+    }
+
+    /// Adds the window to `run`, logs its mean loss and throughput, starts a new window, and
+    /// returns (mean loss, steps/s, pixels/s).
+    fn close(
+        &mut self,
+        run: &mut RunTotals,
+        trainer: &Trainer,
+        n: usize,
+        log: &mut MetricsLog,
+    ) -> Result<(f64, f64, f64)> {
+        let mean = self.loss.double_value(&[]) / self.steps as f64;
+        let (sps, pps) = (self.steps as f64 / self.time, self.pixels as f64 / self.time);
+        run.train_seconds += self.time;
+        run.steps += self.steps;
+        run.pixels += self.pixels;
+        run.time += self.time;
+        log.push(Record::Train {
+            step: trainer.step,
+            epoch: trainer.epoch(n),
+            loss: mean,
+            lr: trainer.learning_rate(trainer.step.saturating_sub(1), n),
+            steps_per_s: sps,
+            pixels_per_s: pps,
+            seconds: run.train_seconds,
+        })?;
+        *self = LogWindow::new(self.device);
+        Ok((mean, sps, pps))
+    }
+}
+
 /// `lofi train`.
 pub fn run(cfg: TrainConfig, options: RunOptions) -> Result<()> {
     let started = Instant::now();
@@ -553,9 +607,8 @@ pub fn run(cfg: TrainConfig, options: RunOptions) -> Result<()> {
     };
 
     let log_every = cfg.train.log_every.max(1);
-    let mut window_loss = Tensor::zeros([], (Kind::Float, device));
-    let (mut window_steps, mut window_pixels, mut window_time) = (0u64, 0usize, 0.0f64);
-    let (mut run_steps, mut run_pixels, mut run_time) = (0u64, 0usize, 0.0f64);
+    let mut window = LogWindow::new(device);
+    let mut run = RunTotals { train_seconds, ..Default::default() };
     let mut last_eval_step = None;
     let mut last_ckpt_step = loaded.as_ref().map(|l| l.state.step);
     let mut stopped_by_time = false;
@@ -569,36 +622,21 @@ pub fn run(cfg: TrainConfig, options: RunOptions) -> Result<()> {
         }
         let t0 = Instant::now();
         let (loss, pixels) = trainer.train_step(&data)?;
-        window_loss += loss;
-        window_steps += 1;
-        window_pixels += pixels;
+        window.loss += loss;
+        window.steps += 1;
+        window.pixels += pixels;
         let at_log = trainer.step % log_every == 0 || limit == Some(trainer.step);
         let eval_now = cfg.eval.every > 0 && trainer.step % cfg.eval.every == 0;
         let ckpt_now = cfg.output.checkpoint_every > 0 && trainer.step % cfg.output.checkpoint_every == 0;
         if at_log || eval_now || ckpt_now {
             // On CUDA the queue drains only when a value is read: do it before the clock stops,
             // so that the window's time covers its steps' work and nothing else.
-            let _ = window_loss.double_value(&[]);
+            let _ = window.loss.double_value(&[]);
         }
-        let dt = t0.elapsed().as_secs_f64();
-        window_time += dt;
+        window.time += t0.elapsed().as_secs_f64();
         bar.set_position(trainer.step);
         if at_log {
-            let mean = window_loss.double_value(&[]) / window_steps as f64;
-            let (sps, pps) = (window_steps as f64 / window_time, window_pixels as f64 / window_time);
-            train_seconds += window_time;
-            run_steps += window_steps;
-            run_pixels += window_pixels;
-            run_time += window_time;
-            log.push(Record::Train {
-                step: trainer.step,
-                epoch: trainer.epoch(n),
-                loss: mean,
-                lr: trainer.learning_rate(trainer.step.saturating_sub(1), n),
-                steps_per_s: sps,
-                pixels_per_s: pps,
-                seconds: train_seconds,
-            })?;
+            let (mean, sps, pps) = window.close(&mut run, &trainer, n, &mut log)?;
             bar.set_message(format!("loss {mean:.5} | {sps:.2} steps/s | {} px/s", fmt_rate(pps)));
             if hidden {
                 eprintln!(
@@ -608,8 +646,6 @@ pub fn run(cfg: TrainConfig, options: RunOptions) -> Result<()> {
                     fmt_rate(pps)
                 );
             }
-            window_loss = Tensor::zeros([], (Kind::Float, device));
-            (window_steps, window_pixels, window_time) = (0, 0, 0.0);
         }
         if eval_now {
             run_evaluation(&trainer, &splits, &mut log, &out_dir, &say)?;
@@ -617,26 +653,14 @@ pub fn run(cfg: TrainConfig, options: RunOptions) -> Result<()> {
             last_eval_step = Some(trainer.step);
         }
         if ckpt_now {
-            save_checkpoint(&trainer, train_seconds + window_time)?;
+            save_checkpoint(&trainer, run.train_seconds + window.time)?;
             last_ckpt_step = Some(trainer.step);
         }
     }
-    if window_steps > 0 {
-        let mean = window_loss.double_value(&[]) / window_steps as f64;
-        train_seconds += window_time;
-        run_steps += window_steps;
-        run_pixels += window_pixels;
-        run_time += window_time;
-        log.push(Record::Train {
-            step: trainer.step,
-            epoch: trainer.epoch(n),
-            loss: mean,
-            lr: trainer.learning_rate(trainer.step.saturating_sub(1), n),
-            steps_per_s: window_steps as f64 / window_time,
-            pixels_per_s: window_pixels as f64 / window_time,
-            seconds: train_seconds,
-        })?;
+    if window.steps > 0 {
+        window.close(&mut run, &trainer, n, &mut log)?;
     }
+    let RunTotals { train_seconds, steps: run_steps, pixels: run_pixels, time: run_time } = run;
     bar.finish_and_clear();
     if stopped_by_time {
         eprintln!(
