@@ -24,7 +24,7 @@ LOFI := target/release/lofi
 
 help:
 	@echo "make demo     reconstruct a bundled image with the default model (installs libtorch once)"
-	@echo "make test     every test: cargo tests, then the C/C++ tests under ctest"
+	@echo "make test     every test: clippy (make lint), cargo tests, then the C/C++ tests under ctest"
 	@echo "make build    release CLI (target/release/lofi) and libraries (liblofi.so, liblofi.a)"
 	@echo "make bench    throughput and memory figures (lofi bench)"
 	@echo "make install  PREFIX=... libraries, headers, pkg-config and CMake package files"
@@ -38,7 +38,7 @@ setup: $(SETUP)
 build: $(SETUP)
 	$(CARGO) build --release --lib --bins
 
-test: test-rust test-c
+test: lint test-rust test-c
 
 test-rust: $(SETUP)
 	$(CARGO) test --release

@@ -7,6 +7,17 @@
 use std::env;
 use std::path::PathBuf;
 
+/// `liblofi.so.MAJOR`, or `liblofi.so.0.MINOR` before 1.0.
+fn soname() -> String {
+    let major = env::var("CARGO_PKG_VERSION_MAJOR").unwrap();
+    let minor = env::var("CARGO_PKG_VERSION_MINOR").unwrap();
+    if major == "0" {
+        format!("liblofi.so.0.{minor}")
+    } else {
+        format!("liblofi.so.{major}")
+    }
+}
+
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=src/engine/cuda_memory.cpp");
@@ -17,11 +28,10 @@ fn main() {
     };
     let lib = lib_dir.display();
     println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
-    // A SONAME, so that programs record `liblofi.so.MAJOR` and installs can keep versions apart.
-    println!(
-        "cargo:rustc-cdylib-link-arg=-Wl,-soname,liblofi.so.{}",
-        env::var("CARGO_PKG_VERSION_MAJOR").unwrap()
-    );
+    // A SONAME, so that programs record the ABI they were linked against and installs keep ABIs
+    // apart: `liblofi.so.MAJOR` from 1.0 (minor versions only add), `liblofi.so.0.MINOR` before
+    // (every 0.x minor version may change the ABI). docs/abi.md states the policy.
+    println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,{}", soname());
     if !lib_dir.join("libtorch_cuda.so").exists() {
         return; // a CPU-only libtorch
     }

@@ -13,18 +13,26 @@
  *
  * Conventions
  * -----------
+ * - Check the library at start-up: lofi_check_version(LOFI_VERSION_NUMBER) fails if the liblofi
+ *   loaded is older than this header (or of another ABI).
  * - Every fallible call returns a lofi_status; on failure lofi_last_error() gives a one-line
  *   message, owned by lofi, valid on the calling thread until that thread's next lofi call.
  * - Parameter structs come from lofi_default_*() constructors: take the defaults, change the
- *   fields you need. Pointers to them may be NULL to mean "defaults".
+ *   fields you need. Pointers to them may be NULL to mean "defaults". Structs carry their size
+ *   (struct_size, first field), so that a program built against this header keeps working with
+ *   later libraries: lofi_default_*() set it; for structs lofi writes (info, reports, residuals)
+ *   the inline wrappers at the end of this header pass sizeof. docs/abi.md has the rules.
  * - Images are float32, row-major, channels interleaved (H, W, C), with row strides in bytes
  *   (0 = packed). Coordinates are input pixel coordinates, x = column, y = row, pixel centres at
  *   integers.
  * - Ownership: objects returned through out-pointers belong to the caller and are released
  *   with their lofi_*_free() function; buffers passed in stay the caller's.
  * - Threads: a lofi_model is immutable after loading; any number of threads may reconstruct
- *   with one model concurrently. Free it only when no call is using it.
- * - No C++ exception or Rust panic ever crosses this boundary.
+ *   with one model concurrently. Free it only when no call is using it (PnP states keep their
+ *   model alive themselves).
+ * - No C++ exception or Rust panic ever crosses this boundary, and lofi prints nothing: its
+ *   messages go to the log callback. Callbacks you give lofi must not unwind either (no C++
+ *   exception, longjmp or thread cancellation out of them).
  */
 
 
@@ -51,6 +59,26 @@
  * Library patch version.
  */
 #define LOFI_VERSION_PATCH 0
+
+/**
+ * The header's version as one number, `MAJOR * 10000 + MINOR * 100 + PATCH` (0.1.0 is 100);
+ * pass it to `lofi_check_version()`.
+ */
+#define LOFI_VERSION_NUMBER 100
+
+/**
+ * `lofi_run_params.noise_level` when no noise level is given.
+ */
+#define LOFI_NOISE_LEVEL_NONE -1.0
+
+/**
+ * Largest coordinate magnitude accepted (regions and points), in input pixels. The network sees
+ * coordinates as float32 fractions of the image: at 1e6 pixels their spacing is 1/16 pixel, and
+ * beyond 2^24 neighbouring pixels become indistinguishable. Samples this far outside the image
+ * are reflections of reflections anyway; larger or non-finite values are refused with
+ * `LOFI_STATUS_INVALID_ARGUMENT` before any work.
+ */
+#define LOFI_MAX_COORDINATE 1e6
 
 /**
  * Result of every fallible call.
@@ -89,24 +117,32 @@ typedef enum lofi_status {
    */
   LOFI_STATUS_CANCELLED = 7,
   /**
-   * libtorch failed (for instance out of device memory).
+   * libtorch failed for a reason other than memory.
    */
   LOFI_STATUS_TORCH = 8,
   /**
-   * A bug in lofi; please report it with the message.
+   * A bug in lofi (a caught panic or a broken invariant); please report it with the message.
    */
   LOFI_STATUS_INTERNAL = 9,
+  /**
+   * A host or device (CUDA) allocation failed. Nothing was leaked; retry with a smaller
+   * `memory_budget_bytes`, a smaller input, or after `lofi_release_cached_memory()`.
+   */
+  LOFI_STATUS_OUT_OF_MEMORY = 10,
 } lofi_status;
 
 /**
  * A loaded model. Immutable: any number of threads may use one model at the same time.
  * Create with `lofi_load()` or `lofi_load_from_memory()`, release with `lofi_model_free()`.
+ * Reference-counted inside: a PnP state created with it keeps it alive, so the model may be
+ * freed before the state.
  */
 typedef struct lofi_model lofi_model;
 
 /**
  * The state of a LoFi-ADMM solve: x, u, v and the operator. Not thread-safe: use one state
- * from one thread at a time (different states may run concurrently, sharing a model).
+ * from one thread at a time (different states may run concurrently, sharing a model). It holds
+ * a reference to its model: `lofi_model_free()` before `lofi_pnp_free()` is safe.
  */
 typedef struct lofi_pnp lofi_pnp;
 
@@ -117,7 +153,10 @@ typedef int32_t lofi_log_level;
 
 /**
  * Receives one log message (NUL-terminated, valid only during the call). May be called from
- * any thread that runs lofi code, concurrently: make it thread-safe.
+ * any thread that runs lofi code, concurrently: make it thread-safe. It must return normally:
+ * no C++ exception, longjmp or thread cancellation may leave it (that would unwind through
+ * lofi's frames: the process aborts, or worse). It may call `lofi_set_log_callback()` (the
+ * change applies when it returns) and other lofi functions (their messages are dropped).
  */
 typedef void (*lofi_log_fn)(void *user_data,
                             lofi_log_level level,
@@ -138,6 +177,10 @@ typedef int32_t lofi_precision;
  */
 typedef struct lofi_load_params {
   /**
+   * `sizeof(lofi_load_params)`, set by `lofi_default_load_params()`.
+   */
+  size_t struct_size;
+  /**
    * `LOFI_DEVICE_CPU` (default) or `LOFI_DEVICE_CUDA`.
    */
   lofi_device_kind device;
@@ -152,9 +195,14 @@ typedef struct lofi_load_params {
 } lofi_load_params;
 
 /**
- * A model's description (output of `lofi_model_get_info()`).
+ * A model's description (output of `lofi_model_get_info()`). Written by the library up to the
+ * size the call passes; `struct_size` tells how many bytes it wrote.
  */
 typedef struct lofi_model_info {
+  /**
+   * Bytes of this struct the library filled.
+   */
+  size_t struct_size;
   /**
    * Training resolution S (the model works at any resolution; offsets are defined at S).
    */
@@ -206,6 +254,16 @@ typedef struct lofi_model_info {
    * Working memory one output pixel needs in a batch, in bytes.
    */
   uint64_t bytes_per_pixel;
+  /**
+   * 1 if the model is noise-level aware: it needs `lofi_run_params.noise_level`. (Added after
+   * the first layout, as the two fields below.)
+   */
+  int32_t noise_level_aware;
+  /**
+   * The training range of the noise level (0 and 0 for a fixed-level model).
+   */
+  double noise_level_min;
+  double noise_level_max;
 } lofi_model_info;
 
 /**
@@ -218,6 +276,8 @@ typedef int32_t lofi_operator_kind;
  * `forward` maps an image (height x width x channels floats) to `measurement_len` floats;
  * `adjoint` maps `measurement_len` floats back to an image. Called on the thread that calls
  * `lofi_pnp_step()` / `lofi_pnp_solve()`, possibly many times per iteration (conjugate gradients).
+ * It must return normally: no C++ exception, longjmp or thread cancellation may leave it (catch
+ * inside and return `false`).
  */
 typedef bool (*lofi_apply_fn)(void *user_data,
                               const float *input,
@@ -230,6 +290,10 @@ typedef bool (*lofi_apply_fn)(void *user_data,
  * callbacks and `user_data` must stay valid for the life of the PnP state.
  */
 typedef struct lofi_operator {
+  /**
+   * `sizeof(lofi_operator)`, set by `lofi_default_operator()`.
+   */
+  size_t struct_size;
   /**
    * One of `LOFI_OPERATOR_*`.
    */
@@ -282,7 +346,8 @@ typedef struct lofi_operator {
 /**
  * Progress callback: called after every batch with the pixels done so far and the total.
  * Return `true` to continue, `false` to cancel (the call then returns `LOFI_STATUS_CANCELLED`).
- * Called on the thread that made the call.
+ * Called on the thread that made the call. It must return normally: no C++ exception, longjmp
+ * or thread cancellation may leave it (catch inside and return `false`).
  */
 typedef bool (*lofi_progress_fn)(void *user_data,
                                  uint64_t done,
@@ -293,13 +358,20 @@ typedef bool (*lofi_progress_fn)(void *user_data,
  */
 typedef struct lofi_run_params {
   /**
+   * `sizeof(lofi_run_params)`, set by `lofi_default_run_params()`.
+   */
+  size_t struct_size;
+  /**
    * Working-memory budget in bytes: device memory on CUDA, host memory on the CPU
    * (default 512 MiB). The batch size is derived from it; a budget that cannot hold one
-   * batch is an error whose message states the minimum.
+   * batch is an error whose message states the minimum. Larger than useful is fine (up to
+   * `UINT64_MAX`): batches never exceed the work, nor, on the CPU, the memory available when
+   * the budget is beyond the machine's.
    */
   uint64_t memory_budget_bytes;
   /**
-   * CPU threads for this call, 0 for libtorch's default. Applies to the calling thread.
+   * CPU threads for this call, 0 for libtorch's default. Applies to the calling thread. More
+   * than the machine's available parallelism is clamped to it (with a log message).
    */
   int32_t threads;
   /**
@@ -310,12 +382,32 @@ typedef struct lofi_run_params {
    * Passed to `progress` unchanged.
    */
   void *progress_user_data;
+  /**
+   * Noise standard deviation of the input in image units (e.g. 25.0 / 255 for [0, 1] images),
+   * for noise-level-aware models (`lofi_model_info.noise_level_aware`), which require it.
+   * Negative (the default, `LOFI_NOISE_LEVEL_NONE`): not given; fixed-level models require
+   * that. NaN is an error. (Added after the first layout.)
+   */
+  double noise_level;
 } lofi_run_params;
 
 /**
+ * How `lofi_pnp_params.splitting` couples the data and prior steps.
+ */
+typedef int32_t lofi_splitting;
+
+/**
  * Settings of a plug-and-play solve. Start from `lofi_default_pnp_params()`.
+ *
+ * `run` is versioned on its own: the library finds the fields after it at
+ * `offsetof(run) + run.struct_size` (which is where a C compiler puts them), so both structs
+ * grow independently.
  */
 typedef struct lofi_pnp_params {
+  /**
+   * `sizeof(lofi_pnp_params)`, set by `lofi_default_pnp_params()`.
+   */
+  size_t struct_size;
   /**
    * ADMM penalty alpha > 0 (default 0.05, the paper's inpainting value).
    */
@@ -329,15 +421,45 @@ typedef struct lofi_pnp_params {
    */
   double cg_tolerance;
   /**
-   * Denoiser working memory and threads, as for reconstructions.
+   * Denoiser working memory and threads, as for reconstructions. `run.noise_level` is the
+   * noise level a noise-level-aware denoiser is told at every iteration (fixed-sigma ADMM);
+   * ignored under a schedule. A noise-level-aware model given neither a noise level nor a
+   * schedule runs the default schedule: from the top of its training range
+   * (`lofi_model_info.noise_level_max`) down to half of it over 20 iterations.
    */
   struct lofi_run_params run;
+  /**
+   * Annealing (noise-level-aware models): over the first `anneal_iterations` iterations the
+   * denoiser's sigma falls geometrically from `anneal_sigma_start` to `anneal_sigma_end`
+   * (image units) and stays there; the data weight is alpha (sigma_end / sigma_k)^2 (DPIR's
+   * half-quadratic splitting). 0 iterations (the default): no schedule. (These fields and
+   * those below were added after the first layout.)
+   */
+  double anneal_sigma_start;
+  double anneal_sigma_end;
+  uint32_t anneal_iterations;
+  /**
+   * `lofi_pnp_solve()` stops early once an iteration changes the estimate by less than this
+   * (relative; the `dual` residual), after any schedule. 0 (the default): never.
+   */
+  double tolerance;
+  /**
+   * `LOFI_SPLITTING_ADMM` (the default; under a schedule the scaled dual is rescaled as alpha
+   * changes) or `LOFI_SPLITTING_HQS` (half-quadratic splitting without a dual, as DPIR).
+   */
+  lofi_splitting splitting;
 } lofi_pnp_params;
 
 /**
- * Figures of one ADMM iteration.
+ * Figures of one ADMM iteration. Written by the library up to the size the call passes (the
+ * inline `lofi_pnp_step()` / `lofi_pnp_solve()` pass `sizeof(lofi_pnp_residuals)`);
+ * `struct_size` tells how many bytes it wrote.
  */
 typedef struct lofi_pnp_residuals {
+  /**
+   * Bytes of this struct the library filled.
+   */
+  size_t struct_size;
   /**
    * Iterations done so far (1 after the first step).
    */
@@ -362,10 +484,24 @@ typedef struct lofi_pnp_residuals {
    * Conjugate-gradient iterations of the data step (0 for closed forms).
    */
   uint32_t cg_iterations;
+  /**
+   * Noise level the denoiser was told in this iteration (NaN for a fixed-level denoiser).
+   * (This field and those below were added after the first layout.)
+   */
+  double sigma;
+  /**
+   * Data weight alpha of this iteration.
+   */
+  double alpha;
+  /**
+   * 1 if the early-stopping rule (`tolerance`) held after this iteration.
+   */
+  uint32_t converged;
 } lofi_pnp_residuals;
 
 /**
- * An input image: row-major, interleaved channels (H, W, C), float32.
+ * An input image: row-major, interleaved channels (H, W, C), float32. A frozen layout (no
+ * struct_size: every field is required; docs/abi.md).
  */
 typedef struct lofi_image {
   /**
@@ -387,7 +523,8 @@ typedef struct lofi_image {
 /**
  * A rectangle of the input's continuous pixel coordinates: x is the column, y the row, pixel
  * centres sit at integers, so the whole image is {0, 0, width - 1, height - 1}. Corners may lie
- * outside the image (samples are then reflected at the borders, as in training).
+ * outside the image (samples are then reflected at the borders, as in training), within
+ * `LOFI_MAX_COORDINATE` pixels. A frozen layout, as `lofi_image`.
  */
 typedef struct lofi_region {
   double x0;
@@ -400,7 +537,7 @@ typedef struct lofi_region {
  * A sub-window of an output grid (for tiles): `cols` x `rows` samples starting at grid
  * column `col0`, row `row0`. Tiles of one grid computed separately equal the whole grid: bit
  * for bit on the CPU with `threads = 1`; with more threads the BLAS may split rows differently
- * and the last bits can differ (about 1e-7 relative).
+ * and the last bits can differ (about 1e-7 relative). A frozen layout, as `lofi_image`.
  */
 typedef struct lofi_window {
   size_t col0;
@@ -410,9 +547,15 @@ typedef struct lofi_window {
 } lofi_window;
 
 /**
- * What a reconstruction did (optional output of the reconstruct calls).
+ * What a reconstruction did (optional output of the reconstruct calls). Written by the
+ * library up to the size the call passes (the inline `lofi_reconstruct_*()` wrappers pass
+ * `sizeof(lofi_run_report)`); `struct_size` tells how many bytes it wrote.
  */
 typedef struct lofi_run_report {
+  /**
+   * Bytes of this struct the library filled.
+   */
+  size_t struct_size;
   /**
    * Output pixels computed.
    */
@@ -430,9 +573,21 @@ typedef struct lofi_run_report {
    */
   uint64_t estimated_peak_bytes;
   /**
-   * Peak device memory measured on CUDA in bytes; 0 on the CPU.
+   * Peak device memory allocated on CUDA during the call, above what was allocated when it
+   * began, in bytes; 0 on the CPU.
    */
   uint64_t measured_peak_bytes;
+  /**
+   * Peak device memory reserved by libtorch's caching allocator on the model's GPU during
+   * the call (allocated plus cached, process-wide: what other processes cannot use), in
+   * bytes; 0 on the CPU. (Added after the first layout.)
+   */
+  uint64_t measured_peak_reserved_bytes;
+  /**
+   * Device memory reserved on that GPU when the call returned; `lofi_release_cached_memory()`
+   * gives the cached (unused) part back. 0 on the CPU.
+   */
+  uint64_t reserved_bytes;
 } lofi_run_report;
 
 #define LOFI_LOG_OFF 0
@@ -489,6 +644,16 @@ typedef struct lofi_run_report {
 #define LOFI_OPERATOR_CALLBACKS 6
 
 /**
+ * ADMM with a scaled dual variable (the paper's LoFi-ADMM).
+ */
+#define LOFI_SPLITTING_ADMM 0
+
+/**
+ * Half-quadratic splitting (no dual variable).
+ */
+#define LOFI_SPLITTING_HQS 1
+
+/**
  * The CPU.
  */
 #define LOFI_DEVICE_CPU 0
@@ -523,6 +688,29 @@ extern "C" {
 const char *lofi_version(void);
 
 /**
+ * Gives the GPU memory libtorch's caching allocator holds but does not use back to the driver,
+ * so that other processes (or other libraries of this one) can have it; models and running
+ * calls keep theirs. Takes effect on every GPU; `lofi_run_report.reserved_bytes` shows what is
+ * held. `LOFI_STATUS_OK` and nothing done on CPU-only builds and machines, and while no model
+ * was ever loaded on a GPU. Thread-safe; may run while other threads reconstruct.
+ */
+enum lofi_status lofi_release_cached_memory(void);
+
+/**
+ * The version of the library running (not of the header compiled against), as
+ * `MAJOR * 10000 + MINOR * 100 + PATCH`.
+ */
+uint32_t lofi_version_number(void);
+
+/**
+ * Checks that this library serves a program built against lofi.h version `header_version`
+ * (pass `LOFI_VERSION_NUMBER`): `LOFI_STATUS_OK`, or `LOFI_STATUS_INVALID_ARGUMENT` with a
+ * message naming both versions when the library is older than the header (or of another major
+ * version; before 1.0, another minor version). Call it once at start-up, before anything else.
+ */
+enum lofi_status lofi_check_version(uint32_t header_version);
+
+/**
  * The message of the last failed call on this thread, or NULL if the last call succeeded.
  * The string belongs to lofi and stays valid until this thread's next lofi call.
  */
@@ -536,8 +724,15 @@ const char *lofi_status_name(int32_t status);
 
 /**
  * Sends lofi's log messages up to `max_level` to `callback` (NULL stops them). Process-wide.
- * Fails with `LOFI_STATUS_INVALID_ARGUMENT` if the host process already installed another
- * logger of the Rust `log` crate.
+ * When it returns, the callback it replaced is no longer running on any thread and will not be
+ * called again (so its `user_data` may be freed), except when called from inside the log
+ * callback itself: then the change takes effect as that callback returns. Fails with
+ * `LOFI_STATUS_INVALID_ARGUMENT` if the host process already installed another logger of the
+ * Rust `log` crate.
+ *
+ * # Safety
+ * Every pointer argument must be NULL (where allowed above) or valid as described above for
+ * the duration of the call; handles must come from this library and not be used after being freed.
  */
 enum lofi_status lofi_set_log_callback(lofi_log_fn callback,
                                        void *user_data,
@@ -553,6 +748,10 @@ enum lofi_status lofi_set_log_callback(lofi_log_fn callback,
  *
  * Every tensor's name, shape and dtype is checked against the file's configuration; the first
  * mismatch is reported by `lofi_last_error()`. Thread-safe.
+ *
+ * # Safety
+ * Every pointer argument must be NULL (where allowed above) or valid as described above for
+ * the duration of the call; handles must come from this library and not be used after being freed.
  */
 enum lofi_status lofi_load(const char *path,
                            const struct lofi_load_params *params,
@@ -561,6 +760,10 @@ enum lofi_status lofi_load(const char *path,
 /**
  * Loads a model from the bytes of a `.lofi` file (`size` bytes at `data`). The bytes are copied
  * as needed; the caller may free them when the call returns. Otherwise as `lofi_load()`.
+ *
+ * # Safety
+ * Every pointer argument must be NULL (where allowed above) or valid as described above for
+ * the duration of the call; handles must come from this library and not be used after being freed.
  */
 enum lofi_status lofi_load_from_memory(const uint8_t *data,
                                        size_t size,
@@ -568,21 +771,63 @@ enum lofi_status lofi_load_from_memory(const uint8_t *data,
                                        struct lofi_model **out_model);
 
 /**
- * Releases a model. NULL is allowed (no-op). The model must not be in use by another thread.
+ * Releases the caller's reference to a model. NULL is allowed (no-op). No call may be using
+ * this handle (on another thread) meanwhile; PnP states created with the model keep it alive
+ * until `lofi_pnp_free()`, so they remain usable.
+ *
+ * # Safety
+ * Every pointer argument must be NULL (where allowed above) or valid as described above for
+ * the duration of the call; handles must come from this library and not be used after being freed.
  */
 void lofi_model_free(struct lofi_model *model);
 
 /**
- * Describes a model into `*out_info`. Thread-safe.
+ * Describes a model into `*out_info`, whose size is `out_info_size` (`sizeof(lofi_model_info)`:
+ * the inline `lofi_model_get_info()` passes it). The library writes at most that many bytes and
+ * sets `out_info->struct_size` to the number written. Thread-safe.
+ *
+ * # Safety
+ * Every pointer argument must be NULL (where allowed above) or valid as described above for
+ * the duration of the call; handles must come from this library and not be used after being freed.
  */
-enum lofi_status lofi_model_get_info(const struct lofi_model *model,
-                                     struct lofi_model_info *out_info);
+enum lofi_status lofi_model_get_info_sized(const struct lofi_model *model,
+                                           struct lofi_model_info *out_info,
+                                           size_t out_info_size);
+
+/**
+ * Reads one metadata entry of a model as a NUL-terminated UTF-8 string (llama.cpp's pattern):
+ *
+ * * `"notes"`: the free-form JSON notes the file carries (how the model was made), "" if none;
+ * * `"config"`: the model's configuration as JSON;
+ * * `"format_version"`: the `.lofi` format version of its file, e.g. "1";
+ * * `"digest"`: the SHA-256 digest its file records and that was verified at load
+ *   ("sha256:" and 64 hex digits), "" for a file written before digests.
+ *
+ * `*out_needed` (may be NULL) receives the bytes the value needs, NUL included. With `buf` NULL
+ * and `buf_len` 0 this is a size query (`LOFI_STATUS_OK`). Otherwise the value is written if it
+ * fits in `buf_len` bytes; if not, `buf` receives "" (when `buf_len` > 0) and the call fails with
+ * `LOFI_STATUS_INVALID_ARGUMENT` (the message states the size needed). An unknown key is
+ * `LOFI_STATUS_INVALID_ARGUMENT`. Thread-safe.
+ *
+ * # Safety
+ * Every pointer argument must be NULL (where allowed above) or valid as described above for
+ * the duration of the call; handles must come from this library and not be used after being freed.
+ */
+enum lofi_status lofi_model_get_metadata(const struct lofi_model *model,
+                                         const char *key,
+                                         char *buf,
+                                         size_t buf_len,
+                                         size_t *out_needed);
 
 /**
  * Working memory a reconstruction with `model` needs for a `width` x `height` input:
  * `*out_min_budget_bytes` receives the smallest `memory_budget_bytes` that works (one batch of
  * the minimum size), `*out_bytes_per_pixel` (may be NULL) what each further output pixel of a
  * batch adds. Thread-safe.
+ *
+ * # Safety
+ * Every pointer argument must be NULL (where allowed above) or valid as described above for
+ * the duration of the call; handles must come from this library and not be used after being freed.
  */
 enum lofi_status lofi_memory_requirements(const struct lofi_model *model,
                                           size_t width,
@@ -591,17 +836,31 @@ enum lofi_status lofi_memory_requirements(const struct lofi_model *model,
                                           uint64_t *out_bytes_per_pixel);
 
 /**
- * An all-empty description: kind DENOISE, zero sizes, no arrays, no callbacks.
+ * Fills `*op` with the empty description (kind DENOISE, zero sizes, no arrays, no callbacks)
+ * for the layout `op->struct_size` declares; set it to `sizeof(lofi_operator)` first.
+ * `lofi_default_operator()` does both.
+ *
+ * # Safety
+ * `op` must be NULL or valid for writes of the `struct_size` it declares.
  */
-struct lofi_operator lofi_default_operator(void);
+enum lofi_status lofi_init_operator(struct lofi_operator *op);
 
 /**
- * alpha 0.05, CG 100 iterations to 1e-7, `lofi_default_run_params()`.
+ * Fills `*params` with the defaults (alpha 0.05, CG 100 iterations to 1e-7, the run defaults,
+ * no schedule, no early stopping, ADMM) for the layout `params->struct_size` and
+ * `params->run.struct_size` declare; set both first. `lofi_default_pnp_params()` does all.
+ *
+ * # Safety
+ * `params` must be NULL or valid for writes of the `struct_size` it declares.
  */
-struct lofi_pnp_params lofi_default_pnp_params(void);
+enum lofi_status lofi_init_pnp_params(struct lofi_pnp_params *params);
 
 /**
  * Number of measurement floats the operator `op` expects, into `*out_len`.
+ *
+ * # Safety
+ * Every pointer argument must be NULL (where allowed above) or valid as described above for
+ * the duration of the call; handles must come from this library and not be used after being freed.
  */
 enum lofi_status lofi_operator_measurement_len(const struct lofi_operator *op,
                                                size_t *out_len);
@@ -610,6 +869,10 @@ enum lofi_status lofi_operator_measurement_len(const struct lofi_operator *op,
  * Computes `y = A x` on the CPU (to simulate measurements): `x` is an image (height x width x
  * channels floats), `y` has room for `y_len` floats and receives
  * `lofi_operator_measurement_len()` of them (a smaller `y_len` is an error).
+ *
+ * # Safety
+ * Every pointer argument must be NULL (where allowed above) or valid as described above for
+ * the duration of the call; handles must come from this library and not be used after being freed.
  */
 enum lofi_status lofi_operator_forward(const struct lofi_operator *op,
                                        const float *x,
@@ -619,13 +882,18 @@ enum lofi_status lofi_operator_forward(const struct lofi_operator *op,
 /**
  * Starts a LoFi-ADMM solve of `measurements = A x` with the denoiser `model`.
  *
- * * `model`: a denoiser (as many output as input channels = `op->channels`). It must stay
- *   loaded until `lofi_pnp_free()`.
+ * * `model`: a denoiser (as many output as input channels = `op->channels`). The state keeps
+ *   a reference to it: the caller may `lofi_model_free()` it at any time after this call (the
+ *   model is released with the last state using it).
  * * `op`: the operator description (arrays are copied).
  * * `measurements`: `measurement_len` floats in the operator's layout
  *   (`lofi_operator_measurement_len()`); copied.
  * * `params`: NULL for `lofi_default_pnp_params()`.
  * * `out_pnp`: receives the state (NULL on failure); release with `lofi_pnp_free()`.
+ *
+ * # Safety
+ * Every pointer argument must be NULL (where allowed above) or valid as described above for
+ * the duration of the call; handles must come from this library and not be used after being freed.
  */
 enum lofi_status lofi_pnp_create(const struct lofi_model *model,
                                  const struct lofi_operator *op,
@@ -636,39 +904,78 @@ enum lofi_status lofi_pnp_create(const struct lofi_model *model,
 
 /**
  * Gives a ground truth (height x width x channels floats, copied) so that residuals report PSNR.
+ *
+ * # Safety
+ * Every pointer argument must be NULL (where allowed above) or valid as described above for
+ * the duration of the call; handles must come from this library and not be used after being freed.
  */
 enum lofi_status lofi_pnp_set_ground_truth(struct lofi_pnp *pnp,
                                            const float *truth);
 
 /**
+ * Warm start: the estimate the next iteration starts from (height x width x channels floats,
+ * copied), e.g. a classical reconstruction or an earlier solve's result. Sets x = v = estimate
+ * and the dual variable to zero.
+ *
+ * # Safety
+ * Every pointer argument must be NULL (where allowed above) or valid as described above for
+ * the duration of the call; handles must come from this library and not be used after being freed.
+ */
+enum lofi_status lofi_pnp_set_estimate(struct lofi_pnp *pnp,
+                                       const float *estimate);
+
+/**
  * Runs one ADMM iteration (data step, LoFi prior on every pixel, dual update) and writes its
- * figures to `*out` (may be NULL). A failing step (a user callback returning false reports
+ * figures to `*out` (may be NULL), at most `out_size` bytes (`sizeof(lofi_pnp_residuals)`,
+ * which the inline `lofi_pnp_step()` passes). A failing step (a user callback returning false reports
  * `LOFI_STATUS_INVALID_ARGUMENT`, a NaN it wrote `LOFI_STATUS_INVALID_INPUT`) leaves the state
  * as it was before the step.
+ *
+ * # Safety
+ * Every pointer argument must be NULL (where allowed above) or valid as described above for
+ * the duration of the call; handles must come from this library and not be used after being freed.
  */
-enum lofi_status lofi_pnp_step(struct lofi_pnp *pnp,
-                               struct lofi_pnp_residuals *out);
+enum lofi_status lofi_pnp_step_sized(struct lofi_pnp *pnp,
+                                     struct lofi_pnp_residuals *out,
+                                     size_t out_size);
 
 /**
  * Runs `iterations` ADMM iterations, calling the params' progress callback after each (done,
  * total iterations; returning false cancels with `LOFI_STATUS_CANCELLED`, keeping the
- * iterations done). `*last` (may be NULL) receives the figures of the last iteration run, also
- * when cancelled.
+ * iterations done). Stops early, with `LOFI_STATUS_OK` and `last->converged = 1`, once the
+ * params' `tolerance` rule holds. `*last` (may be NULL) receives the figures of the last
+ * iteration run, also when cancelled (at most `last_size` bytes, as for `lofi_pnp_step()`).
+ *
+ * # Safety
+ * Every pointer argument must be NULL (where allowed above) or valid as described above for
+ * the duration of the call; handles must come from this library and not be used after being freed.
  */
-enum lofi_status lofi_pnp_solve(struct lofi_pnp *pnp,
-                                uint32_t iterations,
-                                struct lofi_pnp_residuals *last);
+enum lofi_status lofi_pnp_solve_sized(struct lofi_pnp *pnp,
+                                      uint32_t iterations,
+                                      struct lofi_pnp_residuals *last,
+                                      size_t last_size);
 
 /**
  * Copies the current estimate v (height x width x channels floats, rows `row_stride_bytes`
- * apart, 0 = packed) into `out`. Before the first step it is zero.
+ * apart, 0 = packed) into `out`. Before the first step it is the starting estimate: the
+ * operator's first guess (inpainting: gaps filled by normalised convolution; denoising: the
+ * measurements), zero for the other operators, or what `lofi_pnp_set_estimate()` set.
+ *
+ * # Safety
+ * Every pointer argument must be NULL (where allowed above) or valid as described above for
+ * the duration of the call; handles must come from this library and not be used after being freed.
  */
 enum lofi_status lofi_pnp_estimate(const struct lofi_pnp *pnp,
                                    float *out,
                                    size_t row_stride_bytes);
 
 /**
- * Releases a PnP state. NULL is allowed.
+ * Releases a PnP state, and its reference to the model (the model goes when its last user
+ * does). NULL is allowed.
+ *
+ * # Safety
+ * Every pointer argument must be NULL (where allowed above) or valid as described above for
+ * the duration of the call; handles must come from this library and not be used after being freed.
  */
 void lofi_pnp_free(struct lofi_pnp *pnp);
 
@@ -686,46 +993,149 @@ void lofi_pnp_free(struct lofi_pnp *pnp);
  *   `output_row_stride_bytes` apart (0: packed). Written batch by batch; on failure its
  *   contents are unspecified.
  * * `params`: NULL for `lofi_default_run_params()`.
- * * `report`: NULL, or receives what the call did.
+ * * `report`: NULL, or receives what the call did: at most `report_size` bytes
+ *   (`sizeof(lofi_run_report)`, which the inline `lofi_reconstruct_region()` passes).
  *
- * Working memory stays within `params->memory_budget_bytes` whatever the output size.
+ * Working memory stays within `params->memory_budget_bytes` whatever the output size; a budget
+ * larger than the work needs (even `UINT64_MAX`) plans batches of the work's size. Region
+ * corners must be finite and within `LOFI_MAX_COORDINATE` pixels.
+ *
+ * # Safety
+ * Every pointer argument must be NULL (where allowed above) or valid as described above for
+ * the duration of the call; handles must come from this library and not be used after being freed.
  */
-enum lofi_status lofi_reconstruct_region(const struct lofi_model *model,
-                                         const struct lofi_image *input,
-                                         const struct lofi_region *region,
-                                         size_t grid_width,
-                                         size_t grid_height,
-                                         const struct lofi_window *window,
-                                         float *output,
-                                         size_t output_row_stride_bytes,
-                                         const struct lofi_run_params *params,
-                                         struct lofi_run_report *report);
+enum lofi_status lofi_reconstruct_region_sized(const struct lofi_model *model,
+                                               const struct lofi_image *input,
+                                               const struct lofi_region *region,
+                                               size_t grid_width,
+                                               size_t grid_height,
+                                               const struct lofi_window *window,
+                                               float *output,
+                                               size_t output_row_stride_bytes,
+                                               const struct lofi_run_params *params,
+                                               struct lofi_run_report *report,
+                                               size_t report_size);
 
 /**
  * Reconstructs `count` arbitrary points. `points_xy` holds `2 * count` doubles: x (column) then
  * y (row) of each point, in input pixel coordinates. `output` receives `count * channels_out`
- * floats, point after point. Otherwise as `lofi_reconstruct_region()`.
+ * floats, point after point. Coordinates must be finite and within `LOFI_MAX_COORDINATE`
+ * pixels. Otherwise as `lofi_reconstruct_region()` (`report_size` included).
+ *
+ * # Safety
+ * Every pointer argument must be NULL (where allowed above) or valid as described above for
+ * the duration of the call; handles must come from this library and not be used after being freed.
  */
-enum lofi_status lofi_reconstruct_points(const struct lofi_model *model,
-                                         const struct lofi_image *input,
-                                         const double *points_xy,
-                                         size_t count,
-                                         float *output,
-                                         const struct lofi_run_params *params,
-                                         struct lofi_run_report *report);
+enum lofi_status lofi_reconstruct_points_sized(const struct lofi_model *model,
+                                               const struct lofi_image *input,
+                                               const double *points_xy,
+                                               size_t count,
+                                               float *output,
+                                               const struct lofi_run_params *params,
+                                               struct lofi_run_report *report,
+                                               size_t report_size);
 
 /**
- * CPU, GPU 0 when CUDA is chosen, float32.
+ * Fills `*params` with the defaults (CPU, GPU 0 when CUDA is chosen, float32) for the layout
+ * `params->struct_size` declares; set it to `sizeof(lofi_load_params)` first.
+ * `lofi_default_load_params()` does both.
+ *
+ * # Safety
+ * `params` must be NULL or valid for writes of the `struct_size` it declares.
  */
-struct lofi_load_params lofi_default_load_params(void);
+enum lofi_status lofi_init_load_params(struct lofi_load_params *params);
 
 /**
- * 512 MiB budget, default threads, no callback.
+ * Fills `*params` with the defaults (512 MiB budget, default threads, no callback, no noise
+ * level) for the layout `params->struct_size` declares; set it to `sizeof(lofi_run_params)`
+ * first. `lofi_default_run_params()` does both.
+ *
+ * # Safety
+ * `params` must be NULL or valid for writes of the `struct_size` it declares.
  */
-struct lofi_run_params lofi_default_run_params(void);
+enum lofi_status lofi_init_run_params(struct lofi_run_params *params);
 
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus
 
 #endif  /* LOFI_H */
+
+/* cbindgen writes this part after the include guard: it has its own. */
+#ifndef LOFI_H_INLINE
+#define LOFI_H_INLINE
+
+/* ---- Inline constructors and wrappers -----------------------------------------------------------
+ * Compiled into the caller, so that they use the caller's struct layouts: the constructors set
+ * struct_size to sizeof as this header declares it, and the wrappers pass sizeof of the structs
+ * lofi writes to the *_sized() entry points (as zlib's deflateInit() passes sizeof(z_stream)).
+ * Bindings for other languages call lofi_init_*() and the *_sized() functions directly. */
+
+/** CPU, GPU 0 when CUDA is chosen, float32. */
+static inline lofi_load_params lofi_default_load_params(void) {
+  lofi_load_params p;
+  p.struct_size = sizeof p;
+  (void)lofi_init_load_params(&p);
+  return p;
+}
+
+/** 512 MiB budget, default threads, no callback, no noise level. */
+static inline lofi_run_params lofi_default_run_params(void) {
+  lofi_run_params p;
+  p.struct_size = sizeof p;
+  (void)lofi_init_run_params(&p);
+  return p;
+}
+
+/** alpha 0.05, CG 100 iterations to 1e-7, lofi_default_run_params(), no schedule, no early
+ * stopping, ADMM. */
+static inline lofi_pnp_params lofi_default_pnp_params(void) {
+  lofi_pnp_params p;
+  p.struct_size = sizeof p;
+  p.run.struct_size = sizeof p.run;
+  (void)lofi_init_pnp_params(&p);
+  return p;
+}
+
+/** An all-empty operator description: kind DENOISE, zero sizes, no arrays, no callbacks. */
+static inline lofi_operator lofi_default_operator(void) {
+  lofi_operator op;
+  op.struct_size = sizeof op;
+  (void)lofi_init_operator(&op);
+  return op;
+}
+
+/** lofi_model_get_info_sized() for this header's lofi_model_info. */
+static inline lofi_status lofi_model_get_info(const lofi_model *model, lofi_model_info *out_info) {
+  return lofi_model_get_info_sized(model, out_info, sizeof(lofi_model_info));
+}
+
+/** lofi_reconstruct_region_sized() for this header's lofi_run_report. */
+static inline lofi_status lofi_reconstruct_region(const lofi_model *model, const lofi_image *input,
+                                                  const lofi_region *region, size_t grid_width,
+                                                  size_t grid_height, const lofi_window *window,
+                                                  float *output, size_t output_row_stride_bytes,
+                                                  const lofi_run_params *params, lofi_run_report *report) {
+  return lofi_reconstruct_region_sized(model, input, region, grid_width, grid_height, window, output,
+                                       output_row_stride_bytes, params, report, sizeof(lofi_run_report));
+}
+
+/** lofi_reconstruct_points_sized() for this header's lofi_run_report. */
+static inline lofi_status lofi_reconstruct_points(const lofi_model *model, const lofi_image *input,
+                                                  const double *points_xy, size_t count, float *output,
+                                                  const lofi_run_params *params, lofi_run_report *report) {
+  return lofi_reconstruct_points_sized(model, input, points_xy, count, output, params, report,
+                                       sizeof(lofi_run_report));
+}
+
+/** lofi_pnp_step_sized() for this header's lofi_pnp_residuals. */
+static inline lofi_status lofi_pnp_step(lofi_pnp *pnp, lofi_pnp_residuals *out) {
+  return lofi_pnp_step_sized(pnp, out, sizeof(lofi_pnp_residuals));
+}
+
+/** lofi_pnp_solve_sized() for this header's lofi_pnp_residuals. */
+static inline lofi_status lofi_pnp_solve(lofi_pnp *pnp, uint32_t iterations, lofi_pnp_residuals *last) {
+  return lofi_pnp_solve_sized(pnp, iterations, last, sizeof(lofi_pnp_residuals));
+}
+
+#endif /* LOFI_H_INLINE */

@@ -23,20 +23,21 @@
  *   op.kind = LOFI_OPERATOR_INPAINT; op.width = 64; op.height = 64; op.channels = 1;
  *   op.mask = mask.data(); op.mask_len = mask.size();
  *   std::vector<float> y = lofi::operator_forward(op, clean);      // simulate y = A x
- *   lofi::Pnp pnp(model, op, y);                                   // model must outlive pnp
+ *   lofi::Pnp pnp(model, op, y);                                   // keeps the model alive
  *   for (int k = 0; k < 100; k++) pnp.step();                      // lofi::PnpResiduals
  *   std::vector<float> estimate = pnp.estimate();                  // H x W x C
  *
  * Contents, in the order they appear below:
  *   lofi::Error         the exception every failure throws: lofi_status + lofi's message
- *   lofi::version()     the library's version string
+ *   lofi::version()     the library's version string; check_version() (call it at start-up)
+ *   release_cached_memory()  give libtorch's cached GPU memory back
  *   Plain types         ModelInfo, Region, Window, RunReport (the C structs), Point, Device,
  *                       Precision, LoadParams
  *   lofi::ImageView     read-only view of an input image (pointer, width, height, channels, stride)
  *   lofi::OutputView    writable view of an output buffer, with subview() for tiles
  *   lofi::Grid          what to reconstruct: grid size, optional region, optional window (tile)
  *   lofi::RunParams     per-call settings: budget, threads, std::function progress callback
- *   lofi::Model         the model: move-only owner of a lofi_model*, load/info/reconstruct
+ *   lofi::Model         the model: move-only owner of a lofi_model*, load/info/metadata/reconstruct
  *   Plug-and-play       default_operator(), measurement_len(), operator_forward(), PnpParams,
  *                       UserOperator (A and A^T as C++ callables), lofi::Pnp (move-only owner of
  *                       a lofi_pnp*: step(), solve(), estimate())
@@ -114,6 +115,14 @@ inline void check(lofi_status status) {
 
 /// The library's version, "major.minor.patch" (lofi_version()).
 inline const char* version() noexcept { return lofi_version(); }
+
+/// Throws lofi::Error unless the liblofi loaded at run time serves a program compiled against
+/// this header (lofi_check_version(LOFI_VERSION_NUMBER)). Call it once at start-up.
+inline void check_version() { detail::check(lofi_check_version(LOFI_VERSION_NUMBER)); }
+
+/// Gives the GPU memory libtorch caches but does not use back to the driver
+/// (lofi_release_cached_memory(); nothing to do on the CPU).
+inline void release_cached_memory() { detail::check(lofi_release_cached_memory()); }
 
 // =================================================================================================
 // Plain types
@@ -416,6 +425,16 @@ class Model {
     return info;
   }
   std::size_t channels_in() const { return static_cast<std::size_t>(info().channels_in); }
+
+  /// A metadata entry ("notes", "config", "format_version", "digest"; lofi_model_get_metadata()).
+  std::string metadata(const std::string& key) const {
+    std::size_t needed = 0;
+    detail::check(lofi_model_get_metadata(model_, key.c_str(), nullptr, 0, &needed));
+    std::string value(needed, '\0');
+    detail::check(lofi_model_get_metadata(model_, key.c_str(), &value[0], value.size(), &needed));
+    value.resize(needed - 1);
+    return value;
+  }
   std::size_t channels_out() const { return static_cast<std::size_t>(info().channels_out); }
 
   // --- regions and grids ------------------------------------------------------------------------
@@ -552,8 +571,9 @@ struct UserOperator {
 };
 
 /// A LoFi-ADMM solve: the unique owner of a lofi_pnp*, released by the destructor. Move-only; a
-/// default-constructed or moved-from Pnp is empty and using it throws lofi::Error. The model
-/// given to the constructor must outlive the Pnp. Not thread-safe (as lofi_pnp).
+/// default-constructed or moved-from Pnp is empty and using it throws lofi::Error. The state
+/// keeps its model alive (lofi_pnp holds a reference), so the Model may go first, even a
+/// temporary. Not thread-safe (as lofi_pnp).
 class Pnp {
  public:
   Pnp() noexcept = default;
@@ -582,10 +602,6 @@ class Pnp {
     c.user_data = state_.get();
     create(model, c, measurements, std::move(params));
   }
-
-  /// The Pnp borrows the model: a temporary would dangle.
-  Pnp(Model&&, const lofi_operator&, const std::vector<float>&, PnpParams = {}) = delete;
-  Pnp(Model&&, UserOperator, const std::vector<float>&, PnpParams = {}) = delete;
 
   Pnp(Pnp&& other) noexcept
       : pnp_(std::exchange(other.pnp_, nullptr)), state_(std::move(other.state_)), size_(other.size_) {}

@@ -17,13 +17,15 @@
 # consumers get the same directory in their link flags (Libs.private / lofi-static.pc / the CMake
 # target's interface). That libtorch must therefore stay where it is (or reinstall after moving it).
 #
-# SONAME: build.rs gives liblofi.so the DT_SONAME liblofi.so.MAJOR (liblofi.so.0), so it is
+# SONAME: build.rs gives liblofi.so the DT_SONAME of its ABI: liblofi.so.0.MINOR before 1.0
+# (every 0.x minor version may change the ABI), liblofi.so.MAJOR from 1.0 (docs/abi.md). It is
 # installed as the versioned layout
 #   liblofi.so.MAJOR.MINOR.PATCH           the library
-#   liblofi.so.MAJOR -> liblofi.so.M.m.p   what programs record (NEEDED) and load at run time
-#   liblofi.so -> liblofi.so.MAJOR         what the linker finds for -llofi
-# so that programs survive compatible upgrades. A library without a SONAME (an older build) is
-# installed as plain liblofi.so, which programs then record as their dependency.
+#   SONAME -> liblofi.so.M.m.p             what programs record (NEEDED) and load at run time
+#   liblofi.so -> SONAME                   what the linker finds for -llofi
+# so that programs survive compatible upgrades (a new patch release replaces the SONAME link)
+# and a program never loads a library of another ABI (it keeps its own SONAME installed). A
+# library without a SONAME (an older build) is installed as plain liblofi.so.
 set -euo pipefail
 
 if [ $# -ne 1 ] || [ -z "$1" ]; then

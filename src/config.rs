@@ -49,6 +49,38 @@ fn default_aux_layers() -> i64 {
     3
 }
 
+/// How a noise-level-aware model takes the noise level (FFDNet/DRUNet's noise map): a constant
+/// channel holding sigma is appended to every pixel's samples, after sampling (a constant map
+/// sampled bicubically is the same constant, so it is not sampled at all). Not in the reference.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoiseLevelInput {
+    /// Lowest noise standard deviation seen in training (image units, [0, 1] images).
+    pub sigma_min: f64,
+    /// Highest noise standard deviation seen in training.
+    pub sigma_max: f64,
+}
+
+impl NoiseLevelInput {
+    /// Checks a caller's sigma: finite and non-negative. Values outside the training range are
+    /// allowed (the model extrapolates) and reported by the caller's log.
+    pub fn check(&self, sigma: f64) -> Result<()> {
+        if !(sigma.is_finite() && sigma >= 0.0) {
+            return Err(Error::invalid_argument(format!(
+                "the noise level sigma = {sigma} must be a finite, non-negative standard deviation"
+            )));
+        }
+        if sigma < self.sigma_min - 1e-9 || sigma > self.sigma_max + 1e-9 {
+            log::warn!(
+                "noise level sigma = {sigma} is outside the model's training range [{}, {}]",
+                self.sigma_min,
+                self.sigma_max
+            );
+        }
+        Ok(())
+    }
+}
+
 /// The LoFi model's configuration. Field names (in JSON) are the reference constructor's.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -100,6 +132,11 @@ pub struct LofiConfig {
     /// Hidden layers of the CCPG and INR networks (3 in the reference).
     #[serde(default = "default_aux_layers")]
     pub aux_layers: i64,
+    /// Noise-level conditioning (absent: the model denoises at the one level it was trained on,
+    /// and refuses a sigma). Not a reference key; omitted from the JSON when absent, so older
+    /// files keep their bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub noise_level: Option<NoiseLevelInput>,
 }
 
 impl Default for LofiConfig {
@@ -127,6 +164,7 @@ impl Default for LofiConfig {
             ccpg_hidden_dim: default_ccpg_hidden_dim(),
             inr_hidden_dim: default_inr_hidden_dim(),
             aux_layers: default_aux_layers(),
+            noise_level: None,
         }
     }
 }
@@ -191,6 +229,15 @@ impl LofiConfig {
         if !self.recep_scale.is_finite() {
             return bad(format!("recep_scale = {} is not finite", self.recep_scale));
         }
+        if let Some(nl) = &self.noise_level {
+            if !(nl.sigma_min.is_finite() && nl.sigma_max.is_finite() && 0.0 <= nl.sigma_min && nl.sigma_min <= nl.sigma_max)
+            {
+                return bad(format!(
+                    "noise_level range [{}, {}] must satisfy 0 <= sigma_min <= sigma_max",
+                    nl.sigma_min, nl.sigma_max
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -202,6 +249,12 @@ impl LofiConfig {
         } else {
             self.c_in
         }
+    }
+
+    /// Channels the network sees per sample: the sampled channels plus the noise-level channel of
+    /// a noise-aware model.
+    pub fn network_channels(&self) -> i64 {
+        self.sampled_channels() + i64::from(self.noise_level.is_some())
     }
 
     /// Number of complex filters c_f. A 2-channel input is one complex channel.

@@ -30,6 +30,11 @@ pub struct Model {
     device: tch::Device,
     device_spec: DeviceSpec,
     precision: Precision,
+    /// The format version of the file it was loaded from (the current one when built in memory).
+    format_version: u32,
+    /// The SHA-256 digest its file recorded and that was verified at load (`sha256:<hex>`), or
+    /// `None` (a file written before digests, or a model built in memory).
+    digest: Option<String>,
 }
 
 // SAFETY: a `Model` is never mutated after construction: every method takes `&self` and only
@@ -65,6 +70,9 @@ impl Model {
             options.device,
             options.precision
         );
+        if device != tch::Device::Cpu {
+            crate::engine::cuda_memory::note_device_used();
+        }
         Ok(Model {
             config: file.config,
             notes: file.notes,
@@ -74,6 +82,8 @@ impl Model {
             device,
             device_spec: options.device,
             precision: options.precision,
+            format_version: file.format_version,
+            digest: file.digest,
         })
     }
 
@@ -95,7 +105,10 @@ impl Model {
     pub fn from_parts(net: LofiNet, params: ParamStore, notes: Option<serde_json::Value>) -> Model {
         let device = net.patch.device();
         let device_spec = match device {
-            tch::Device::Cuda(i) => DeviceSpec::Cuda(i),
+            tch::Device::Cuda(i) => {
+                crate::engine::cuda_memory::note_device_used();
+                DeviceSpec::Cuda(i)
+            }
             _ => DeviceSpec::Cpu,
         };
         Model {
@@ -107,14 +120,42 @@ impl Model {
             device,
             device_spec,
             precision: Precision::F32,
+            format_version: crate::model_file::FORMAT_VERSION,
+            digest: None,
         }
     }
 
     pub fn config(&self) -> &LofiConfig {
         &self.config
     }
+
+    /// Checks the noise level a caller gives against the model: a noise-aware model needs one, a
+    /// fixed-level model refuses one (it would be silently ignored otherwise).
+    pub fn check_noise_level(&self, sigma: Option<f64>) -> Result<()> {
+        match (&self.config.noise_level, sigma) {
+            (Some(range), Some(s)) => range.check(s),
+            (Some(range), None) => Err(Error::invalid_argument(format!(
+                "this model is noise-level aware (trained for sigma in [{}, {}]): give the input's noise \
+                 standard deviation (noise_level, in image units: 0.1 for 25.5/255 on [0, 1] images)",
+                range.sigma_min, range.sigma_max
+            ))),
+            (None, Some(s)) => Err(Error::invalid_argument(format!(
+                "this model was trained at one fixed noise level and takes no noise level (sigma = {s} \
+                 was given); use a noise-level-aware model (see `lofi info`)"
+            ))),
+            (None, None) => Ok(()),
+        }
+    }
     pub fn notes(&self) -> Option<&serde_json::Value> {
         self.notes.as_ref()
+    }
+    /// The format version of the file the model came from.
+    pub fn format_version(&self) -> u32 {
+        self.format_version
+    }
+    /// The verified SHA-256 digest of the model's file (`sha256:<hex>`), if it recorded one.
+    pub fn digest(&self) -> Option<&str> {
+        self.digest.as_deref()
     }
     pub fn params(&self) -> &ParamStore {
         &self.params

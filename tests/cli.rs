@@ -198,7 +198,7 @@ fn bad_images_and_arguments_give_one_clear_line() {
     // float64 .npy, written by hand: header + data.
     let f64_path = dir.path().join("f64.npy");
     let mut header = b"{'descr': '<f8', 'fortran_order': False, 'shape': (4, 4), }".to_vec();
-    while (10 + header.len() + 1) % 64 != 0 {
+    while !(10 + header.len() + 1).is_multiple_of(64) {
         header.push(b' ');
     }
     header.push(b'\n');
@@ -352,4 +352,57 @@ fn pnp_runs_and_refuses_bad_operators() {
         ]),
         "channel",
     );
+}
+
+#[test]
+fn noise_levels_on_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let aware = fixture("models/tiny-gray-sigma.lofi");
+    let fixed = fixture("models/tiny-gray.lofi");
+    let input = write_npy(dir.path(), "in.npy", 18, 20, 1, |i| (i % 13) as f32 / 13.0);
+    let out = s(&dir.path().join("out.npy"));
+    let info = ok(&lofi(&["info", &aware]));
+    assert!(info.contains("noise level:") && info.contains("training range [0, 0.2]"), "{info}");
+    let json: serde_json::Value = serde_json::from_str(&ok(&lofi(&["info", &aware, "--json"]))).unwrap();
+    assert_eq!(json["noise_level_aware"], true);
+    assert_eq!(json["config"]["noise_level"]["sigma_max"], 0.2);
+    assert!(ok(&lofi(&["info", &fixed])).contains("fixed (the model takes no --sigma)"));
+
+    // A noise-aware model needs --sigma (a number or a fraction), and the level matters.
+    fails_with(&lofi(&["reconstruct", "--model", &aware, "--input", &input, "--output", &out]), "--sigma");
+    ok(&lofi(&["reconstruct", "--model", &aware, "--input", &input, "--output", &out, "--sigma", "25/255"]));
+    let a = image_io::read(Path::new(&out)).unwrap();
+    ok(&lofi(&["reconstruct", "--model", &aware, "--input", &input, "--output", &out, "--sigma", "0.0980392"]));
+    let b = image_io::read(Path::new(&out)).unwrap();
+    let same = a.data.iter().zip(&b.data).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    assert!(same < 1e-5, "25/255 and 0.0980392 differ by {same}");
+    ok(&lofi(&["reconstruct", "--model", &aware, "--input", &input, "--output", &out, "--sigma", "0.19"]));
+    let c = image_io::read(Path::new(&out)).unwrap();
+    assert!(a.data.iter().zip(&c.data).any(|(x, y)| (x - y).abs() > 1e-5));
+    fails_with(&lofi(&["reconstruct", "--model", &aware, "--input", &input, "--output", &out, "--sigma", "-1"]), "non-negative");
+    // A fixed-level model refuses it.
+    fails_with(
+        &lofi(&["reconstruct", "--model", &fixed, "--input", &input, "--output", &out, "--sigma", "0.1"]),
+        "fixed noise level",
+    );
+}
+
+#[test]
+fn upgrade_adds_the_digest_to_an_older_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = fixture("models/tiny-gray-nodigest.lofi");
+    let text = ok(&lofi(&["info", &old]));
+    assert!(text.contains("no SHA-256 digest"), "{text}");
+    let new = dir.path().join("upgraded.lofi");
+    ok(&lofi(&["upgrade", &old, "--output", &s(&new)]));
+    let text = ok(&lofi(&["info", &s(&new)]));
+    assert!(!text.contains("digest ("), "{text}");
+    assert!(!text.contains("no SHA-256 digest"), "{text}");
+    // Same network: the same reconstruction.
+    let input = write_npy(dir.path(), "in.npy", 12, 14, 1, |i| (i % 5) as f32 / 5.0);
+    let (a, b) = (dir.path().join("a.npy"), dir.path().join("b.npy"));
+    ok(&lofi(&["reconstruct", "--model", &old, "--input", &input, "--output", &s(&a)]));
+    ok(&lofi(&["reconstruct", "--model", &s(&new), "--input", &input, "--output", &s(&b)]));
+    assert_eq!(image_io::read(&a).unwrap().data, image_io::read(&b).unwrap().data);
+    fails_with(&lofi(&["upgrade", &fixture("models/missing.lofi"), "--output", &s(&new)]), "missing.lofi");
 }

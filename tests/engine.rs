@@ -177,8 +177,107 @@ fn the_batch_plan_depends_on_the_budget_not_the_output_size() {
             .unwrap(),
         );
     }
-    assert_eq!(reports[0].plan, reports[1].plan);
+    // The large output gets the budget's plan; the small one a plan no larger than its work
+    // (the same budget, fewer pixels per batch): working memory never depends on the output
+    // size beyond that.
+    let budget_plan = engine::plan_for(&model, 64, 64, 16 << 20).unwrap();
+    assert_eq!(reports[1].plan, budget_plan);
+    assert_eq!(reports[0].plan, budget_plan.limited_to(16 * 16));
+    assert!(reports[0].plan.batch_pixels == 256 && budget_plan.batch_pixels > 256);
     assert!(reports[1].batches > reports[0].batches);
+}
+
+/// A budget far beyond what the work needs (`usize::MAX`: the C API's UINT64_MAX, the CLI's
+/// `--memory-budget 1024T`) plans one batch of the work's size; nothing is sized by the budget.
+#[test]
+fn a_huge_budget_plans_only_the_work() {
+    let model = fixture_model("tiny-gray.lofi");
+    let img = image(20, 24, 1);
+    let mut out = vec![0f32; 24 * 20];
+    let options = || RunOptions { memory_budget: usize::MAX, threads: 1, ..Default::default() };
+    let r = engine::reconstruct_region(
+        &model,
+        view(&img, 20, 24, 1),
+        Region::whole(20, 24),
+        24,
+        20,
+        None,
+        OutputView { data: &mut out, row_stride: 24 },
+        options(),
+    )
+    .unwrap();
+    assert_eq!((r.batches, r.plan.batch_pixels), (1, 512)); // 480 pixels, rounded up to 64
+    assert!(r.plan.estimated_bytes() < 64 << 20);
+    let points = [[1.0, 2.0], [3.5, 4.5], [-7.0, 30.0]];
+    let r = engine::reconstruct_points(&model, view(&img, 20, 24, 1), &points, &mut out, options()).unwrap();
+    assert_eq!((r.batches, r.plan.batch_pixels), (1, engine::BATCH_QUANTUM));
+    // The plan itself: capped by the host memory available, limited to the work, never below
+    // one quantum.
+    let plan = engine::plan_for(&model, 20, 24, usize::MAX).unwrap();
+    let host = engine::budget::host_memory();
+    let available = host.available.expect("known on Linux");
+    // A budget within the machine is the caller's; beyond it, what is available.
+    let limit = host.limit.unwrap();
+    assert_eq!(engine::budget::host_budget(limit, host), limit);
+    assert_eq!(engine::budget::host_budget(512 << 20, host), 512 << 20);
+    assert_eq!(engine::budget::host_budget(limit + 1, host), available);
+    assert!(plan.estimated_bytes() <= available, "{plan:?} for {available} bytes available");
+    assert!(plan.batch_pixels >= 1 << 10);
+    let unbounded = BatchPlan::new(model.config(), 20, 24, 4, usize::MAX).unwrap();
+    assert!(unbounded.batch_pixels > 1 << 40);
+    assert_eq!(plan.limited_to(0).batch_pixels, engine::BATCH_QUANTUM);
+    assert_eq!(plan.limited_to(65).batch_pixels, 2 * engine::BATCH_QUANTUM);
+    assert!(unbounded.estimated_bytes() > 0); // saturates, no overflow
+}
+
+/// More threads than the machine has are clamped (a million OpenMP threads would hang), and
+/// coordinates are bounded: non-finite or beyond `MAX_COORDINATE` pixels is refused before any
+/// work (1e300 used to give NaN).
+#[test]
+fn thread_counts_and_coordinates_are_bounded() {
+    let available = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert_eq!(engine::clamp_threads(1_000_000), available);
+    assert_eq!(engine::clamp_threads(1), 1);
+    assert_eq!(engine::clamp_threads(0), 0);
+    let model = fixture_model("tiny-gray.lofi");
+    let img = image(20, 24, 1);
+    let mut out = vec![0f32; 4];
+    let run = |points: &[[f64; 2]], out: &mut [f32]| {
+        engine::reconstruct_points(
+            &model,
+            view(&img, 20, 24, 1),
+            points,
+            out,
+            RunOptions { threads: 1_000_000, ..Default::default() },
+        )
+    };
+    run(&[[1.0, 2.0]], &mut out).unwrap();
+    for bad in [1e300, f64::NAN, f64::INFINITY, -1.0000001e6, 2e6] {
+        let err = run(&[[1.0, 2.0], [3.0, bad]], &mut out).unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidArgument(_)) && err.to_string().contains("point 1"),
+            "{bad}: {err}"
+        );
+    }
+    run(&[[engine::MAX_COORDINATE, -engine::MAX_COORDINATE]], &mut out).unwrap();
+    assert!(out[0].is_finite());
+    for region in
+        [Region { x0: 0.0, y0: 0.0, x1: 1e300, y1: 19.0 }, Region { x0: -2e6, y0: 0.0, x1: 23.0, y1: 19.0 }]
+    {
+        let mut grid = vec![0f32; 4];
+        let err = engine::reconstruct_region(
+            &model,
+            view(&img, 20, 24, 1),
+            region,
+            2,
+            2,
+            None,
+            OutputView { data: &mut grid, row_stride: 2 },
+            RunOptions::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("within +-1e6 pixels"), "{err}");
+    }
 }
 
 #[test]

@@ -38,6 +38,44 @@ fn version_macros_match_the_crate() {
     ] {
         assert!(header.contains(&format!("#define {name} {value}\n")), "{name} is not {value} in lofi.h");
     }
+    let number = |v: &str| v.parse::<u32>().unwrap();
+    let expected = number(env!("CARGO_PKG_VERSION_MAJOR")) * 10000
+        + number(env!("CARGO_PKG_VERSION_MINOR")) * 100
+        + number(env!("CARGO_PKG_VERSION_PATCH"));
+    assert!(
+        header.contains(&format!("#define LOFI_VERSION_NUMBER {expected}\n")),
+        "LOFI_VERSION_NUMBER is not {expected} in lofi.h"
+    );
+    assert_eq!(lofi::ffi::lofi_version_number(), expected);
+}
+
+/// Every `*_sized()` entry point has its inline wrapper, which passes `sizeof` of the struct it
+/// writes; every `lofi_init_*()` its `lofi_default_*()` constructor; and the inline part is
+/// inside an include guard of its own (cbindgen writes it after LOFI_H's).
+#[test]
+fn inline_wrappers_cover_every_sized_entry_point() {
+    let header =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("include/lofi.h")).unwrap();
+    let inline = &header[header.find("#ifndef LOFI_H_INLINE").expect("the inline part's guard")..];
+    assert!(inline.trim_end().ends_with("#endif /* LOFI_H_INLINE */"), "the inline part is not guarded");
+    let mut sized = 0;
+    for line in header.lines() {
+        if let Some(rest) = line.strip_prefix("enum lofi_status ") {
+            let name = &rest[..rest.find('(').unwrap()];
+            if let Some(base) = name.strip_suffix("_sized") {
+                sized += 1;
+                assert!(inline.contains(&format!(" {base}(")), "no inline wrapper {base}() for {name}()");
+                assert!(inline.contains(&format!("return {name}(")), "{base}() does not call {name}()");
+            }
+            if let Some(kind) = name.strip_prefix("lofi_init_") {
+                assert!(
+                    inline.contains(&format!(" lofi_default_{kind}(void)")),
+                    "no lofi_default_{kind}() for {name}()"
+                );
+            }
+        }
+    }
+    assert_eq!(sized, 5, "model info, two reconstructions, step and solve");
 }
 
 #[test]
@@ -54,7 +92,8 @@ fn the_header_declares_only_lofi_names() {
         if let Some(open) = line.find('(') {
             if !line.starts_with('*') && !line.starts_with("typedef") && !line.starts_with("//") {
                 let name = line[..open].split_whitespace().last().unwrap_or("").trim_start_matches('*');
-                if !name.is_empty() && name.chars().all(|c| c.is_alphanumeric() || c == '_') {
+                let keyword = matches!(name, "sizeof" | "return" | "if" | "while" | "for" | "defined");
+                if !keyword && !name.is_empty() && name.chars().all(|c| c.is_alphanumeric() || c == '_') {
                     assert!(name.starts_with("lofi_"), "a non-API function leaked into lofi.h: {name}");
                 }
             }

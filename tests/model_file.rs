@@ -26,11 +26,12 @@ fn load_err(bytes: &[u8]) -> String {
     }
 }
 
-/// Re-serialises a fixture's tensors and metadata after `edit` changed them.
+/// Re-serialises a fixture's tensors and metadata after `edit` changed them (the fixture without
+/// a digest, so that each edit meets the check it is about rather than the digest).
 fn edited(
     edit: impl FnOnce(&mut Vec<(String, Dtype, Vec<usize>, Vec<u8>)>, &mut HashMap<String, String>),
 ) -> Vec<u8> {
-    let bytes = std::fs::read(fixture("tiny-gray.lofi")).unwrap();
+    let bytes = std::fs::read(fixture("tiny-gray-nodigest.lofi")).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
     let mut metadata = header.metadata().clone().unwrap();
@@ -182,4 +183,109 @@ fn reference_state_dicts_import_with_checks() {
         .replace("\"hidden_dim\": 24", "\"hidden_dim\": 21");
     let err = model_file::import_reference(&state, &wrong, None).unwrap_err().to_string();
     assert!(err.contains("shape"), "{err}");
+}
+
+/// The bytes of `tiny-gray-nodigest.lofi` (the old format) written again by this lofi: the same
+/// tensors, configuration and notes, with a digest.
+fn tiny_gray_with_digest() -> Vec<u8> {
+    let model = Model::load(&fixture("tiny-gray-nodigest.lofi"), LoadOptions::default()).unwrap();
+    model.to_bytes().unwrap()
+}
+
+/// Offset of the first tensor byte (after the 8-byte length and the JSON header).
+fn data_start(bytes: &[u8]) -> usize {
+    8 + u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize
+}
+
+#[test]
+fn written_files_carry_a_verified_deterministic_digest() {
+    let bytes = tiny_gray_with_digest();
+    assert_eq!(bytes, tiny_gray_with_digest(), "the same model gives the same bytes");
+    let file = ModelFile::from_bytes(&bytes).unwrap();
+    let digest = file.digest.clone().expect("a digest");
+    assert!(digest.starts_with("sha256:") && digest.len() == 7 + 64, "{digest}");
+    assert_eq!(file.format_version, model_file::FORMAT_VERSION);
+    let model = Model::load_from_memory(&bytes, LoadOptions::default()).unwrap();
+    assert_eq!(model.digest(), Some(digest.as_str()));
+    // The digest does not depend on the header's layout: the same contents written with the
+    // metadata in another order (safetensors' own writer) verify.
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let metadata = header.metadata().clone().unwrap();
+    assert_eq!(model_file::content_digest(&metadata, &st), digest);
+    let views: Vec<_> = st.tensors();
+    let rewritten = safetensors::tensor::serialize(views, &Some(metadata)).unwrap();
+    assert_ne!(rewritten, bytes, "safetensors' writer lays the header out differently");
+    assert_eq!(ModelFile::from_bytes(&rewritten).unwrap().digest.as_deref(), Some(digest.as_str()));
+}
+
+#[test]
+fn the_digest_catches_a_flipped_byte_in_the_data_or_the_configuration() {
+    let bytes = tiny_gray_with_digest();
+    let start = data_start(&bytes);
+    // Every 997th byte of the tensor data, one at a time, one bit flipped.
+    for at in (start..bytes.len()).step_by(997) {
+        let mut bad = bytes.clone();
+        bad[at] ^= 0x10;
+        let msg = load_err(&bad);
+        assert!(msg.contains("SHA-256 digest mismatch") && msg.contains("corrupt"), "byte {at}: {msg}");
+    }
+    // The configuration: a setting no tensor shape reveals (residual learning), changed in
+    // place (same length, JSON whitespace).
+    let text = String::from_utf8_lossy(&bytes[8..start]).into_owned();
+    let key = r#"\"residual_learning\":false"#;
+    let at = text.find(key).expect("residual_learning in the config") + 8;
+    let mut bad = bytes.clone();
+    bad[at..at + key.len()].copy_from_slice(br#"\"residual_learning\":true "#);
+    let msg = load_err(&bad);
+    assert!(msg.contains("SHA-256 digest mismatch"), "{msg}");
+    // A malformed digest is named as such.
+    let at = text.find("sha256:").unwrap() + 8 + 7;
+    let mut bad = bytes.clone();
+    bad[at] = b'Z';
+    let msg = load_err(&bad);
+    assert!(msg.contains("malformed"), "{msg}");
+}
+
+#[test]
+fn files_without_a_digest_still_load() {
+    let bytes = std::fs::read(fixture("tiny-gray-nodigest.lofi")).unwrap();
+    let file = ModelFile::from_bytes(&bytes).unwrap();
+    assert!(file.digest.is_none(), "tiny-gray-nodigest.lofi is the old-format fixture: it must stay so");
+    let model = Model::load_from_memory(&bytes, LoadOptions::default()).unwrap();
+    assert_eq!(model.digest(), None);
+    // Taking the digest out of a new file makes it an old one: it loads (the digest is for
+    // integrity against accidents, not a signature).
+    let digested = tiny_gray_with_digest();
+    let st = safetensors::SafeTensors::deserialize(&digested).unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&digested).unwrap();
+    let mut metadata = header.metadata().clone().unwrap();
+    metadata.remove(model_file::DIGEST_KEY);
+    let stripped = safetensors::tensor::serialize(st.tensors(), &Some(metadata)).unwrap();
+    assert!(ModelFile::from_bytes(&stripped).unwrap().digest.is_none());
+}
+
+/// The fixtures are written by a lofi that records digests, and are the same models as before
+/// digests existed: `tiny-gray.lofi` equals `tiny-gray-nodigest.lofi` (the old format, kept to
+/// test that such files load) but for its digest. `LOFI_UPDATE_FIXTURES=1` rewrites the digested
+/// ones from their own contents (after a change of the writer).
+#[test]
+fn fixtures_carry_digests_except_the_old_format_one() {
+    for name in ["tiny-gray.lofi", "tiny-rgb.lofi", "tiny-complex.lofi", "tiny-gray-sigma.lofi"] {
+        let path = fixture(name);
+        if std::env::var_os("LOFI_UPDATE_FIXTURES").is_some() {
+            let model = Model::load(&path, LoadOptions::default()).unwrap();
+            std::fs::write(&path, model.to_bytes().unwrap()).unwrap();
+        }
+        let file = ModelFile::read(&path).unwrap();
+        assert!(file.digest.is_some(), "{name} has no digest");
+    }
+    let with = Model::load(&fixture("tiny-gray.lofi"), LoadOptions::default()).unwrap();
+    let without = Model::load(&fixture("tiny-gray-nodigest.lofi"), LoadOptions::default()).unwrap();
+    assert!(with.digest().is_some() && without.digest().is_none());
+    assert_eq!(with.config(), without.config());
+    assert_eq!(with.notes(), without.notes());
+    for (name, t) in without.params().iter() {
+        assert!(with.params().get(name).unwrap().equal(t), "{name} differs");
+    }
 }

@@ -17,7 +17,7 @@ const SAFETY: f64 = 1.25;
 /// Bytes one pixel needs while its batch goes through the network.
 pub fn bytes_per_pixel(cfg: &LofiConfig, net_bytes: usize) -> usize {
     let k = (cfg.n * cfg.m) as f64;
-    let c = cfg.sampled_channels() as f64;
+    let c = cfg.network_channels() as f64;
     let m = cfg.m as f64;
     let h = cfg.hidden_dim as f64;
     // float32 geometry: coordinates, the grid (sum, flipped copy, cast), offsets per pixel.
@@ -100,9 +100,64 @@ impl BatchPlan {
         Ok(BatchPlan { batch_pixels: quanta * BATCH_QUANTUM, bytes_per_pixel: per_pixel, image_bytes })
     }
 
+    /// This plan for a call of `pixels` output pixels: batches no larger than the work (rounded
+    /// up to a whole quantum). A huge budget (`u64::MAX`) plans huge batches; whatever is sized
+    /// by the plan must be sized by this instead.
+    pub fn limited_to(self, pixels: usize) -> BatchPlan {
+        let useful = pixels.max(1).div_ceil(BATCH_QUANTUM).saturating_mul(BATCH_QUANTUM);
+        BatchPlan { batch_pixels: self.batch_pixels.min(useful), ..self }
+    }
+
     /// Estimated peak working memory of a batch of this plan.
     pub fn estimated_bytes(&self) -> usize {
-        self.image_bytes + self.batch_pixels * self.bytes_per_pixel
+        self.image_bytes.saturating_add(self.batch_pixels.saturating_mul(self.bytes_per_pixel))
+    }
+}
+
+/// Host memory figures of this process, in bytes (`None` where unknown).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HostMemory {
+    /// The most it could ever have: the physical memory, or a cgroup (container) limit below it.
+    pub limit: Option<usize>,
+    /// What it could get now: `limit`, or less as the kernel reports it (`MemAvailable`).
+    pub available: Option<usize>,
+}
+
+/// Reads the host memory figures (sysconf, the cgroup v2/v1 limit, /proc/meminfo).
+pub fn host_memory() -> HostMemory {
+    fn number(text: &str) -> Option<usize> {
+        text.trim().parse::<u64>().ok().and_then(|v| usize::try_from(v).ok()).filter(|&v| v > 0)
+    }
+    let min = |a: Option<usize>, b: Option<usize>| match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    // SAFETY: sysconf has no preconditions.
+    let (pages, page) = unsafe { (libc::sysconf(libc::_SC_PHYS_PAGES), libc::sysconf(libc::_SC_PAGESIZE)) };
+    let mut limit = (pages > 0 && page > 0).then(|| (pages as usize).saturating_mul(page as usize));
+    for path in ["/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"] {
+        limit = min(limit, std::fs::read_to_string(path).ok().as_deref().and_then(number));
+    }
+    let available = std::fs::read_to_string("/proc/meminfo").ok().and_then(|meminfo| {
+        meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix("MemAvailable:"))
+            .and_then(|rest| number(rest.trim().trim_end_matches("kB")))
+            .and_then(|kib| kib.checked_mul(1024))
+    });
+    HostMemory { limit, available: min(limit, available) }
+}
+
+/// The budget a CPU reconstruction plans with: the caller's, unless it is more than the machine
+/// could ever give (`UINT64_MAX`, `--memory-budget 1024T`): that means "as much as there is",
+/// the host memory available now. Batches that large would otherwise end in the kernel's
+/// out-of-memory killer rather than in an error. A budget within the machine is the caller's
+/// decision and is kept.
+pub fn host_budget(budget: usize, host: HostMemory) -> usize {
+    match (host.limit, host.available) {
+        (Some(limit), Some(available)) if budget > limit => available,
+        (Some(limit), None) if budget > limit => limit,
+        _ => budget,
     }
 }
 

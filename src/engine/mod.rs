@@ -18,6 +18,17 @@ use crate::model::Model;
 /// Default working-memory budget: 512 MiB.
 pub const DEFAULT_MEMORY_BUDGET: usize = 512 << 20;
 
+/// Largest coordinate magnitude accepted, in input pixels (regions and points). The network sees
+/// coordinates as float32 fractions of the image: at 1e6 pixels their spacing is 1/16 pixel, and
+/// beyond 2^24 neighbouring pixels become indistinguishable (and far beyond, the normalisation
+/// overflows to infinity and the output to NaN). Samples this far outside the image are
+/// reflections of reflections anyway.
+pub const MAX_COORDINATE: f64 = 1e6;
+
+fn check_coordinate(v: f64) -> bool {
+    v.is_finite() && v.abs() <= MAX_COORDINATE
+}
+
 /// A borrowed input image: row-major (H, W, C) float32 with a row stride in elements.
 #[derive(Clone, Copy, Debug)]
 pub struct ImageView<'a> {
@@ -94,17 +105,17 @@ impl<'a> ImageView<'a> {
     }
 
     /// (1, C, H, W) float32 on the CPU.
-    fn to_tensor(self) -> Tensor {
+    fn to_tensor(self) -> Result<Tensor> {
         let row = self.width * self.channels;
-        let mut packed = Vec::with_capacity(self.height * row);
+        let mut packed = crate::error::try_vec(self.height * row, "a packed copy of the input image")?;
         for r in 0..self.height {
             packed.extend_from_slice(&self.data[r * self.row_stride..r * self.row_stride + row]);
         }
-        Tensor::from_slice(&packed)
+        Ok(Tensor::f_from_slice(&packed)?
             .view([self.height as i64, self.width as i64, self.channels as i64])
             .permute([2, 0, 1])
             .unsqueeze(0)
-            .contiguous()
+            .contiguous())
     }
 }
 
@@ -123,8 +134,12 @@ impl Region {
         Region { x0: 0.0, y0: 0.0, x1: width as f64 - 1.0, y1: height as f64 - 1.0 }
     }
     fn validate(&self) -> Result<()> {
-        if ![self.x0, self.y0, self.x1, self.y1].iter().all(|v| v.is_finite()) {
-            return Err(Error::invalid_argument("the region's corners must be finite"));
+        if ![self.x0, self.y0, self.x1, self.y1].into_iter().all(check_coordinate) {
+            return Err(Error::invalid_argument(format!(
+                "the region's corners ({}, {}) - ({}, {}) must be finite and within +-{MAX_COORDINATE:e} pixels \
+                 (float32 coordinates lose sub-pixel precision beyond)",
+                self.x0, self.y0, self.x1, self.y1
+            )));
         }
         Ok(())
     }
@@ -165,11 +180,14 @@ pub struct RunOptions<'a> {
     pub threads: usize,
     /// Called after every batch; returning `false` cancels the reconstruction.
     pub progress: Option<&'a mut dyn FnMut(Progress) -> bool>,
+    /// Noise standard deviation of the input, for noise-level-aware models (required by them,
+    /// refused by the others).
+    pub noise_level: Option<f64>,
 }
 
 impl Default for RunOptions<'_> {
     fn default() -> Self {
-        RunOptions { memory_budget: DEFAULT_MEMORY_BUDGET, threads: 0, progress: None }
+        RunOptions { memory_budget: DEFAULT_MEMORY_BUDGET, threads: 0, progress: None, noise_level: None }
     }
 }
 
@@ -183,23 +201,65 @@ pub struct RunReport {
     /// Peak device memory measured during the call (CUDA only): bytes allocated above what was
     /// allocated when the call began.
     pub measured_peak_bytes: Option<u64>,
+    /// Peak device memory reserved by libtorch's caching allocator during the call (CUDA only;
+    /// absolute, process-wide on the device).
+    pub measured_peak_reserved_bytes: Option<u64>,
+    /// Device memory reserved when the call returned (CUDA only).
+    pub reserved_bytes: Option<u64>,
+}
+
+impl RunReport {
+    fn new(plan: BatchPlan, pixels: usize, batches: usize, measured: Option<cuda_memory::Measured>) -> Self {
+        RunReport {
+            plan,
+            pixels,
+            batches,
+            measured_peak_bytes: measured.map(|m| m.peak_allocated),
+            measured_peak_reserved_bytes: measured.map(|m| m.peak_reserved),
+            reserved_bytes: measured.map(|m| m.reserved),
+        }
+    }
 }
 
 /// An image prepared for one model: validated, on the model's device, filtered.
 pub struct PreparedImage<'m> {
     model: &'m Model,
     tensor: Tensor,
+    /// (1,) float32 on the device: the noise level of a noise-aware model.
+    noise_level: Option<Tensor>,
     pub height: usize,
     pub width: usize,
 }
 
-/// Sets libtorch's thread count for a scope and restores it when the scope ends.
+/// The thread count a call asks for, clamped to the machine's available parallelism (more
+/// threads than cores never helps, and a huge count would make libtorch's OpenMP pool try to
+/// start that many threads). The first clamp of the process is logged at WARN, later ones at
+/// DEBUG.
+pub fn clamp_threads(threads: usize) -> usize {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let available = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if threads <= available {
+        return threads;
+    }
+    let message =
+        format!("threads = {threads} is more than the {available} this machine offers: using {available}");
+    if WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        log::debug!("{message}");
+    } else {
+        log::warn!("{message}");
+    }
+    available
+}
+
+/// Sets libtorch's thread count for a scope (clamped, see [`clamp_threads`]) and restores it when
+/// the scope ends.
 pub(crate) struct ThreadScope(Option<i32>);
 impl ThreadScope {
     pub(crate) fn new(threads: usize) -> Self {
         if threads == 0 {
             return ThreadScope(None);
         }
+        let threads = clamp_threads(threads);
         let before = tch::get_num_threads();
         tch::set_num_threads(threads as i32);
         ThreadScope(Some(before))
@@ -218,9 +278,23 @@ impl<'m> PreparedImage<'m> {
     pub fn new(model: &'m Model, image: ImageView<'_>) -> Result<PreparedImage<'m>> {
         image.validate(model.config().c_in as usize)?;
         let _guard = tch::no_grad_guard();
-        let input = image.to_tensor().to_device(model.device());
+        let input = image.to_tensor()?.to_device(model.device());
         let prepared = model.net().prepare(&input)?.to_kind(model.precision().kind());
-        Ok(PreparedImage { model, tensor: prepared, height: image.height, width: image.width })
+        Ok(PreparedImage {
+            model,
+            tensor: prepared,
+            noise_level: None,
+            height: image.height,
+            width: image.width,
+        })
+    }
+
+    /// Sets the input's noise level (checked against the model: see
+    /// [`Model::check_noise_level`]).
+    pub fn with_noise_level(mut self, sigma: Option<f64>) -> Result<Self> {
+        self.model.check_noise_level(sigma)?;
+        self.noise_level = sigma.map(|s| Tensor::from_slice(&[s as f32]).to_device(self.model.device()));
+        Ok(self)
     }
 
     /// Normalised model coordinate of a continuous pixel position (row y, column x).
@@ -251,7 +325,13 @@ impl<'m> PreparedImage<'m> {
             return Err(Error::invalid_input("the image holds NaN or infinite values"));
         }
         let prepared = model.net().prepare(&image)?.to_kind(model.precision().kind());
-        Ok(PreparedImage { model, tensor: prepared, height: h as usize, width: w as usize })
+        Ok(PreparedImage {
+            model,
+            tensor: prepared,
+            noise_level: None,
+            height: h as usize,
+            width: w as usize,
+        })
     }
 
     /// The on-grid reconstruction, kept on the model's device: (1, c_out, H, W) float32.
@@ -269,7 +349,8 @@ impl<'m> PreparedImage<'m> {
             plan,
             &mut |i, coords| coords.extend_from_slice(&self.normalise((i / w) as f64, (i % w) as f64)),
             &mut |first, values| {
-                let _ = out.narrow(0, first as i64, values.size()[0]).copy_(values);
+                out.f_narrow(0, first as i64, values.size()[0])?.f_copy_(values)?;
+                Ok(())
             },
             progress,
         )?;
@@ -284,16 +365,22 @@ impl<'m> PreparedImage<'m> {
         total: usize,
         plan: &BatchPlan,
         coords_of: &mut dyn FnMut(usize, &mut Vec<f32>),
-        sink: &mut dyn FnMut(usize, &Tensor),
+        sink: &mut dyn FnMut(usize, &Tensor) -> Result<()>,
         progress: &mut Option<&mut dyn FnMut(Progress) -> bool>,
     ) -> Result<usize> {
         let _guard = tch::no_grad_guard();
+        if self.noise_level.is_none() {
+            // A noise-aware model prepared without `with_noise_level`: the caller's error message.
+            self.model.check_noise_level(None)?;
+        }
         let device = self.model.device();
         let mut batches = 0;
         let mut start = 0;
-        let mut coords = Vec::with_capacity(plan.batch_pixels * 2);
+        // A plan sized for a huge budget must not allocate for pixels there are not.
+        let batch_pixels = plan.limited_to(total).batch_pixels;
+        let mut coords = crate::error::try_vec(batch_pixels * 2, "the batch coordinates")?;
         while start < total {
-            let count = plan.batch_pixels.min(total - start);
+            let count = batch_pixels.min(total - start);
             coords.clear();
             for i in start..start + count {
                 coords_of(i, &mut coords);
@@ -309,11 +396,11 @@ impl<'m> PreparedImage<'m> {
             let out = self
                 .model
                 .pixel_net()
-                .forward_prepared(&self.tensor, &batch)
+                .forward_conditioned(&self.tensor, &batch, self.noise_level.as_ref())
                 .narrow(1, 0, count as i64)
                 .squeeze_dim(0)
                 .to_kind(Kind::Float);
-            sink(start, &out);
+            sink(start, &out)?;
             batches += 1;
             start += count;
             if let Some(cb) = progress.as_mut() {
@@ -327,22 +414,42 @@ impl<'m> PreparedImage<'m> {
 }
 
 /// Copies a batch's (points, c_out) values to the host.
-fn to_host(values: &Tensor) -> Vec<f32> {
+fn to_host(values: &Tensor) -> Result<Vec<f32>> {
     let host = values.to_device(Device::Cpu).contiguous();
     let n = host.numel();
-    let mut out = vec![0f32; n];
-    host.copy_data(&mut out, n);
-    out
+    let mut out = crate::error::try_vec(n, "a batch of results on the host")?;
+    out.resize(n, 0f32);
+    host.f_copy_data(&mut out, n)?;
+    Ok(out)
 }
 
-/// The batch plan for `model` on an input of `height` x `width` under `budget` bytes.
+/// The batch plan for `model` on an input of `height` x `width` under `budget` bytes. On the CPU
+/// a budget beyond the machine's memory (`UINT64_MAX`, `--memory-budget 1024T`) means "as much as
+/// there is" ([`budget::host_budget`]): not batches the machine cannot hold. (On CUDA an
+/// allocation beyond the device fails cleanly.)
 pub fn plan_for(model: &Model, height: usize, width: usize, budget: usize) -> Result<BatchPlan> {
+    let budget = if model.device() == Device::Cpu {
+        let capped = budget::host_budget(budget, budget::host_memory());
+        if capped < budget {
+            log::debug!(
+                "memory budget {} is beyond this machine: using the {} of host memory available",
+                format_bytes(budget),
+                format_bytes(capped)
+            );
+        }
+        capped
+    } else {
+        budget
+    };
     BatchPlan::new(model.config(), height, width, model.precision().bytes(), budget)
 }
 
 /// Reconstructs `region` of `image` sampled on a `grid_width` x `grid_height` grid (both ends of
 /// the region included; a single sample along an axis sits at the region's middle), or only the
 /// `window` of that grid, into `out` ((rows, cols, c_out) with the given row stride).
+// The arguments are those of `lofi_reconstruct_region()`, one for one, so that the C layer stays
+// a thin translation; grouping them would only move the list into a struct literal.
+#[allow(clippy::too_many_arguments)]
 pub fn reconstruct_region(
     model: &Model,
     image: ImageView<'_>,
@@ -383,10 +490,11 @@ pub fn reconstruct_region(
         let c_out = model.config().c_out as usize;
         check_output(out.data.len(), window.rows, window.cols * c_out, out.row_stride)?;
 
+        model.check_noise_level(options.noise_level)?;
         let plan = plan_for(model, image.height, image.width, options.memory_budget)?;
         let _threads = ThreadScope::new(options.threads);
         let memory = cuda_memory::PeakTracker::start(model.device());
-        let prepared = PreparedImage::new(model, image)?;
+        let prepared = PreparedImage::new(model, image)?.with_noise_level(options.noise_level)?;
 
         let axis = |lo: f64, hi: f64, n: usize| -> Box<dyn Fn(usize) -> f64> {
             if n == 1 {
@@ -409,17 +517,18 @@ pub fn reconstruct_region(
                 coords.extend_from_slice(&prepared.normalise(ys(r), xs(c)));
             },
             &mut |first, values| {
-                let values = to_host(values);
+                let values = to_host(values)?;
                 for (k, px) in values.chunks_exact(c_out).enumerate() {
                     let i = first + k;
                     let (r, c) = (i / window.cols, i % window.cols);
                     let at = r * row_stride + c * c_out;
                     data[at..at + c_out].copy_from_slice(px);
                 }
+                Ok(())
             },
             &mut progress,
         )?;
-        Ok(RunReport { plan, pixels: total, batches, measured_peak_bytes: memory.finish() })
+        Ok(RunReport::new(plan.limited_to(total), total, batches, memory.measure()))
     })
 }
 
@@ -436,8 +545,12 @@ pub fn reconstruct_points(
         if points.is_empty() {
             return Err(Error::invalid_argument("no points to reconstruct"));
         }
-        if let Some(i) = points.iter().position(|p| !p[0].is_finite() || !p[1].is_finite()) {
-            return Err(Error::invalid_argument(format!("point {i} has a non-finite coordinate")));
+        if let Some(i) = points.iter().position(|p| !check_coordinate(p[0]) || !check_coordinate(p[1])) {
+            let [x, y] = points[i];
+            return Err(Error::invalid_argument(format!(
+                "point {i} has a non-finite coordinate or one beyond +-{MAX_COORDINATE:e} pixels ({x}, {y}); \
+                 float32 coordinates lose sub-pixel precision beyond"
+            )));
         }
         let c_out = model.config().c_out as usize;
         if out.len() < points.len() * c_out {
@@ -448,22 +561,24 @@ pub fn reconstruct_points(
                 points.len() * c_out
             )));
         }
+        model.check_noise_level(options.noise_level)?;
         let plan = plan_for(model, image.height, image.width, options.memory_budget)?;
         let _threads = ThreadScope::new(options.threads);
         let memory = cuda_memory::PeakTracker::start(model.device());
-        let prepared = PreparedImage::new(model, image)?;
+        let prepared = PreparedImage::new(model, image)?.with_noise_level(options.noise_level)?;
         let RunOptions { mut progress, .. } = options;
         let batches = prepared.stream(
             points.len(),
             &plan,
             &mut |i, coords| coords.extend_from_slice(&prepared.normalise(points[i][1], points[i][0])),
             &mut |first, values| {
-                let values = to_host(values);
-                out[first * c_out..first * c_out + values.len()].copy_from_slice(&values)
+                let values = to_host(values)?;
+                out[first * c_out..first * c_out + values.len()].copy_from_slice(&values);
+                Ok(())
             },
             &mut progress,
         )?;
-        Ok(RunReport { plan, pixels: points.len(), batches, measured_peak_bytes: memory.finish() })
+        Ok(RunReport::new(plan.limited_to(points.len()), points.len(), batches, memory.measure()))
     })
 }
 

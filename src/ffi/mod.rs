@@ -4,12 +4,16 @@
 //! * it returns a [`lofi_status`]; on failure `lofi_last_error()` holds a one-line message on the
 //!   calling thread until that thread's next lofi call;
 //! * no panic crosses the boundary ([`guard`] catches them and reports `LOFI_STATUS_INTERNAL`
-//!   or, for libtorch failures, `LOFI_STATUS_TORCH`);
-//! * every pointer is checked for null and every size against the others before use.
+//!   or, for libtorch failures tch surfaced as panics, `LOFI_STATUS_TORCH` /
+//!   `LOFI_STATUS_OUT_OF_MEMORY`), and nothing is printed: messages go to the log callback;
+//! * every pointer is checked for null and every size against the others before use;
+//! * structs carry their size ([`abi`]): the library reads and writes only what the caller's
+//!   layout holds.
 //!
 //! Types and functions use their C names (`lofi_...`), so the header reads like hand-written C.
 #![allow(non_camel_case_types)]
 
+mod abi;
 mod error;
 mod log;
 mod model;
@@ -17,6 +21,10 @@ mod pnp;
 mod reconstruct;
 mod types;
 
+pub use abi::{
+    lofi_check_version, lofi_version_number, version_compatible, LOFI_VERSION_MAJOR, LOFI_VERSION_MINOR,
+    LOFI_VERSION_NUMBER, LOFI_VERSION_PATCH,
+};
 pub use error::*;
 pub use log::*;
 pub use model::*;
@@ -24,15 +32,23 @@ pub use pnp::*;
 pub use reconstruct::*;
 pub use types::*;
 
-/// Library major version.
-pub const LOFI_VERSION_MAJOR: u32 = 0;
-/// Library minor version.
-pub const LOFI_VERSION_MINOR: u32 = 1;
-/// Library patch version.
-pub const LOFI_VERSION_PATCH: u32 = 0;
-
 /// The library's version as "major.minor.patch" (static storage; never free it).
 #[no_mangle]
 pub extern "C" fn lofi_version() -> *const std::os::raw::c_char {
     concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+}
+
+/// Gives the GPU memory libtorch's caching allocator holds but does not use back to the driver,
+/// so that other processes (or other libraries of this one) can have it; models and running
+/// calls keep theirs. Takes effect on every GPU; `lofi_run_report.reserved_bytes` shows what is
+/// held. `LOFI_STATUS_OK` and nothing done on CPU-only builds and machines, and while no model
+/// was ever loaded on a GPU. Thread-safe; may run while other threads reconstruct.
+#[no_mangle]
+pub extern "C" fn lofi_release_cached_memory() -> lofi_status {
+    guard("lofi_release_cached_memory", || {
+        if crate::engine::cuda_memory::release_cached_memory() {
+            ::log::debug!("released libtorch's cached GPU memory");
+        }
+        Ok(())
+    })
 }

@@ -3,7 +3,9 @@
 use std::ffi::CStr;
 use std::os::raw::c_char;
 use std::path::Path;
+use std::sync::Arc;
 
+use super::abi;
 use super::error::{guard, lofi_status, non_null};
 use super::types::*;
 use crate::device::{DeviceSpec, Precision};
@@ -12,19 +14,20 @@ use crate::model::Model;
 
 /// A loaded model. Immutable: any number of threads may use one model at the same time.
 /// Create with `lofi_load()` or `lofi_load_from_memory()`, release with `lofi_model_free()`.
+/// Reference-counted inside: a PnP state created with it keeps it alive, so the model may be
+/// freed before the state.
 pub struct lofi_model {
-    pub(crate) inner: Model,
+    pub(crate) inner: Arc<Model>,
 }
 
 fn load_params(params: *const lofi_load_params) -> crate::Result<crate::model::LoadOptions> {
     // SAFETY: the caller passes NULL or a valid struct.
-    let params = unsafe { params.as_ref() }.copied().unwrap_or_else(|| lofi_default_load_params());
-    params.to_options()
+    unsafe { abi::read_in_or_default(params) }?.to_options()
 }
 
 fn hand_out(model: Model, out: *mut *mut lofi_model) {
     // SAFETY: checked non-null by the callers.
-    unsafe { *out = Box::into_raw(Box::new(lofi_model { inner: model })) };
+    unsafe { *out = Box::into_raw(Box::new(lofi_model { inner: Arc::new(model) })) };
 }
 
 /// Loads a `.lofi` model file.
@@ -36,6 +39,10 @@ fn hand_out(model: Model, out: *mut *mut lofi_model) {
 ///
 /// Every tensor's name, shape and dtype is checked against the file's configuration; the first
 /// mismatch is reported by `lofi_last_error()`. Thread-safe.
+///
+/// # Safety
+/// Every pointer argument must be NULL (where allowed above) or valid as described above for
+/// the duration of the call; handles must come from this library and not be used after being freed.
 #[no_mangle]
 pub unsafe extern "C" fn lofi_load(
     path: *const c_char,
@@ -58,6 +65,10 @@ pub unsafe extern "C" fn lofi_load(
 
 /// Loads a model from the bytes of a `.lofi` file (`size` bytes at `data`). The bytes are copied
 /// as needed; the caller may free them when the call returns. Otherwise as `lofi_load()`.
+///
+/// # Safety
+/// Every pointer argument must be NULL (where allowed above) or valid as described above for
+/// the duration of the call; handles must come from this library and not be used after being freed.
 #[no_mangle]
 pub unsafe extern "C" fn lofi_load_from_memory(
     data: *const u8,
@@ -80,29 +91,49 @@ pub unsafe extern "C" fn lofi_load_from_memory(
     })
 }
 
-/// Releases a model. NULL is allowed (no-op). The model must not be in use by another thread.
+/// Releases the caller's reference to a model. NULL is allowed (no-op). No call may be using
+/// this handle (on another thread) meanwhile; PnP states created with the model keep it alive
+/// until `lofi_pnp_free()`, so they remain usable.
+///
+/// # Safety
+/// Every pointer argument must be NULL (where allowed above) or valid as described above for
+/// the duration of the call; handles must come from this library and not be used after being freed.
 #[no_mangle]
 pub unsafe extern "C" fn lofi_model_free(model: *mut lofi_model) {
     if !model.is_null() {
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(Box::from_raw(model))));
+        let _ = super::error::quietly(|| {
+            drop(Box::from_raw(model));
+            Ok(())
+        });
     }
 }
 
-/// Describes a model into `*out_info`. Thread-safe.
+/// Describes a model into `*out_info`, whose size is `out_info_size` (`sizeof(lofi_model_info)`:
+/// the inline `lofi_model_get_info()` passes it). The library writes at most that many bytes and
+/// sets `out_info->struct_size` to the number written. Thread-safe.
+///
+/// # Safety
+/// Every pointer argument must be NULL (where allowed above) or valid as described above for
+/// the duration of the call; handles must come from this library and not be used after being freed.
 #[no_mangle]
-pub unsafe extern "C" fn lofi_model_get_info(
+pub unsafe extern "C" fn lofi_model_get_info_sized(
     model: *const lofi_model,
     out_info: *mut lofi_model_info,
+    out_info_size: usize,
 ) -> lofi_status {
     guard("lofi_model_get_info", || {
         let model = &non_null(model, "model")?.inner;
-        let out = out_info.as_mut().ok_or_else(|| Error::invalid_argument("out_info is NULL"))?;
+        if out_info.is_null() {
+            return Err(Error::invalid_argument("out_info is NULL"));
+        }
+        abi::check_out_size::<lofi_model_info>(out_info_size, "out_info_size")?;
         let cfg = model.config();
         let (device, device_index) = match model.device_spec() {
             DeviceSpec::Cpu => (LOFI_DEVICE_CPU, 0),
             DeviceSpec::Cuda(i) => (LOFI_DEVICE_CUDA, i as i32),
         };
-        *out = lofi_model_info {
+        let info = lofi_model_info {
+            struct_size: std::mem::size_of::<lofi_model_info>(),
             image_size: cfg.image_size as i32,
             channels_in: cfg.c_in as i32,
             channels_out: cfg.c_out as i32,
@@ -122,7 +153,81 @@ pub unsafe extern "C" fn lofi_model_get_info(
                 Precision::F16 => LOFI_PRECISION_F16,
             },
             bytes_per_pixel: crate::engine::budget::bytes_per_pixel(cfg, model.precision().bytes()) as u64,
+            noise_level_aware: cfg.noise_level.is_some() as i32,
+            noise_level_min: cfg.noise_level.map_or(0.0, |r| r.sigma_min),
+            noise_level_max: cfg.noise_level.map_or(0.0, |r| r.sigma_max),
         };
+        abi::write_out(out_info, out_info_size, info);
+        Ok(())
+    })
+}
+
+/// The metadata keys `lofi_model_get_metadata()` knows.
+const METADATA_KEYS: [&str; 4] = ["notes", "config", "format_version", "digest"];
+
+/// Reads one metadata entry of a model as a NUL-terminated UTF-8 string (llama.cpp's pattern):
+///
+/// * `"notes"`: the free-form JSON notes the file carries (how the model was made), "" if none;
+/// * `"config"`: the model's configuration as JSON;
+/// * `"format_version"`: the `.lofi` format version of its file, e.g. "1";
+/// * `"digest"`: the SHA-256 digest its file records and that was verified at load
+///   ("sha256:" and 64 hex digits), "" for a file written before digests.
+///
+/// `*out_needed` (may be NULL) receives the bytes the value needs, NUL included. With `buf` NULL
+/// and `buf_len` 0 this is a size query (`LOFI_STATUS_OK`). Otherwise the value is written if it
+/// fits in `buf_len` bytes; if not, `buf` receives "" (when `buf_len` > 0) and the call fails with
+/// `LOFI_STATUS_INVALID_ARGUMENT` (the message states the size needed). An unknown key is
+/// `LOFI_STATUS_INVALID_ARGUMENT`. Thread-safe.
+///
+/// # Safety
+/// Every pointer argument must be NULL (where allowed above) or valid as described above for
+/// the duration of the call; handles must come from this library and not be used after being freed.
+#[no_mangle]
+pub unsafe extern "C" fn lofi_model_get_metadata(
+    model: *const lofi_model,
+    key: *const c_char,
+    buf: *mut c_char,
+    buf_len: usize,
+    out_needed: *mut usize,
+) -> lofi_status {
+    guard("lofi_model_get_metadata", || {
+        let model = &non_null(model, "model")?.inner;
+        let key = CStr::from_ptr(non_null(key, "key")?);
+        let key = key.to_str().map_err(|_| Error::invalid_argument("key is not valid UTF-8"))?;
+        if buf.is_null() && buf_len > 0 {
+            return Err(Error::invalid_argument(format!("buf is NULL but buf_len is {buf_len}")));
+        }
+        let value = match key {
+            "notes" => model.notes().map(|n| n.to_string()).unwrap_or_default(),
+            "config" => model.config().to_json(),
+            "format_version" => model.format_version().to_string(),
+            "digest" => model.digest().unwrap_or_default().to_string(),
+            other => {
+                let shown: String = other.chars().take(64).collect();
+                return Err(Error::invalid_argument(format!(
+                    "unknown metadata key '{shown}' (known: {})",
+                    METADATA_KEYS.join(", ")
+                )));
+            }
+        };
+        let value = value.replace('\0', " ");
+        let needed = value.len() + 1;
+        if let Some(n) = out_needed.as_mut() {
+            *n = needed;
+        }
+        if buf.is_null() {
+            return Ok(());
+        }
+        if buf_len < needed {
+            if buf_len > 0 {
+                *buf = 0;
+            }
+            return Err(Error::invalid_argument(format!(
+                "the value of '{key}' needs {needed} bytes (NUL included), buf holds {buf_len}"
+            )));
+        }
+        std::ptr::copy_nonoverlapping(value.as_ptr(), buf as *mut u8, value.len());
+        *buf.add(value.len()) = 0;
         Ok(())
     })
 }
@@ -131,6 +236,10 @@ pub unsafe extern "C" fn lofi_model_get_info(
 /// `*out_min_budget_bytes` receives the smallest `memory_budget_bytes` that works (one batch of
 /// the minimum size), `*out_bytes_per_pixel` (may be NULL) what each further output pixel of a
 /// batch adds. Thread-safe.
+///
+/// # Safety
+/// Every pointer argument must be NULL (where allowed above) or valid as described above for
+/// the duration of the call; handles must come from this library and not be used after being freed.
 #[no_mangle]
 pub unsafe extern "C" fn lofi_memory_requirements(
     model: *const lofi_model,

@@ -1,8 +1,11 @@
 //! Plug-and-play (LoFi-ADMM) through the C ABI: an operator description, a solver state handle,
 //! one iteration per `lofi_pnp_step()`.
 
+use std::mem::{align_of, offset_of, size_of};
 use std::os::raw::c_void;
+use std::sync::Arc;
 
+use super::abi::{self, Versioned};
 use super::error::{guard, lofi_status, non_null};
 use super::model::lofi_model;
 use super::types::{lofi_progress_fn, lofi_run_params};
@@ -38,6 +41,8 @@ pub const LOFI_OPERATOR_CALLBACKS: lofi_operator_kind = 6;
 /// `forward` maps an image (height x width x channels floats) to `measurement_len` floats;
 /// `adjoint` maps `measurement_len` floats back to an image. Called on the thread that calls
 /// `lofi_pnp_step()` / `lofi_pnp_solve()`, possibly many times per iteration (conjugate gradients).
+/// It must return normally: no C++ exception, longjmp or thread cancellation may leave it (catch
+/// inside and return `false`).
 pub type lofi_apply_fn =
     Option<unsafe extern "C" fn(user_data: *mut c_void, input: *const f32, output: *mut f32) -> bool>;
 
@@ -48,6 +53,8 @@ pub type lofi_apply_fn =
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct lofi_operator {
+    /// `sizeof(lofi_operator)`, set by `lofi_default_operator()`.
+    pub struct_size: usize,
     /// One of `LOFI_OPERATOR_*`.
     pub kind: lofi_operator_kind,
     /// Working resolution: the size of the reconstruction (any size; not the model's training size).
@@ -80,9 +87,9 @@ pub struct lofi_operator {
 }
 
 /// An all-empty description: kind DENOISE, zero sizes, no arrays, no callbacks.
-#[no_mangle]
-pub extern "C" fn lofi_default_operator() -> lofi_operator {
+pub fn default_operator() -> lofi_operator {
     lofi_operator {
+        struct_size: size_of::<lofi_operator>(),
         kind: LOFI_OPERATOR_DENOISE,
         width: 0,
         height: 0,
@@ -103,36 +110,203 @@ pub extern "C" fn lofi_default_operator() -> lofi_operator {
     }
 }
 
+// SAFETY: repr(C), leading usize; numbers, nullable pointers and Option function pointers.
+unsafe impl Versioned for lofi_operator {
+    const NAME: &'static str = "lofi_operator";
+    const SIZES: &'static [usize] = &[size_of::<Self>()];
+    fn defaults() -> Self {
+        default_operator()
+    }
+}
+
+/// Fills `*op` with the empty description (kind DENOISE, zero sizes, no arrays, no callbacks)
+/// for the layout `op->struct_size` declares; set it to `sizeof(lofi_operator)` first.
+/// `lofi_default_operator()` does both.
+///
+/// # Safety
+/// `op` must be NULL or valid for writes of the `struct_size` it declares.
+#[no_mangle]
+pub unsafe extern "C" fn lofi_init_operator(op: *mut lofi_operator) -> lofi_status {
+    guard("lofi_init_operator", || abi::init(op))
+}
+
+/// Reads a caller's operator description.
+unsafe fn read_operator(op: *const lofi_operator) -> Result<lofi_operator> {
+    non_null(op, "op")?;
+    abi::read_in(op)
+}
+
 /// Settings of a plug-and-play solve. Start from `lofi_default_pnp_params()`.
+///
+/// `run` is versioned on its own: the library finds the fields after it at
+/// `offsetof(run) + run.struct_size` (which is where a C compiler puts them), so both structs
+/// grow independently.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct lofi_pnp_params {
+    /// `sizeof(lofi_pnp_params)`, set by `lofi_default_pnp_params()`.
+    pub struct_size: usize,
     /// ADMM penalty alpha > 0 (default 0.05, the paper's inpainting value).
     pub alpha: f64,
     /// Conjugate-gradient iterations per data step when A has no closed form (default 100).
     pub cg_max_iterations: u32,
     /// Relative residual at which conjugate gradients stop (default 1e-7).
     pub cg_tolerance: f64,
-    /// Denoiser working memory and threads, as for reconstructions.
+    /// Denoiser working memory and threads, as for reconstructions. `run.noise_level` is the
+    /// noise level a noise-level-aware denoiser is told at every iteration (fixed-sigma ADMM);
+    /// ignored under a schedule. A noise-level-aware model given neither a noise level nor a
+    /// schedule runs the default schedule: from the top of its training range
+    /// (`lofi_model_info.noise_level_max`) down to half of it over 20 iterations.
     pub run: lofi_run_params,
+    /// Annealing (noise-level-aware models): over the first `anneal_iterations` iterations the
+    /// denoiser's sigma falls geometrically from `anneal_sigma_start` to `anneal_sigma_end`
+    /// (image units) and stays there; the data weight is alpha (sigma_end / sigma_k)^2 (DPIR's
+    /// half-quadratic splitting). 0 iterations (the default): no schedule. (These fields and
+    /// those below were added after the first layout.)
+    pub anneal_sigma_start: f64,
+    pub anneal_sigma_end: f64,
+    pub anneal_iterations: u32,
+    /// `lofi_pnp_solve()` stops early once an iteration changes the estimate by less than this
+    /// (relative; the `dual` residual), after any schedule. 0 (the default): never.
+    pub tolerance: f64,
+    /// `LOFI_SPLITTING_ADMM` (the default; under a schedule the scaled dual is rescaled as alpha
+    /// changes) or `LOFI_SPLITTING_HQS` (half-quadratic splitting without a dual, as DPIR).
+    pub splitting: lofi_splitting,
 }
 
-/// alpha 0.05, CG 100 iterations to 1e-7, `lofi_default_run_params()`.
-#[no_mangle]
-pub extern "C" fn lofi_default_pnp_params() -> lofi_pnp_params {
+/// How `lofi_pnp_params.splitting` couples the data and prior steps.
+pub type lofi_splitting = i32;
+/// ADMM with a scaled dual variable (the paper's LoFi-ADMM).
+pub const LOFI_SPLITTING_ADMM: lofi_splitting = 0;
+/// Half-quadratic splitting (no dual variable).
+pub const LOFI_SPLITTING_HQS: lofi_splitting = 1;
+
+/// alpha 0.05, CG 100 iterations to 1e-7, `lofi_default_run_params()`, no schedule, no early
+/// stopping.
+pub fn default_pnp_params() -> lofi_pnp_params {
     let d = pnp::PnpParams::default();
     lofi_pnp_params {
+        struct_size: size_of::<lofi_pnp_params>(),
         alpha: d.alpha,
         cg_max_iterations: d.cg_max_iterations as u32,
         cg_tolerance: d.cg_tolerance,
-        run: super::types::lofi_default_run_params(),
+        run: super::types::default_run_params(),
+        anneal_sigma_start: 0.0,
+        anneal_sigma_end: 0.0,
+        anneal_iterations: 0,
+        tolerance: 0.0,
+        splitting: LOFI_SPLITTING_ADMM,
     }
 }
 
-/// Figures of one ADMM iteration.
+// The caller's `lofi_pnp_params` is read in three parts: the head (fields before `run`, at fixed
+// offsets), `run` (by its own struct_size), and the tail (fields after `run`), which a C compiler
+// places at `offsetof(run) + sizeof(run)` of the caller's layout. The tail is copied byte for
+// byte onto the tail of this library's layout, so its fields need not be listed here.
+const RUN_OFFSET: usize = offset_of!(lofi_pnp_params, run);
+/// Where the tail starts in this library's layout.
+const TAIL_OFFSET: usize = RUN_OFFSET + size_of::<lofi_run_params>();
+/// Bytes of this library's tail.
+const TAIL_SIZE: usize = size_of::<lofi_pnp_params>() - TAIL_OFFSET;
+/// Tail sizes of every released layout, oldest first: the first layout had no tail. (A new field
+/// appended to the tail adds its new size here.)
+const TAIL_SIZES: [usize; 2] = [0, TAIL_SIZE];
+/// `sizeof(lofi_pnp_params)` of the first layout: the head and a first-layout `run`.
+pub(crate) const PNP_PARAMS_V1_SIZE: usize = RUN_OFFSET + super::types::RUN_PARAMS_V1_SIZE;
+
+const _: () = {
+    assert!(offset_of!(lofi_pnp_params, struct_size) == 0);
+    // Tails of the caller's layouts start right after a `run` of any version: `run`'s alignment
+    // (its size is a multiple of it) is at least the tail's.
+    assert!(offset_of!(lofi_pnp_params, anneal_sigma_start) == TAIL_OFFSET);
+    assert!(align_of::<lofi_run_params>() >= align_of::<lofi_pnp_params>());
+};
+
+/// The caller's layout of a `lofi_pnp_params`: its size and its `run`'s. Checks both.
+unsafe fn pnp_layout(ptr: *const lofi_pnp_params) -> Result<(usize, usize)> {
+    let size = (ptr as *const usize).read_unaligned();
+    let what = "lofi_pnp_params.struct_size";
+    if size == 0 {
+        return Err(Error::invalid_argument(format!(
+            "{what} is 0: initialise the lofi_pnp_params with lofi_default_pnp_params() (or set struct_size)"
+        )));
+    }
+    if size < PNP_PARAMS_V1_SIZE {
+        return Err(Error::invalid_argument(format!(
+            "{what} = {size} is smaller than the first version of lofi_pnp_params ({PNP_PARAMS_V1_SIZE} bytes)"
+        )));
+    }
+    let run_size = ((ptr as *const u8).add(RUN_OFFSET) as *const usize).read_unaligned();
+    abi::check_in_size::<lofi_run_params>(run_size, "lofi_pnp_params.run.struct_size")?;
+    let tail = size.checked_sub(RUN_OFFSET + run_size).unwrap_or(usize::MAX);
+    if size > size_of::<lofi_pnp_params>() || !TAIL_SIZES.contains(&tail) {
+        return Err(Error::invalid_argument(format!(
+            "{what} = {size} with run.struct_size = {run_size} is no layout of lofi_pnp_params this liblofi {} \
+             knows (its own is {} with run {}): is the struct initialised with lofi_default_pnp_params(), or \
+             was the program built against a newer lofi.h (check with lofi_check_version())?",
+            env!("CARGO_PKG_VERSION"),
+            size_of::<lofi_pnp_params>(),
+            size_of::<lofi_run_params>()
+        )));
+    }
+    Ok((size, run_size))
+}
+
+/// Reads a caller's PnP parameters (NULL: the defaults): the head, `run` by its own size, and
+/// the fields after it where the caller's layout puts them; defaults for what it lacks.
+unsafe fn read_pnp_params(ptr: *const lofi_pnp_params) -> Result<lofi_pnp_params> {
+    if ptr.is_null() {
+        return Ok(default_pnp_params());
+    }
+    let (size, run_size) = pnp_layout(ptr)?;
+    let src = ptr as *const u8;
+    let mut p = default_pnp_params();
+    let dst = &mut p as *mut lofi_pnp_params as *mut u8;
+    std::ptr::copy_nonoverlapping(src, dst, RUN_OFFSET);
+    p.run = abi::read_in(src.add(RUN_OFFSET) as *const lofi_run_params)?;
+    let tail_len = size - RUN_OFFSET - run_size;
+    let dst = &mut p as *mut lofi_pnp_params as *mut u8;
+    std::ptr::copy_nonoverlapping(src.add(RUN_OFFSET + run_size), dst.add(TAIL_OFFSET), tail_len);
+    p.struct_size = size_of::<lofi_pnp_params>();
+    Ok(p)
+}
+
+/// Fills `*params` with the defaults (alpha 0.05, CG 100 iterations to 1e-7, the run defaults,
+/// no schedule, no early stopping, ADMM) for the layout `params->struct_size` and
+/// `params->run.struct_size` declare; set both first. `lofi_default_pnp_params()` does all.
+///
+/// # Safety
+/// `params` must be NULL or valid for writes of the `struct_size` it declares.
+#[no_mangle]
+pub unsafe extern "C" fn lofi_init_pnp_params(params: *mut lofi_pnp_params) -> lofi_status {
+    guard("lofi_init_pnp_params", || {
+        if params.is_null() {
+            return Err(Error::invalid_argument("the lofi_pnp_params pointer is NULL"));
+        }
+        let (size, run_size) = pnp_layout(params)?;
+        let d = default_pnp_params();
+        let src = &d as *const lofi_pnp_params as *const u8;
+        let dst = params as *mut u8;
+        std::ptr::copy_nonoverlapping(src, dst, RUN_OFFSET);
+        (params as *mut usize).write_unaligned(size);
+        abi::write_out(dst.add(RUN_OFFSET) as *mut lofi_run_params, run_size, d.run);
+        std::ptr::copy_nonoverlapping(
+            src.add(TAIL_OFFSET),
+            dst.add(RUN_OFFSET + run_size),
+            size - RUN_OFFSET - run_size,
+        );
+        Ok(())
+    })
+}
+
+/// Figures of one ADMM iteration. Written by the library up to the size the call passes (the
+/// inline `lofi_pnp_step()` / `lofi_pnp_solve()` pass `sizeof(lofi_pnp_residuals)`);
+/// `struct_size` tells how many bytes it wrote.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct lofi_pnp_residuals {
+    /// Bytes of this struct the library filled.
+    pub struct_size: usize,
     /// Iterations done so far (1 after the first step).
     pub iteration: u32,
     /// ||x - v|| / ||v||: agreement between the data step and the prior.
@@ -145,28 +319,56 @@ pub struct lofi_pnp_residuals {
     pub psnr: f64,
     /// Conjugate-gradient iterations of the data step (0 for closed forms).
     pub cg_iterations: u32,
+    /// Noise level the denoiser was told in this iteration (NaN for a fixed-level denoiser).
+    /// (This field and those below were added after the first layout.)
+    pub sigma: f64,
+    /// Data weight alpha of this iteration.
+    pub alpha: f64,
+    /// 1 if the early-stopping rule (`tolerance`) held after this iteration.
+    pub converged: u32,
+}
+
+/// `sizeof(lofi_pnp_residuals)` of the first layout: up to `cg_iterations`.
+pub(crate) const PNP_RESIDUALS_V1_SIZE: usize =
+    abi::size_up_to(offset_of!(lofi_pnp_residuals, sigma), align_of::<lofi_pnp_residuals>());
+
+// SAFETY: repr(C), leading usize, numbers.
+unsafe impl Versioned for lofi_pnp_residuals {
+    const NAME: &'static str = "lofi_pnp_residuals";
+    const SIZES: &'static [usize] = &[PNP_RESIDUALS_V1_SIZE, size_of::<Self>()];
+    fn defaults() -> Self {
+        lofi_pnp_residuals { struct_size: size_of::<Self>(), ..Default::default() }
+    }
 }
 
 impl From<pnp::Residuals> for lofi_pnp_residuals {
     fn from(r: pnp::Residuals) -> Self {
         lofi_pnp_residuals {
+            struct_size: size_of::<Self>(),
             iteration: r.iteration as u32,
             primal: r.primal,
             dual: r.dual,
             data_misfit: r.data_misfit,
             psnr: r.psnr.unwrap_or(f64::NAN),
             cg_iterations: r.cg_iterations as u32,
+            sigma: r.sigma.unwrap_or(f64::NAN),
+            alpha: r.alpha,
+            converged: 0,
         }
     }
 }
 
 /// The state of a LoFi-ADMM solve: x, u, v and the operator. Not thread-safe: use one state
-/// from one thread at a time (different states may run concurrently, sharing a model).
+/// from one thread at a time (different states may run concurrently, sharing a model). It holds
+/// a reference to its model: `lofi_model_free()` before `lofi_pnp_free()` is safe.
 pub struct lofi_pnp {
-    /// Borrows the model: `lofi_pnp_create()` documents that the model must outlive the state.
+    /// Borrows `*model`. Declared first so that it is dropped first (fields drop in declaration
+    /// order), while `_model` still keeps the `Model` alive.
     inner: Pnp<'static>,
     progress: lofi_progress_fn,
     progress_user_data: *mut c_void,
+    /// The reference that keeps the model alive for as long as `inner` borrows it.
+    _model: Arc<crate::Model>,
 }
 
 /// Raw pointers of the C caller, moved into closures the operator calls on the stepping thread.
@@ -264,13 +466,17 @@ unsafe fn build_operator(d: &lofi_operator, device: tch::Device) -> Result<(Box<
 }
 
 /// Number of measurement floats the operator `op` expects, into `*out_len`.
+///
+/// # Safety
+/// Every pointer argument must be NULL (where allowed above) or valid as described above for
+/// the duration of the call; handles must come from this library and not be used after being freed.
 #[no_mangle]
 pub unsafe extern "C" fn lofi_operator_measurement_len(
     op: *const lofi_operator,
     out_len: *mut usize,
 ) -> lofi_status {
     guard("lofi_operator_measurement_len", || {
-        let (op, _) = build_operator(non_null(op, "op")?, tch::Device::Cpu)?;
+        let (op, _) = build_operator(&read_operator(op)?, tch::Device::Cpu)?;
         *out_len.as_mut().ok_or_else(|| Error::invalid_argument("out_len is NULL"))? = op.measurement_len();
         Ok(())
     })
@@ -279,6 +485,10 @@ pub unsafe extern "C" fn lofi_operator_measurement_len(
 /// Computes `y = A x` on the CPU (to simulate measurements): `x` is an image (height x width x
 /// channels floats), `y` has room for `y_len` floats and receives
 /// `lofi_operator_measurement_len()` of them (a smaller `y_len` is an error).
+///
+/// # Safety
+/// Every pointer argument must be NULL (where allowed above) or valid as described above for
+/// the duration of the call; handles must come from this library and not be used after being freed.
 #[no_mangle]
 pub unsafe extern "C" fn lofi_operator_forward(
     op: *const lofi_operator,
@@ -287,7 +497,7 @@ pub unsafe extern "C" fn lofi_operator_forward(
     y_len: usize,
 ) -> lofi_status {
     guard("lofi_operator_forward", || {
-        let (op, shape) = build_operator(non_null(op, "op")?, tch::Device::Cpu)?;
+        let (op, shape) = build_operator(&read_operator(op)?, tch::Device::Cpu)?;
         let x = slice(x, shape.numel(), "x")?;
         if y.is_null() {
             return Err(Error::invalid_argument("y is NULL"));
@@ -311,13 +521,18 @@ pub unsafe extern "C" fn lofi_operator_forward(
 
 /// Starts a LoFi-ADMM solve of `measurements = A x` with the denoiser `model`.
 ///
-/// * `model`: a denoiser (as many output as input channels = `op->channels`). It must stay
-///   loaded until `lofi_pnp_free()`.
+/// * `model`: a denoiser (as many output as input channels = `op->channels`). The state keeps
+///   a reference to it: the caller may `lofi_model_free()` it at any time after this call (the
+///   model is released with the last state using it).
 /// * `op`: the operator description (arrays are copied).
 /// * `measurements`: `measurement_len` floats in the operator's layout
 ///   (`lofi_operator_measurement_len()`); copied.
 /// * `params`: NULL for `lofi_default_pnp_params()`.
 /// * `out_pnp`: receives the state (NULL on failure); release with `lofi_pnp_free()`.
+///
+/// # Safety
+/// Every pointer argument must be NULL (where allowed above) or valid as described above for
+/// the duration of the call; handles must come from this library and not be used after being freed.
 #[no_mangle]
 pub unsafe extern "C" fn lofi_pnp_create(
     model: *const lofi_model,
@@ -332,36 +547,61 @@ pub unsafe extern "C" fn lofi_pnp_create(
             return Err(Error::invalid_argument("out_pnp is NULL"));
         }
         *out_pnp = std::ptr::null_mut();
-        // SAFETY (lifetime): the documented contract keeps the model alive until lofi_pnp_free.
-        if model.is_null() {
-            return Err(Error::invalid_argument("model is NULL"));
-        }
-        let model: &'static crate::Model = &(*model).inner;
-        let p = params.as_ref().copied().unwrap_or_else(|| lofi_default_pnp_params());
+        let owner: Arc<crate::Model> = Arc::clone(&non_null(model, "model")?.inner);
+        // SAFETY (lifetime): the state stores `owner`, which keeps the model alive for as long as
+        // the state (and the `Pnp` borrowing it, dropped first) exists.
+        let model: &'static crate::Model = &*Arc::as_ptr(&owner);
+        let p = read_pnp_params(params)?;
         if p.run.threads < 0 {
             return Err(Error::invalid_argument("threads is negative"));
         }
-        let (operator, shape) = build_operator(non_null(op, "op")?, model.device())?;
+        let (operator, shape) = build_operator(&read_operator(op)?, model.device())?;
         let y = slice(measurements, measurement_len, "measurements")?;
         let y = operator.measurements_from_host(y, model.device())?;
+        let schedule = (p.anneal_iterations > 0).then_some(pnp::NoiseSchedule {
+            sigma_start: p.anneal_sigma_start,
+            sigma_end: p.anneal_sigma_end,
+            iterations: p.anneal_iterations as usize,
+        });
         let settings = pnp::PnpParams {
             alpha: p.alpha,
             cg_max_iterations: p.cg_max_iterations as usize,
             cg_tolerance: p.cg_tolerance,
             memory_budget: usize::try_from(p.run.memory_budget_bytes).unwrap_or(usize::MAX),
             threads: p.run.threads as usize,
+            denoiser_sigma: if schedule.is_some() {
+                None
+            } else {
+                super::types::noise_level_from_c(p.run.noise_level)?
+            },
+            schedule,
+            splitting: match p.splitting {
+                LOFI_SPLITTING_ADMM => pnp::Splitting::Admm,
+                LOFI_SPLITTING_HQS => pnp::Splitting::Hqs,
+                other => {
+                    return Err(Error::invalid_argument(format!(
+                        "splitting = {other} is not a LOFI_SPLITTING_* value"
+                    )))
+                }
+            },
+            tolerance: p.tolerance,
         };
         let inner = Pnp::new(model, operator, shape, y, settings)?;
         *out_pnp = Box::into_raw(Box::new(lofi_pnp {
             inner,
             progress: p.run.progress,
             progress_user_data: p.run.progress_user_data,
+            _model: owner,
         }));
         Ok(())
     })
 }
 
 /// Gives a ground truth (height x width x channels floats, copied) so that residuals report PSNR.
+///
+/// # Safety
+/// Every pointer argument must be NULL (where allowed above) or valid as described above for
+/// the duration of the call; handles must come from this library and not be used after being freed.
 #[no_mangle]
 pub unsafe extern "C" fn lofi_pnp_set_ground_truth(pnp: *mut lofi_pnp, truth: *const f32) -> lofi_status {
     guard("lofi_pnp_set_ground_truth", || {
@@ -374,14 +614,57 @@ pub unsafe extern "C" fn lofi_pnp_set_ground_truth(pnp: *mut lofi_pnp, truth: *c
     })
 }
 
+/// Warm start: the estimate the next iteration starts from (height x width x channels floats,
+/// copied), e.g. a classical reconstruction or an earlier solve's result. Sets x = v = estimate
+/// and the dual variable to zero.
+///
+/// # Safety
+/// Every pointer argument must be NULL (where allowed above) or valid as described above for
+/// the duration of the call; handles must come from this library and not be used after being freed.
+#[no_mangle]
+pub unsafe extern "C" fn lofi_pnp_set_estimate(pnp: *mut lofi_pnp, estimate: *const f32) -> lofi_status {
+    guard("lofi_pnp_set_estimate", || {
+        let state = pnp.as_mut().ok_or_else(|| Error::invalid_argument("pnp is NULL"))?;
+        let s = state.inner.shape();
+        let t = slice(estimate, s.numel(), "estimate")?;
+        let image =
+            tch::Tensor::from_slice(t).view([s.height, s.width, s.channels]).permute([2, 0, 1]).unsqueeze(0);
+        state.inner.set_estimate(&image)
+    })
+}
+
+/// Checks the size of a residuals struct before any work (NULL: no figures wanted).
+fn check_residuals(out: *mut lofi_pnp_residuals, out_size: usize, what: &str) -> Result<()> {
+    if out.is_null() {
+        return Ok(());
+    }
+    abi::check_out_size::<lofi_pnp_residuals>(out_size, what)
+}
+
+/// Writes an iteration's figures into the caller's struct of `out_size` bytes (NULL: nothing).
+fn write_residuals(out: *mut lofi_pnp_residuals, out_size: usize, r: pnp::Residuals, converged: bool) {
+    let mut value = lofi_pnp_residuals::from(r);
+    value.converged = converged as u32;
+    // SAFETY: NULL or valid for out_size bytes, per the API contract; the size was checked.
+    unsafe { abi::write_out(out, out_size, value) }
+}
+
 /// Steps `iterations` times, writing each iteration's figures to `*out` before asking the
 /// progress callback whether to go on (so a cancelled solve still reports where it stopped).
-fn run_steps(state: &mut lofi_pnp, iterations: u32, out: *mut lofi_pnp_residuals) -> Result<()> {
+/// With `early_stop`, stops after an iteration that meets the tolerance rule.
+fn run_steps(
+    state: &mut lofi_pnp,
+    iterations: u32,
+    out: *mut lofi_pnp_residuals,
+    out_size: usize,
+    early_stop: bool,
+) -> Result<()> {
     for done in 1..=iterations {
         let r = state.inner.step(&mut None)?;
-        // SAFETY: NULL or valid, per the API contract.
-        if let Some(out) = unsafe { out.as_mut() } {
-            *out = r.into();
+        let converged = state.inner.converged(&r);
+        write_residuals(out, out_size, r, converged);
+        if early_stop && converged {
+            return Ok(());
         }
         if let Some(f) = state.progress {
             // SAFETY: the caller's callback and user data, as documented.
@@ -394,42 +677,64 @@ fn run_steps(state: &mut lofi_pnp, iterations: u32, out: *mut lofi_pnp_residuals
 }
 
 /// Runs one ADMM iteration (data step, LoFi prior on every pixel, dual update) and writes its
-/// figures to `*out` (may be NULL). A failing step (a user callback returning false reports
+/// figures to `*out` (may be NULL), at most `out_size` bytes (`sizeof(lofi_pnp_residuals)`,
+/// which the inline `lofi_pnp_step()` passes). A failing step (a user callback returning false reports
 /// `LOFI_STATUS_INVALID_ARGUMENT`, a NaN it wrote `LOFI_STATUS_INVALID_INPUT`) leaves the state
 /// as it was before the step.
+///
+/// # Safety
+/// Every pointer argument must be NULL (where allowed above) or valid as described above for
+/// the duration of the call; handles must come from this library and not be used after being freed.
 #[no_mangle]
-pub unsafe extern "C" fn lofi_pnp_step(pnp: *mut lofi_pnp, out: *mut lofi_pnp_residuals) -> lofi_status {
+pub unsafe extern "C" fn lofi_pnp_step_sized(
+    pnp: *mut lofi_pnp,
+    out: *mut lofi_pnp_residuals,
+    out_size: usize,
+) -> lofi_status {
     guard("lofi_pnp_step", || {
         let state = pnp.as_mut().ok_or_else(|| Error::invalid_argument("pnp is NULL"))?;
+        check_residuals(out, out_size, "out_size")?;
         let r = state.inner.step(&mut None)?;
-        if let Some(out) = out.as_mut() {
-            *out = r.into();
-        }
+        let converged = state.inner.converged(&r);
+        write_residuals(out, out_size, r, converged);
         Ok(())
     })
 }
 
 /// Runs `iterations` ADMM iterations, calling the params' progress callback after each (done,
 /// total iterations; returning false cancels with `LOFI_STATUS_CANCELLED`, keeping the
-/// iterations done). `*last` (may be NULL) receives the figures of the last iteration run, also
-/// when cancelled.
+/// iterations done). Stops early, with `LOFI_STATUS_OK` and `last->converged = 1`, once the
+/// params' `tolerance` rule holds. `*last` (may be NULL) receives the figures of the last
+/// iteration run, also when cancelled (at most `last_size` bytes, as for `lofi_pnp_step()`).
+///
+/// # Safety
+/// Every pointer argument must be NULL (where allowed above) or valid as described above for
+/// the duration of the call; handles must come from this library and not be used after being freed.
 #[no_mangle]
-pub unsafe extern "C" fn lofi_pnp_solve(
+pub unsafe extern "C" fn lofi_pnp_solve_sized(
     pnp: *mut lofi_pnp,
     iterations: u32,
     last: *mut lofi_pnp_residuals,
+    last_size: usize,
 ) -> lofi_status {
     guard("lofi_pnp_solve", || {
         let state = pnp.as_mut().ok_or_else(|| Error::invalid_argument("pnp is NULL"))?;
         if iterations == 0 {
             return Err(Error::invalid_argument("iterations is 0"));
         }
-        run_steps(state, iterations, last)
+        check_residuals(last, last_size, "last_size")?;
+        run_steps(state, iterations, last, last_size, true)
     })
 }
 
 /// Copies the current estimate v (height x width x channels floats, rows `row_stride_bytes`
-/// apart, 0 = packed) into `out`. Before the first step it is zero.
+/// apart, 0 = packed) into `out`. Before the first step it is the starting estimate: the
+/// operator's first guess (inpainting: gaps filled by normalised convolution; denoising: the
+/// measurements), zero for the other operators, or what `lofi_pnp_set_estimate()` set.
+///
+/// # Safety
+/// Every pointer argument must be NULL (where allowed above) or valid as described above for
+/// the duration of the call; handles must come from this library and not be used after being freed.
 #[no_mangle]
 pub unsafe extern "C" fn lofi_pnp_estimate(
     pnp: *const lofi_pnp,
@@ -454,7 +759,10 @@ pub unsafe extern "C" fn lofi_pnp_estimate(
         };
         let hwc =
             state.inner.estimate().squeeze_dim(0).permute([1, 2, 0]).to_device(tch::Device::Cpu).contiguous();
-        let values = Vec::<f32>::try_from(hwc.view([-1])).map_err(|e| Error::Internal(e.to_string()))?;
+        let n = hwc.numel();
+        let mut values = crate::error::try_vec::<f32>(n, "the estimate on the host")?;
+        values.resize(n, 0.0);
+        hwc.f_copy_data(&mut values, n)?;
         let dst = std::slice::from_raw_parts_mut(out, (s.height as usize - 1) * stride + row);
         for r in 0..s.height as usize {
             dst[r * stride..r * stride + row].copy_from_slice(&values[r * row..(r + 1) * row]);
@@ -463,10 +771,18 @@ pub unsafe extern "C" fn lofi_pnp_estimate(
     })
 }
 
-/// Releases a PnP state. NULL is allowed.
+/// Releases a PnP state, and its reference to the model (the model goes when its last user
+/// does). NULL is allowed.
+///
+/// # Safety
+/// Every pointer argument must be NULL (where allowed above) or valid as described above for
+/// the duration of the call; handles must come from this library and not be used after being freed.
 #[no_mangle]
 pub unsafe extern "C" fn lofi_pnp_free(pnp: *mut lofi_pnp) {
     if !pnp.is_null() {
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(Box::from_raw(pnp))));
+        let _ = super::error::quietly(|| {
+            drop(Box::from_raw(pnp));
+            Ok(())
+        });
     }
 }

@@ -2,6 +2,7 @@
 
 use std::os::raw::c_void;
 
+use super::abi;
 use super::error::{guard, lofi_status, non_null};
 use super::model::lofi_model;
 use super::types::*;
@@ -47,7 +48,7 @@ fn stride_in_floats(bytes: usize, row: usize, what: &str) -> Result<usize> {
     if bytes == 0 {
         return Ok(row);
     }
-    if bytes % 4 != 0 {
+    if !bytes.is_multiple_of(4) {
         return Err(Error::invalid_argument(format!(
             "{what} row stride {bytes} is not a multiple of 4 bytes"
         )));
@@ -61,10 +62,9 @@ struct CallParams {
 }
 
 impl CallParams {
-    fn new(params: *const lofi_run_params) -> Self {
+    fn new(params: *const lofi_run_params) -> Result<Self> {
         // SAFETY: NULL or a valid struct, per the API contract.
-        let params = unsafe { params.as_ref() }.copied().unwrap_or_else(|| lofi_default_run_params());
-        CallParams { params }
+        Ok(CallParams { params: unsafe { read_run_params(params) }? })
     }
 
     fn run<T>(&self, f: impl FnOnce(RunOptions<'_>) -> Result<T>) -> Result<T> {
@@ -81,15 +81,22 @@ impl CallParams {
             }
         });
         let progress = callback.as_mut().map(|c| c as &mut dyn FnMut(Progress) -> bool);
-        f(RunOptions { memory_budget: budget, threads: p.threads as usize, progress })
+        let noise_level = noise_level_from_c(p.noise_level)?;
+        f(RunOptions { memory_budget: budget, threads: p.threads as usize, progress, noise_level })
     }
 }
 
-fn write_report(report: *mut lofi_run_report, r: engine::RunReport) {
-    // SAFETY: NULL or valid, per the API contract.
-    if let Some(out) = unsafe { report.as_mut() } {
-        *out = r.into();
+/// Checks the report's size before any work (NULL: no report).
+fn check_report(report: *mut lofi_run_report, report_size: usize) -> Result<()> {
+    if report.is_null() {
+        return Ok(());
     }
+    abi::check_out_size::<lofi_run_report>(report_size, "report_size")
+}
+
+fn write_report(report: *mut lofi_run_report, report_size: usize, r: engine::RunReport) {
+    // SAFETY: NULL or valid for report_size bytes, per the API contract; size checked.
+    unsafe { abi::write_out(report, report_size, r.into()) }
 }
 
 /// Reconstructs a region of `input` sampled on a `grid_width` x `grid_height` grid.
@@ -105,11 +112,18 @@ fn write_report(report: *mut lofi_run_report, r: engine::RunReport) {
 ///   `output_row_stride_bytes` apart (0: packed). Written batch by batch; on failure its
 ///   contents are unspecified.
 /// * `params`: NULL for `lofi_default_run_params()`.
-/// * `report`: NULL, or receives what the call did.
+/// * `report`: NULL, or receives what the call did: at most `report_size` bytes
+///   (`sizeof(lofi_run_report)`, which the inline `lofi_reconstruct_region()` passes).
 ///
-/// Working memory stays within `params->memory_budget_bytes` whatever the output size.
+/// Working memory stays within `params->memory_budget_bytes` whatever the output size; a budget
+/// larger than the work needs (even `UINT64_MAX`) plans batches of the work's size. Region
+/// corners must be finite and within `LOFI_MAX_COORDINATE` pixels.
+///
+/// # Safety
+/// Every pointer argument must be NULL (where allowed above) or valid as described above for
+/// the duration of the call; handles must come from this library and not be used after being freed.
 #[no_mangle]
-pub unsafe extern "C" fn lofi_reconstruct_region(
+pub unsafe extern "C" fn lofi_reconstruct_region_sized(
     model: *const lofi_model,
     input: *const lofi_image,
     region: *const lofi_region,
@@ -120,6 +134,7 @@ pub unsafe extern "C" fn lofi_reconstruct_region(
     output_row_stride_bytes: usize,
     params: *const lofi_run_params,
     report: *mut lofi_run_report,
+    report_size: usize,
 ) -> lofi_status {
     guard("lofi_reconstruct_region", || {
         let model = &non_null(model, "model")?.inner;
@@ -145,8 +160,10 @@ pub unsafe extern "C" fn lofi_reconstruct_region(
             .and_then(|v| v.checked_add(row))
             .filter(|&v| v <= isize::MAX as usize / 4)
             .ok_or_else(|| Error::invalid_argument("output size overflows"))?;
+        let call = CallParams::new(params)?;
+        check_report(report, report_size)?;
         let data = std::slice::from_raw_parts_mut(output, len);
-        let r = CallParams::new(params).run(|options| {
+        let r = call.run(|options| {
             engine::reconstruct_region(
                 model,
                 image,
@@ -158,16 +175,21 @@ pub unsafe extern "C" fn lofi_reconstruct_region(
                 options,
             )
         })?;
-        write_report(report, r);
+        write_report(report, report_size, r);
         Ok(())
     })
 }
 
 /// Reconstructs `count` arbitrary points. `points_xy` holds `2 * count` doubles: x (column) then
 /// y (row) of each point, in input pixel coordinates. `output` receives `count * channels_out`
-/// floats, point after point. Otherwise as `lofi_reconstruct_region()`.
+/// floats, point after point. Coordinates must be finite and within `LOFI_MAX_COORDINATE`
+/// pixels. Otherwise as `lofi_reconstruct_region()` (`report_size` included).
+///
+/// # Safety
+/// Every pointer argument must be NULL (where allowed above) or valid as described above for
+/// the duration of the call; handles must come from this library and not be used after being freed.
 #[no_mangle]
-pub unsafe extern "C" fn lofi_reconstruct_points(
+pub unsafe extern "C" fn lofi_reconstruct_points_sized(
     model: *const lofi_model,
     input: *const lofi_image,
     points_xy: *const f64,
@@ -175,6 +197,7 @@ pub unsafe extern "C" fn lofi_reconstruct_points(
     output: *mut f32,
     params: *const lofi_run_params,
     report: *mut lofi_run_report,
+    report_size: usize,
 ) -> lofi_status {
     guard("lofi_reconstruct_points", || {
         let model = &non_null(model, "model")?.inner;
@@ -189,13 +212,17 @@ pub unsafe extern "C" fn lofi_reconstruct_points(
         if count == 0 || count > isize::MAX as usize / 16 {
             return Err(Error::invalid_argument(format!("count = {count} is out of range")));
         }
-        let raw = std::slice::from_raw_parts(points_xy, 2 * count);
-        let points: Vec<[f64; 2]> = raw.chunks_exact(2).map(|p| [p[0], p[1]]).collect();
+        let call = CallParams::new(params)?;
+        check_report(report, report_size)?;
         let c_out = model.config().c_out as usize;
-        let out = std::slice::from_raw_parts_mut(output, count * c_out);
-        let r = CallParams::new(params)
-            .run(|options| engine::reconstruct_points(model, image, &points, out, options))?;
-        write_report(report, r);
+        let out_len =
+            count.checked_mul(c_out).ok_or_else(|| Error::invalid_argument("count x channels overflows"))?;
+        let raw = std::slice::from_raw_parts(points_xy, 2 * count);
+        let mut points = crate::error::try_vec::<[f64; 2]>(count, "the points")?;
+        points.extend(raw.chunks_exact(2).map(|p| [p[0], p[1]]));
+        let out = std::slice::from_raw_parts_mut(output, out_len);
+        let r = call.run(|options| engine::reconstruct_points(model, image, &points, out, options))?;
+        write_report(report, report_size, r);
         Ok(())
     })
 }

@@ -1,10 +1,15 @@
-//! Plain-data structs of the C ABI and their `lofi_default_*()` constructors.
+//! Plain-data structs of the C ABI and their defaults.
 //!
-//! Callers always start from a `lofi_default_*()` value and change the fields they care about,
-//! so that fields added in later minor versions keep sensible defaults.
+//! Callers always start from a `lofi_default_*()` value (inline functions of lofi.h that call the
+//! `lofi_init_*()` functions here with the caller's `sizeof`) and change the fields they care
+//! about, so that fields added in later versions keep sensible defaults. See [`super::abi`] for
+//! the `struct_size` rules.
 
+use std::mem::{align_of, offset_of, size_of};
 use std::os::raw::c_void;
 
+use super::abi::{self, size_up_to, Versioned};
+use super::error::{guard, lofi_status};
 use crate::device::{DeviceSpec, Precision};
 use crate::error::{Error, Result};
 
@@ -28,6 +33,8 @@ pub const LOFI_PRECISION_F16: lofi_precision = 2;
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct lofi_load_params {
+    /// `sizeof(lofi_load_params)`, set by `lofi_default_load_params()`.
+    pub struct_size: usize,
     /// `LOFI_DEVICE_CPU` (default) or `LOFI_DEVICE_CUDA`.
     pub device: lofi_device_kind,
     /// GPU index for `LOFI_DEVICE_CUDA` (default 0).
@@ -37,9 +44,33 @@ pub struct lofi_load_params {
 }
 
 /// CPU, GPU 0 when CUDA is chosen, float32.
+pub fn default_load_params() -> lofi_load_params {
+    lofi_load_params {
+        struct_size: size_of::<lofi_load_params>(),
+        device: LOFI_DEVICE_CPU,
+        device_index: 0,
+        precision: LOFI_PRECISION_F32,
+    }
+}
+
+// SAFETY: repr(C), leading usize, plain integers.
+unsafe impl Versioned for lofi_load_params {
+    const NAME: &'static str = "lofi_load_params";
+    const SIZES: &'static [usize] = &[size_of::<Self>()];
+    fn defaults() -> Self {
+        default_load_params()
+    }
+}
+
+/// Fills `*params` with the defaults (CPU, GPU 0 when CUDA is chosen, float32) for the layout
+/// `params->struct_size` declares; set it to `sizeof(lofi_load_params)` first.
+/// `lofi_default_load_params()` does both.
+///
+/// # Safety
+/// `params` must be NULL or valid for writes of the `struct_size` it declares.
 #[no_mangle]
-pub extern "C" fn lofi_default_load_params() -> lofi_load_params {
-    lofi_load_params { device: LOFI_DEVICE_CPU, device_index: 0, precision: LOFI_PRECISION_F32 }
+pub unsafe extern "C" fn lofi_init_load_params(params: *mut lofi_load_params) -> lofi_status {
+    guard("lofi_init_load_params", || abi::init(params))
 }
 
 impl lofi_load_params {
@@ -69,7 +100,8 @@ impl lofi_load_params {
 
 /// Progress callback: called after every batch with the pixels done so far and the total.
 /// Return `true` to continue, `false` to cancel (the call then returns `LOFI_STATUS_CANCELLED`).
-/// Called on the thread that made the call.
+/// Called on the thread that made the call. It must return normally: no C++ exception, longjmp
+/// or thread cancellation may leave it (catch inside and return `false`).
 pub type lofi_progress_fn =
     Option<unsafe extern "C" fn(user_data: *mut c_void, done: u64, total: u64) -> bool>;
 
@@ -77,30 +109,79 @@ pub type lofi_progress_fn =
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct lofi_run_params {
+    /// `sizeof(lofi_run_params)`, set by `lofi_default_run_params()`.
+    pub struct_size: usize,
     /// Working-memory budget in bytes: device memory on CUDA, host memory on the CPU
     /// (default 512 MiB). The batch size is derived from it; a budget that cannot hold one
-    /// batch is an error whose message states the minimum.
+    /// batch is an error whose message states the minimum. Larger than useful is fine (up to
+    /// `UINT64_MAX`): batches never exceed the work, nor, on the CPU, the memory available when
+    /// the budget is beyond the machine's.
     pub memory_budget_bytes: u64,
-    /// CPU threads for this call, 0 for libtorch's default. Applies to the calling thread.
+    /// CPU threads for this call, 0 for libtorch's default. Applies to the calling thread. More
+    /// than the machine's available parallelism is clamped to it (with a log message).
     pub threads: i32,
     /// Optional progress/cancel callback (NULL: none).
     pub progress: lofi_progress_fn,
     /// Passed to `progress` unchanged.
     pub progress_user_data: *mut c_void,
+    /// Noise standard deviation of the input in image units (e.g. 25.0 / 255 for [0, 1] images),
+    /// for noise-level-aware models (`lofi_model_info.noise_level_aware`), which require it.
+    /// Negative (the default, `LOFI_NOISE_LEVEL_NONE`): not given; fixed-level models require
+    /// that. NaN is an error. (Added after the first layout.)
+    pub noise_level: f64,
 }
 
-/// 512 MiB budget, default threads, no callback.
-#[no_mangle]
-pub extern "C" fn lofi_default_run_params() -> lofi_run_params {
+/// `lofi_run_params.noise_level` when no noise level is given.
+pub const LOFI_NOISE_LEVEL_NONE: f64 = -1.0;
+
+/// 512 MiB budget, default threads, no callback, no noise level.
+pub fn default_run_params() -> lofi_run_params {
     lofi_run_params {
+        struct_size: size_of::<lofi_run_params>(),
         memory_budget_bytes: crate::engine::DEFAULT_MEMORY_BUDGET as u64,
         threads: 0,
         progress: None,
         progress_user_data: std::ptr::null_mut(),
+        noise_level: LOFI_NOISE_LEVEL_NONE,
     }
 }
 
-/// An input image: row-major, interleaved channels (H, W, C), float32.
+/// `sizeof(lofi_run_params)` of the first layout: up to `progress_user_data`.
+pub(crate) const RUN_PARAMS_V1_SIZE: usize =
+    size_up_to(offset_of!(lofi_run_params, noise_level), align_of::<lofi_run_params>());
+
+// SAFETY: repr(C), leading usize; numbers, a nullable pointer and an Option function pointer.
+unsafe impl Versioned for lofi_run_params {
+    const NAME: &'static str = "lofi_run_params";
+    const SIZES: &'static [usize] = &[RUN_PARAMS_V1_SIZE, size_of::<Self>()];
+    fn defaults() -> Self {
+        default_run_params()
+    }
+}
+
+/// Fills `*params` with the defaults (512 MiB budget, default threads, no callback, no noise
+/// level) for the layout `params->struct_size` declares; set it to `sizeof(lofi_run_params)`
+/// first. `lofi_default_run_params()` does both.
+///
+/// # Safety
+/// `params` must be NULL or valid for writes of the `struct_size` it declares.
+#[no_mangle]
+pub unsafe extern "C" fn lofi_init_run_params(params: *mut lofi_run_params) -> lofi_status {
+    guard("lofi_init_run_params", || abi::init(params))
+}
+
+/// A C noise level (negative: none) as the engine's option.
+pub(crate) fn noise_level_from_c(value: f64) -> crate::error::Result<Option<f64>> {
+    if value.is_nan() {
+        return Err(crate::error::Error::invalid_argument(
+            "noise_level is NaN (use a negative value for none)",
+        ));
+    }
+    Ok((value >= 0.0).then_some(value))
+}
+
+/// An input image: row-major, interleaved channels (H, W, C), float32. A frozen layout (no
+/// struct_size: every field is required; docs/abi.md).
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct lofi_image {
@@ -116,7 +197,8 @@ pub struct lofi_image {
 
 /// A rectangle of the input's continuous pixel coordinates: x is the column, y the row, pixel
 /// centres sit at integers, so the whole image is {0, 0, width - 1, height - 1}. Corners may lie
-/// outside the image (samples are then reflected at the borders, as in training).
+/// outside the image (samples are then reflected at the borders, as in training), within
+/// `LOFI_MAX_COORDINATE` pixels. A frozen layout, as `lofi_image`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct lofi_region {
@@ -129,7 +211,7 @@ pub struct lofi_region {
 /// A sub-window of an output grid (for tiles): `cols` x `rows` samples starting at grid
 /// column `col0`, row `row0`. Tiles of one grid computed separately equal the whole grid: bit
 /// for bit on the CPU with `threads = 1`; with more threads the BLAS may split rows differently
-/// and the last bits can differ (about 1e-7 relative).
+/// and the last bits can differ (about 1e-7 relative). A frozen layout, as `lofi_image`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct lofi_window {
@@ -139,10 +221,21 @@ pub struct lofi_window {
     pub rows: usize,
 }
 
-/// What a reconstruction did (optional output of the reconstruct calls).
+/// Largest coordinate magnitude accepted (regions and points), in input pixels. The network sees
+/// coordinates as float32 fractions of the image: at 1e6 pixels their spacing is 1/16 pixel, and
+/// beyond 2^24 neighbouring pixels become indistinguishable. Samples this far outside the image
+/// are reflections of reflections anyway; larger or non-finite values are refused with
+/// `LOFI_STATUS_INVALID_ARGUMENT` before any work.
+pub const LOFI_MAX_COORDINATE: f64 = 1e6;
+
+/// What a reconstruction did (optional output of the reconstruct calls). Written by the
+/// library up to the size the call passes (the inline `lofi_reconstruct_*()` wrappers pass
+/// `sizeof(lofi_run_report)`); `struct_size` tells how many bytes it wrote.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct lofi_run_report {
+    /// Bytes of this struct the library filled.
+    pub struct_size: usize,
     /// Output pixels computed.
     pub pixels: u64,
     /// Pixels per batch chosen from the budget.
@@ -151,26 +244,53 @@ pub struct lofi_run_report {
     pub batches: u64,
     /// The engine's estimate of its peak working memory in bytes (within the budget).
     pub estimated_peak_bytes: u64,
-    /// Peak device memory measured on CUDA in bytes; 0 on the CPU.
+    /// Peak device memory allocated on CUDA during the call, above what was allocated when it
+    /// began, in bytes; 0 on the CPU.
     pub measured_peak_bytes: u64,
+    /// Peak device memory reserved by libtorch's caching allocator on the model's GPU during
+    /// the call (allocated plus cached, process-wide: what other processes cannot use), in
+    /// bytes; 0 on the CPU. (Added after the first layout.)
+    pub measured_peak_reserved_bytes: u64,
+    /// Device memory reserved on that GPU when the call returned; `lofi_release_cached_memory()`
+    /// gives the cached (unused) part back. 0 on the CPU.
+    pub reserved_bytes: u64,
+}
+
+/// `sizeof(lofi_run_report)` of the first layout: up to `measured_peak_bytes`.
+pub(crate) const RUN_REPORT_V1_SIZE: usize =
+    size_up_to(offset_of!(lofi_run_report, measured_peak_reserved_bytes), align_of::<lofi_run_report>());
+
+// SAFETY: repr(C), leading usize, integers.
+unsafe impl Versioned for lofi_run_report {
+    const NAME: &'static str = "lofi_run_report";
+    const SIZES: &'static [usize] = &[RUN_REPORT_V1_SIZE, size_of::<Self>()];
+    fn defaults() -> Self {
+        lofi_run_report { struct_size: size_of::<Self>(), ..Default::default() }
+    }
 }
 
 impl From<crate::engine::RunReport> for lofi_run_report {
     fn from(r: crate::engine::RunReport) -> Self {
         lofi_run_report {
+            struct_size: size_of::<Self>(),
             pixels: r.pixels as u64,
             batch_pixels: r.plan.batch_pixels as u64,
             batches: r.batches as u64,
             estimated_peak_bytes: r.plan.estimated_bytes() as u64,
             measured_peak_bytes: r.measured_peak_bytes.unwrap_or(0),
+            measured_peak_reserved_bytes: r.measured_peak_reserved_bytes.unwrap_or(0),
+            reserved_bytes: r.reserved_bytes.unwrap_or(0),
         }
     }
 }
 
-/// A model's description (output of `lofi_model_get_info()`).
+/// A model's description (output of `lofi_model_get_info()`). Written by the library up to the
+/// size the call passes; `struct_size` tells how many bytes it wrote.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct lofi_model_info {
+    /// Bytes of this struct the library filled.
+    pub struct_size: usize,
     /// Training resolution S (the model works at any resolution; offsets are defined at S).
     pub image_size: i32,
     /// Input channels (2 = one complex channel).
@@ -198,4 +318,42 @@ pub struct lofi_model_info {
     pub precision: lofi_precision,
     /// Working memory one output pixel needs in a batch, in bytes.
     pub bytes_per_pixel: u64,
+    /// 1 if the model is noise-level aware: it needs `lofi_run_params.noise_level`. (Added after
+    /// the first layout, as the two fields below.)
+    pub noise_level_aware: i32,
+    /// The training range of the noise level (0 and 0 for a fixed-level model).
+    pub noise_level_min: f64,
+    pub noise_level_max: f64,
 }
+
+/// `sizeof(lofi_model_info)` of the first layout: up to `bytes_per_pixel`.
+pub(crate) const MODEL_INFO_V1_SIZE: usize =
+    size_up_to(offset_of!(lofi_model_info, noise_level_aware), align_of::<lofi_model_info>());
+
+// SAFETY: repr(C), leading usize, numbers.
+unsafe impl Versioned for lofi_model_info {
+    const NAME: &'static str = "lofi_model_info";
+    const SIZES: &'static [usize] = &[MODEL_INFO_V1_SIZE, size_of::<Self>()];
+    fn defaults() -> Self {
+        lofi_model_info { struct_size: size_of::<Self>(), ..Default::default() }
+    }
+}
+
+/// Reads optional run parameters (NULL: the defaults).
+///
+/// # Safety
+/// `params` must be NULL or valid for reads of the `struct_size` it declares.
+pub(crate) unsafe fn read_run_params(params: *const lofi_run_params) -> Result<lofi_run_params> {
+    abi::read_in_or_default(params)
+}
+
+// The first layouts are prefixes of the current ones (fields are only ever appended).
+const _: () = {
+    assert!(RUN_PARAMS_V1_SIZE == offset_of!(lofi_run_params, noise_level));
+    assert!(RUN_REPORT_V1_SIZE == offset_of!(lofi_run_report, measured_peak_reserved_bytes));
+    assert!(MODEL_INFO_V1_SIZE == offset_of!(lofi_model_info, noise_level_aware));
+    assert!(offset_of!(lofi_load_params, struct_size) == 0);
+    assert!(offset_of!(lofi_run_params, struct_size) == 0);
+    assert!(offset_of!(lofi_run_report, struct_size) == 0);
+    assert!(offset_of!(lofi_model_info, struct_size) == 0);
+};

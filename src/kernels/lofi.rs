@@ -52,7 +52,7 @@ impl LofiNet {
     pub fn build(cfg: &LofiConfig, p: &mut ParamBuilder) -> Result<LofiNet> {
         cfg.validate()?;
         let (n, m) = (cfg.n, cfg.m);
-        let features = cfg.sampled_channels() * n * m;
+        let features = cfg.network_channels() * n * m;
 
         let ccpg = if cfg.ccpg {
             let blocks = (0..cfg.n_deform)
@@ -160,10 +160,36 @@ impl LofiNet {
     }
 
     /// Pixel step: `prepared` (B, C', H, W) from [`prepare`](Self::prepare), `coords` (B, P, 2) in
-    /// [-0.5, 0.5]; returns (B, P, c_out).
+    /// [-0.5, 0.5]; returns (B, P, c_out). For a model without noise-level input.
     pub fn forward_prepared(&self, prepared: &Tensor, coords: &Tensor) -> Tensor {
+        self.forward_conditioned(prepared, coords, None)
+    }
+
+    /// As [`forward_prepared`](Self::forward_prepared), with the noise level of each of the B
+    /// images, `noise_level` (B,) float32, for a noise-aware model (`config.noise_level`).
+    ///
+    /// # Panics
+    /// If the model is noise-aware and `noise_level` is `None` (callers check with
+    /// [`Model::check_noise_level`](crate::Model::check_noise_level) first).
+    pub fn forward_conditioned(&self, prepared: &Tensor, coords: &Tensor, noise_level: Option<&Tensor>) -> Tensor {
         let cfg = &self.config;
+        // The noise-level channel, appended to every crop: (B, 1, 1, 1, 1), broadcast below.
+        let level = match (&cfg.noise_level, noise_level) {
+            (Some(_), Some(s)) => Some(s.to_kind(Kind::Float).view([-1, 1, 1, 1, 1])),
+            (Some(_), None) => panic!("a noise-aware model needs the noise level"),
+            (None, _) => None,
+        };
+        let condition = |crop: Tensor| -> Tensor {
+            match &level {
+                Some(s) => {
+                    let (b, _, p, n, m) = crop.size5().expect("crop is (B, C', P, N, M)");
+                    Tensor::cat(&[crop, s.expand([b, 1, p, n, m], true)], 1)
+                }
+                None => crop,
+            }
+        };
         let (b, c, h, w) = prepared.size4().expect("prepared image is (B, C', H, W)");
+        let c = c + i64::from(level.is_some());
         let p = coords.size()[1];
         let (n, m) = (cfg.n, cfg.m);
         let coords = coords.to_kind(Kind::Float);
@@ -174,14 +200,14 @@ impl LofiNet {
             Some(inr) => inr.forward(&coords.to_kind(kind)).to_kind(Kind::Float),
             None => coords,
         };
-        let mut crop = sample_patches(prepared, &centre, &self.scaled_offsets(&self.patch, h, w));
+        let mut crop = condition(sample_patches(prepared, &centre, &self.scaled_offsets(&self.patch, h, w)));
         if let Some(ccpg) = &self.ccpg {
             for block in &ccpg.blocks {
                 // (B, C', P, N, M) -> (B, P, C' N M) in (C', N, M) order, as the reference flattens.
                 let flat = crop.permute([0, 2, 1, 3, 4]).reshape([b, p, c * n * m]);
                 let offsets = block.forward(&flat.to_kind(kind)).view([b, p, n, m, 2]);
                 let offsets = self.scaled_offsets(&offsets.to_kind(Kind::Float), h, w);
-                crop = sample_patches(prepared, &centre, &offsets);
+                crop = condition(sample_patches(prepared, &centre, &offsets));
             }
         }
 

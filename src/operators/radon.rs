@@ -435,7 +435,7 @@ pub fn add_snr_noise<R: Rng + ?Sized>(signal: &Tensor, snr_db: f64, rng: &mut R)
     let size = signal.size();
     let sigma = snr_noise_sigma(signal, snr_db);
     let mut sigma_shape = vec![size[0]];
-    sigma_shape.extend(std::iter::repeat(1).take(size.len() - 1));
+    sigma_shape.extend(std::iter::repeat_n(1, size.len() - 1));
     let noise = standard_normal(&size, kind, signal.device(), rng);
     signal.to_kind(kind) + noise * sigma.view(sigma_shape.as_slice())
 }

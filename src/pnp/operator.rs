@@ -33,6 +33,41 @@ pub trait Operator: Send {
         let flat = y.to_kind(Kind::Float).to_device(Device::Cpu).contiguous().view([-1]);
         Vec::<f32>::try_from(&flat).expect("float tensor")
     }
+    /// A first estimate of the image from `A^T y`, where the operator has a cheap and better one
+    /// than zero (inpainting: the gaps filled by normalised convolution). `None`: start at zero.
+    fn initial_estimate(&self, _back_projection: &Tensor) -> Option<Result<Tensor>> {
+        None
+    }
+}
+
+/// Fills the unobserved pixels of `observed` (mask 0) by normalised convolution with Gaussians of
+/// growing width (1, 2, 4, ... pixels): each gap pixel takes the finest scale whose window holds
+/// enough observed weight. Observed pixels keep their values. `observed`, `mask`: (1, C, H, W).
+pub fn fill_gaps(observed: &Tensor, mask: &Tensor) -> Tensor {
+    let (_, c, h, w) = observed.size4().expect("(1, C, H, W)");
+    let mut estimate = observed * mask;
+    let mut filled = mask.shallow_clone();
+    let mut sigma = 1.0f64;
+    while sigma <= (h.max(w) as f64) && bool::try_from(filled.lt(0.5).any()).unwrap_or(false) {
+        let radius = (3.0 * sigma).ceil() as i64;
+        let taps = Tensor::arange_start(-radius, radius + 1, (Kind::Float, observed.device()));
+        let g = (taps.square() / (-2.0 * sigma * sigma)).exp();
+        let g = &g / g.sum(Kind::Float);
+        let blur = |t: &Tensor| -> Tensor {
+            // Separable, zero padded, channel by channel (groups = C).
+            let kr = g.view([1, 1, 1, -1]).expand([c, 1, 1, 2 * radius + 1], true);
+            let kc = g.view([1, 1, -1, 1]).expand([c, 1, 2 * radius + 1, 1], true);
+            let t = t.conv2d(&kr, None::<Tensor>, [1, 1], [0, radius], [1, 1], c);
+            t.conv2d(&kc, None::<Tensor>, [1, 1], [radius, 0], [1, 1], c)
+        };
+        let weight = blur(mask);
+        let value = blur(&(observed * mask)) / weight.clamp_min(1e-12);
+        let take = filled.lt(0.5).logical_and(&weight.gt(1e-3 / (sigma * sigma)));
+        estimate = estimate.where_self(&take.logical_not(), &value);
+        filled = filled.where_self(&take.logical_not(), &filled.ones_like());
+        sigma *= 2.0;
+    }
+    estimate
 }
 
 /// The image shape (C, H, W) an operator works at.
@@ -107,6 +142,10 @@ impl Operator for Identity {
     }
     fn measurements_to_host(&self, y: &Tensor) -> Vec<f32> {
         image_to_host(y)
+    }
+    fn initial_estimate(&self, back_projection: &Tensor) -> Option<Result<Tensor>> {
+        // The noisy image itself.
+        Some(Ok(back_projection.shallow_clone()))
     }
 }
 
@@ -196,6 +235,9 @@ impl Operator for Inpaint {
     }
     fn measurements_to_host(&self, y: &Tensor) -> Vec<f32> {
         image_to_host(y)
+    }
+    fn initial_estimate(&self, back_projection: &Tensor) -> Option<Result<Tensor>> {
+        Some(Ok(fill_gaps(back_projection, &self.mask)))
     }
 }
 
@@ -407,16 +449,17 @@ impl Operator for Ct {
 pub struct Callbacks {
     pub shape: ImageShape,
     pub measurement_len: usize,
-    #[allow(clippy::type_complexity)]
-    pub forward: Box<dyn Fn(&[f32], &mut [f32]) -> std::result::Result<(), String> + Send>,
-    #[allow(clippy::type_complexity)]
-    pub adjoint: Box<dyn Fn(&[f32], &mut [f32]) -> std::result::Result<(), String> + Send>,
+    pub forward: Box<ApplyFn>,
+    pub adjoint: Box<ApplyFn>,
 }
+
+/// A user operator's map on host buffers: reads the input, fills the output, or says why not.
+pub type ApplyFn = dyn Fn(&[f32], &mut [f32]) -> std::result::Result<(), String> + Send;
 
 impl Callbacks {
     fn call(
         &self,
-        f: &(dyn Fn(&[f32], &mut [f32]) -> std::result::Result<(), String> + Send),
+        f: &ApplyFn,
         input: Vec<f32>,
         out_len: usize,
         what: &str,

@@ -4,6 +4,7 @@
  * clears it. Nothing here may crash, leak or read out of bounds (the suite runs under ASan).
  */
 #define _POSIX_C_SOURCE 200809L
+#include <fcntl.h>
 #include <stdint.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -480,6 +481,110 @@ static void test_budget_too_small(void) {
   }
 }
 
+/* ---- arguments that must not crash the process ------------------------------------------------- */
+
+/* A budget of UINT64_MAX plans batches of the work's size (not a Vec of 2^52 coordinates). */
+static void test_huge_budget(void) {
+  lofi_image img = lt_image(pixels, W, H, 1);
+  lofi_run_params params = lofi_default_run_params();
+  lofi_run_report report;
+  double xy[4] = {1.0, 2.0, 3.5, 4.5};
+  params.memory_budget_bytes = UINT64_MAX;
+  params.threads = 1;
+  CHECK_OK(lofi_reconstruct_region(gray, &img, NULL, W, H, NULL, out, 0, &params, &report));
+  CHECK(lt_all_finite(out, (size_t)W * H));
+  CHECK_MSG(report.batches == 1 && report.batch_pixels >= (uint64_t)W * H && report.batch_pixels < (uint64_t)W * H + 64,
+            "batch of %llu pixels for %d pixels", (unsigned long long)report.batch_pixels, W * H);
+  CHECK_MSG(report.estimated_peak_bytes < (uint64_t)1 << 30, "estimated peak %llu bytes",
+            (unsigned long long)report.estimated_peak_bytes);
+  CHECK_OK(lofi_reconstruct_points(gray, &img, xy, 2, out, &params, &report));
+  CHECK(report.batch_pixels == 64 && report.pixels == 2);
+  params.memory_budget_bytes = UINT64_MAX / 2 + 12345;
+  CHECK_OK(lofi_reconstruct_region(gray, &img, NULL, W, H, NULL, out, 0, &params, NULL));
+}
+
+/* threads far beyond the machine: clamped to its parallelism (and logged), not a million OpenMP
+ * threads. */
+static void test_huge_thread_counts(void) {
+  lofi_image img = lt_image(pixels, W, H, 1);
+  lofi_run_params params = lofi_default_run_params();
+  double xy[2] = {3.0, 4.0};
+  double t0 = lt_now();
+  params.threads = 1000000;
+  CHECK_OK(lofi_reconstruct_region(gray, &img, NULL, W, H, NULL, out, 0, &params, NULL));
+  params.threads = INT32_MAX;
+  CHECK_OK(lofi_reconstruct_points(gray, &img, xy, 1, out, &params, NULL));
+  CHECK(lt_all_finite(out, 1));
+  CHECK_MSG(lt_now() - t0 < 60.0, "%.1f s with huge thread counts", lt_now() - t0);
+}
+
+/* Coordinates must be finite and within LOFI_MAX_COORDINATE pixels (1e300 used to give NaN). */
+static void test_coordinate_bounds(void) {
+  lofi_image img = lt_image(pixels, W, H, 1);
+  double xy[4] = {1.0, 2.0, 1e300, 4.0};
+  lofi_region region = {0.0, 0.0, W - 1.0, H - 1.0};
+  CHECK(LOFI_MAX_COORDINATE == 1e6);
+  EXPECT_FAIL(lofi_reconstruct_points(gray, &img, xy, 2, out, NULL, NULL), LOFI_STATUS_INVALID_ARGUMENT,
+              "point 1 has a non-finite coordinate or one beyond +-1e6 pixels");
+  xy[2] = 3.0;
+  xy[1] = -1e6 * 1.0000001;
+  EXPECT_FAIL(lofi_reconstruct_points(gray, &img, xy, 2, out, NULL, NULL), LOFI_STATUS_INVALID_ARGUMENT,
+              "point 0");
+  xy[1] = -LOFI_MAX_COORDINATE; /* the bound itself is allowed, and finite */
+  xy[2] = LOFI_MAX_COORDINATE;
+  CHECK_OK(lofi_reconstruct_points(gray, &img, xy, 2, out, NULL, NULL));
+  CHECK(lt_all_finite(out, 2));
+  region.x1 = 1e300;
+  EXPECT_FAIL(lofi_reconstruct_region(gray, &img, &region, W, H, NULL, out, 0, NULL, NULL),
+              LOFI_STATUS_INVALID_ARGUMENT, "within +-1e6 pixels");
+  region.x1 = W - 1.0;
+  region.y0 = -2e6;
+  EXPECT_FAIL(lofi_reconstruct_region(gray, &img, &region, W, H, NULL, out, 0, NULL, NULL),
+              LOFI_STATUS_INVALID_ARGUMENT, "float32");
+  region.y0 = -LOFI_MAX_COORDINATE;
+  CHECK_OK(lofi_reconstruct_region(gray, &img, &region, W, H, NULL, out, 0, NULL, NULL));
+  CHECK(lt_all_finite(out, (size_t)W * H));
+}
+
+/* The library prints nothing: failures are statuses and messages (and log records), not stderr
+ * output. stderr is redirected to a file around a series of failing calls. */
+static void test_nothing_on_stderr(void) {
+  char path[4096];
+  lofi_image img = lt_image(pixels, W, H, 1);
+  lofi_run_params params = lofi_default_run_params();
+  lofi_model *m = NULL;
+  double xy[2] = {NAN, 1.0};
+  unsigned char junk[64];
+  int saved, fd;
+  size_t size = 0;
+  unsigned char *text;
+  snprintf(path, sizeof path, "%s", tmp_path("stderr.txt"));
+  fflush(stderr);
+  saved = dup(2);
+  fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  REQUIRE(saved >= 0 && fd >= 0);
+  dup2(fd, 2);
+  close(fd);
+  memset(junk, 0x5A, sizeof junk);
+  (void)lofi_load(tmp_path("missing.lofi"), NULL, &m);
+  (void)lofi_load_from_memory(junk, sizeof junk, NULL, &m);
+  (void)lofi_reconstruct_points(gray, &img, xy, 1, out, NULL, NULL);
+  params.threads = 1000000;
+  (void)lofi_reconstruct_region(gray, &img, NULL, W, H, NULL, out, 0, &params, NULL);
+  params.memory_budget_bytes = 1;
+  (void)lofi_reconstruct_region(gray, &img, NULL, W, H, NULL, out, 0, &params, NULL);
+  params.struct_size = 0;
+  (void)lofi_reconstruct_region(gray, &img, NULL, W, H, NULL, out, 0, &params, NULL);
+  fflush(stderr);
+  dup2(saved, 2);
+  close(saved);
+  text = lt_read_file(path, &size);
+  CHECK_MSG(text != NULL && size == 0, "the library wrote %zu bytes to stderr: %.*s", size, (int)size,
+            text ? (const char *)text : "");
+  free(text);
+  remove(path);
+}
+
 /* ---- lofi_reconstruct_points ------------------------------------------------------------------ */
 
 static void test_points(void) {
@@ -559,10 +664,10 @@ static void test_status_names(void) {
       "LOFI_STATUS_OK",           "LOFI_STATUS_INVALID_ARGUMENT", "LOFI_STATUS_INVALID_INPUT",
       "LOFI_STATUS_INVALID_MODEL", "LOFI_STATUS_IO",               "LOFI_STATUS_BUDGET_TOO_SMALL",
       "LOFI_STATUS_DEVICE_UNAVAILABLE", "LOFI_STATUS_CANCELLED",   "LOFI_STATUS_TORCH",
-      "LOFI_STATUS_INTERNAL"};
-  static const int32_t unknown[] = {-1, 10, 12345, INT32_MIN, INT32_MAX};
+      "LOFI_STATUS_INTERNAL",     "LOFI_STATUS_OUT_OF_MEMORY"};
+  static const int32_t unknown[] = {-1, 11, 12345, INT32_MIN, INT32_MAX};
   int i;
-  for (i = 0; i <= (int)LOFI_STATUS_INTERNAL; i++) {
+  for (i = 0; i <= (int)LOFI_STATUS_OUT_OF_MEMORY; i++) {
     const char *n = lofi_status_name((lofi_status)i);
     CHECK_MSG(n != NULL && strcmp(n, names[i]) == 0, "lofi_status_name(%d) = %s", i, n ? n : "NULL");
   }
@@ -604,6 +709,10 @@ int main(int argc, char **argv) {
   RUN(test_region_window_overflow);
   RUN(test_run_params);
   RUN(test_budget_too_small);
+  RUN(test_huge_budget);
+  RUN(test_huge_thread_counts);
+  RUN(test_coordinate_bounds);
+  RUN(test_nothing_on_stderr);
   RUN(test_points);
   RUN(test_last_error_lifecycle);
   RUN(test_status_names);

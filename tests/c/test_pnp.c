@@ -879,6 +879,67 @@ static void test_two_states_one_model(void) {
   free(y);
 }
 
+/* The state holds a reference to its model: freeing the model first is safe, and the state
+ * goes on (step, solve, estimate, ground truth, warm start), then frees the model with itself.
+ * Under ASan a use after free would stop the test. The model here is one of its own (the shared
+ * fixtures stay loaded). */
+static void test_model_freed_before_state(void) {
+  lofi_model *own = lt_load("tiny-gray.lofi");
+  lofi_operator op = op_of(LOFI_OPERATOR_INPAINT, W, H, 1);
+  lofi_pnp_params params = quick_params();
+  lofi_pnp *a = NULL, *b = NULL;
+  lofi_pnp_residuals r;
+  float *truth = lt_make_pixels(W, H, 1, 61), y[W * H], est[W * H];
+  size_t i;
+  REQUIRE(own != NULL && truth != NULL);
+  op.observed_fraction = 0.5;
+  op.seed = 3;
+  CHECK_OK(lofi_operator_forward(&op, truth, y, W * H));
+  REQUIRE_OK(lofi_pnp_create(own, &op, y, W * H, &params, &a));
+  REQUIRE_OK(lofi_pnp_create(own, &op, y, W * H, &params, &b));
+  lofi_model_free(own); /* the caller's reference: the two states keep the model */
+  own = NULL;
+  CHECK_OK(lofi_pnp_step(a, &r));
+  CHECK(r.iteration == 1);
+  CHECK_OK(lofi_pnp_set_ground_truth(a, truth));
+  CHECK_OK(lofi_pnp_solve(a, 2, &r));
+  CHECK(r.iteration == 3 && r.psnr == r.psnr);
+  CHECK_OK(lofi_pnp_estimate(a, est, 0));
+  CHECK(lt_all_finite(est, W * H));
+  lofi_pnp_free(a); /* the model stays: b uses it */
+  CHECK_OK(lofi_pnp_set_estimate(b, est));
+  CHECK_OK(lofi_pnp_step(b, &r));
+  CHECK_OK(lofi_pnp_estimate(b, est, 0));
+  for (i = 0; i < W * H; i++)
+    if (!(est[i] - est[i] == 0.0f)) break;
+  CHECK(i == W * H);
+  lofi_pnp_free(b); /* the last user: the model goes with it (LeakSanitizer checks) */
+  free(truth);
+}
+
+/* Arguments that used to crash or hang: a budget of UINT64_MAX (a batch vector sized by the
+ * budget) and a million threads, through plug-and-play. */
+static void test_huge_budget_and_threads(void) {
+  lofi_operator op = op_of(LOFI_OPERATOR_DENOISE, W, H, 1);
+  lofi_pnp_params params = quick_params();
+  lofi_pnp *pnp = NULL;
+  lofi_pnp_residuals r;
+  float *y = lt_make_pixels(W, H, 1, 62);
+  REQUIRE(y != NULL);
+  params.run.memory_budget_bytes = UINT64_MAX;
+  REQUIRE_OK(lofi_pnp_create(gray, &op, y, W * H, &params, &pnp));
+  CHECK_OK(lofi_pnp_step(pnp, &r));
+  CHECK(r.iteration == 1 && residuals_finite(&r));
+  lofi_pnp_free(pnp);
+  pnp = NULL;
+  params.run.threads = 1000000;
+  REQUIRE_OK(lofi_pnp_create(gray, &op, y, W * H, &params, &pnp));
+  CHECK_OK(lofi_pnp_solve(pnp, 2, &r));
+  CHECK(r.iteration == 2 && residuals_finite(&r));
+  lofi_pnp_free(pnp);
+  free(y);
+}
+
 static void test_defaults(void) {
   lofi_operator op = lofi_default_operator();
   lofi_pnp_params p = lofi_default_pnp_params();
@@ -891,6 +952,100 @@ static void test_defaults(void) {
   CHECK(p.alpha == 0.05 && p.cg_max_iterations == 100 && p.cg_tolerance == 1e-7);
   CHECK(p.run.memory_budget_bytes == run.memory_budget_bytes && p.run.threads == 0);
   CHECK(p.run.progress == NULL && p.run.progress_user_data == NULL);
+}
+
+/* Annealed LoFi-ADMM through the C API: the schedule's sigma falls geometrically and alpha rises as
+ * (sigma_end / sigma_k)^2; a schedule or a fixed denoiser sigma is refused by a fixed-level model
+ * (a noise-aware model without either runs the default schedule); the tolerance stops a solve early after
+ * the schedule; a warm start is what the estimate holds before the first step; and a user
+ * operator (callbacks) runs under a schedule too. */
+static void test_annealing_and_warm_start(void) {
+  lofi_model *aware = lt_load("tiny-gray-sigma.lofi");
+  lofi_operator op = op_of(LOFI_OPERATOR_INPAINT, W, H, 1);
+  lofi_pnp_params p = quick_params();
+  lofi_pnp_residuals r, first;
+  lofi_pnp *pnp = NULL;
+  float *x = lt_make_pixels(W, H, 1, 5), y[W * H], start[W * H], got[W * H];
+  box_op box;
+  lofi_operator user;
+  float ybox[W * H / 4];
+  size_t i;
+  double previous_sigma = 1.0, previous_alpha = 0.0;
+  REQUIRE(aware && x);
+  op.observed_fraction = 0.4;
+  op.seed = 3;
+  CHECK_OK(lofi_operator_forward(&op, x, y, W * H));
+  /* A noise-aware model given neither a noise level nor a schedule runs the default schedule
+   * (from the top of its training range, 0.2 for the fixture, down to half of it). */
+  REQUIRE_OK(lofi_pnp_create(aware, &op, y, W * H, &p, &pnp));
+  REQUIRE_OK(lofi_pnp_step(pnp, &first));
+  CHECK(fabs(first.sigma - 0.2) < 1e-9);
+  lofi_pnp_free(pnp);
+  pnp = NULL;
+  p.anneal_sigma_start = 40.0 / 255.0;
+  p.anneal_sigma_end = 5.0 / 255.0;
+  p.anneal_iterations = 4;
+  p.alpha = 0.5;
+  /* A fixed-level model refuses a schedule. */
+  EXPECT_FAIL(lofi_pnp_create(gray, &op, y, W * H, &p, &pnp), LOFI_STATUS_INVALID_ARGUMENT,
+              "noise-level-aware");
+  p.anneal_sigma_end = -1.0;
+  EXPECT_FAIL(lofi_pnp_create(aware, &op, y, W * H, &p, &pnp), LOFI_STATUS_INVALID_ARGUMENT, "schedule");
+  p.anneal_sigma_end = 5.0 / 255.0;
+  REQUIRE_OK(lofi_pnp_create(aware, &op, y, W * H, &p, &pnp));
+  for (i = 0; i < 4; i++) {
+    REQUIRE_OK(lofi_pnp_step(pnp, &r));
+    CHECK(residuals_finite(&r));
+    CHECK_MSG(r.sigma < previous_sigma && r.alpha > previous_alpha, "step %zu: sigma %g alpha %g", i,
+              r.sigma, r.alpha);
+    previous_sigma = r.sigma;
+    previous_alpha = r.alpha;
+  }
+  CHECK(fabs(r.sigma - 5.0 / 255.0) < 1e-9 && fabs(r.alpha - 0.5) < 1e-9);
+  REQUIRE_OK(lofi_pnp_step(pnp, &r)); /* after the schedule: its last sigma */
+  CHECK(fabs(r.sigma - 5.0 / 255.0) < 1e-9);
+  lofi_pnp_free(pnp);
+
+  /* Early stopping: a huge tolerance stops right after the schedule (2 iterations), not before. */
+  p.anneal_iterations = 2;
+  p.tolerance = 1e9;
+  REQUIRE_OK(lofi_pnp_create(aware, &op, y, W * H, &p, &pnp));
+  CHECK_OK(lofi_pnp_solve(pnp, 50, &r));
+  CHECK_MSG(r.iteration == 2 && r.converged == 1, "stopped after %u iterations (converged %u)", r.iteration,
+            r.converged);
+  lofi_pnp_free(pnp);
+
+  /* Fixed sigma through run.noise_level; a warm start is the estimate before any step. */
+  p = quick_params();
+  p.run.noise_level = 10.0 / 255.0;
+  EXPECT_FAIL(lofi_pnp_create(gray, &op, y, W * H, &p, &pnp), LOFI_STATUS_INVALID_ARGUMENT,
+              "fixed noise level");
+  REQUIRE_OK(lofi_pnp_create(aware, &op, y, W * H, &p, &pnp));
+  for (i = 0; i < W * H; i++) start[i] = 0.25f + 0.5f * (float)(i % 7) / 7.0f;
+  CHECK_OK(lofi_pnp_set_estimate(pnp, start));
+  CHECK_OK(lofi_pnp_estimate(pnp, got, 0));
+  CHECK(memcmp(start, got, sizeof got) == 0);
+  start[3] = (float)INFINITY;
+  EXPECT_FAIL(lofi_pnp_set_estimate(pnp, start), LOFI_STATUS_INVALID_INPUT, "finite");
+  EXPECT_FAIL(lofi_pnp_set_estimate(pnp, NULL), LOFI_STATUS_INVALID_ARGUMENT, "NULL");
+  REQUIRE_OK(lofi_pnp_step(pnp, &first));
+  CHECK(fabs(first.sigma - 10.0 / 255.0) < 1e-12 && first.alpha == p.alpha);
+  lofi_pnp_free(pnp);
+
+  /* A user operator under a schedule. */
+  box_init(&box, W, H);
+  user = box_operator(&box);
+  REQUIRE_OK(lofi_operator_forward(&user, x, ybox, W * H / 4));
+  p = quick_params();
+  p.anneal_sigma_start = 30.0 / 255.0;
+  p.anneal_sigma_end = 3.0 / 255.0;
+  p.anneal_iterations = 3;
+  REQUIRE_OK(lofi_pnp_create(aware, &user, ybox, W * H / 4, &p, &pnp));
+  CHECK_OK(lofi_pnp_solve(pnp, 3, &r));
+  CHECK(r.iteration == 3 && residuals_finite(&r) && fabs(r.sigma - 3.0 / 255.0) < 1e-9);
+  lofi_pnp_free(pnp);
+  free(x);
+  lofi_model_free(aware);
 }
 
 int main(int argc, char **argv) {
@@ -914,6 +1069,9 @@ int main(int argc, char **argv) {
   RUN(test_null_pointers);
   RUN(test_solve_and_cancel);
   RUN(test_two_states_one_model);
+  RUN(test_model_freed_before_state);
+  RUN(test_huge_budget_and_threads);
+  RUN(test_annealing_and_warm_start);
   lofi_model_free(gray);
   lofi_model_free(rgb);
   lofi_model_free(cplx);

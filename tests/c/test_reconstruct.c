@@ -495,6 +495,44 @@ static void test_memory_load_equivalent(void) {
 
 /* Where CUDA works: the same model on the GPU gives the CPU's result (to float32 rounding) and
  * reports its measured peak; elsewhere this test passes trivially. */
+/* Noise-level-aware models: lofi_model_get_info says so, a run needs run_params.noise_level
+ * (INVALID_ARGUMENT without it), the level reaches the output, NaN is refused, and a fixed-level
+ * model refuses a noise level. */
+static void test_noise_level(void) {
+  lofi_model *aware = lt_load("tiny-gray-sigma.lofi");
+  lofi_model_info info;
+  lofi_run_params p = lofi_default_run_params();
+  float *px = lt_make_pixels(W, H, 1, 7u);
+  float *a = (float *)malloc((size_t)W * H * sizeof(float));
+  float *b = (float *)malloc((size_t)W * H * sizeof(float));
+  lofi_image img = lt_image(px, W, H, 1);
+  REQUIRE(aware && px && a && b);
+  CHECK_OK(lofi_model_get_info(aware, &info));
+  CHECK(info.noise_level_aware == 1);
+  CHECK(info.noise_level_min == 0.0 && info.noise_level_max == 0.2);
+  CHECK_OK(lofi_model_get_info(gray, &info));
+  CHECK(info.noise_level_aware == 0);
+  CHECK(p.noise_level == LOFI_NOISE_LEVEL_NONE);
+  EXPECT_FAIL(lofi_reconstruct_region(aware, &img, NULL, W, H, NULL, a, 0, &p, NULL),
+              LOFI_STATUS_INVALID_ARGUMENT, "noise");
+  p.noise_level = 10.0 / 255.0;
+  CHECK_OK(lofi_reconstruct_region(aware, &img, NULL, W, H, NULL, a, 0, &p, NULL));
+  p.noise_level = 40.0 / 255.0;
+  CHECK_OK(lofi_reconstruct_region(aware, &img, NULL, W, H, NULL, b, 0, &p, NULL));
+  CHECK(lt_all_finite(a, (size_t)W * H) && lt_all_finite(b, (size_t)W * H));
+  CHECK_MSG(lt_max_abs_diff(a, b, (size_t)W * H) > 1e-5, "the noise level does not reach the output");
+  p.noise_level = NAN;
+  EXPECT_FAIL(lofi_reconstruct_region(aware, &img, NULL, W, H, NULL, a, 0, &p, NULL),
+              LOFI_STATUS_INVALID_ARGUMENT, "NaN");
+  p.noise_level = 0.1;
+  EXPECT_FAIL(lofi_reconstruct_region(gray, &img, NULL, W, H, NULL, a, 0, &p, NULL),
+              LOFI_STATUS_INVALID_ARGUMENT, "fixed noise level");
+  free(px);
+  free(a);
+  free(b);
+  lofi_model_free(aware);
+}
+
 static void test_cuda_matches_cpu(void) {
   lofi_load_params lp = lofi_default_load_params();
   lofi_model *gpu = NULL;
@@ -547,6 +585,7 @@ int main(int argc, char **argv) {
   RUN(test_cancel);
   RUN(test_threads_param);
   RUN(test_memory_load_equivalent);
+  RUN(test_noise_level);
   RUN(test_cuda_matches_cpu);
   lofi_model_free(gray);
   lofi_model_free(rgb);

@@ -34,16 +34,18 @@ enum Command {
     /// Turn a reference (PyTorch) state dict and its constructor arguments into a .lofi model.
     Import(commands::import::Args),
     /// Train a model from a TOML configuration (every key is also a flag).
-    Train(commands::train::Args),
-    /// Synthetic data: ellipse phantoms (CT), convergence fields (lensing), Sersic galaxies and
-    /// uv coverages (radio).
+    Train(Box<commands::train::Args>),
+    /// Synthetic data: ellipse phantoms (CT), convergence fields (lensing), Sersic galaxies,
+    /// uv coverages (radio) and dead leaves (photograph-like training images).
     Simulate(simulate::Args),
     /// Plug-and-play reconstruction (LoFi-ADMM) of inpainting, radio, deblurring, lensing and CT.
-    Pnp(commands::pnp::Args),
+    Pnp(Box<commands::pnp::Args>),
     /// Denoise a bundled photograph with the default model (what `make demo` runs).
     Demo(commands::demo::Args),
     /// PSNR and SSIM of a model on test (and out-of-distribution) images.
     Eval(commands::eval::Args),
+    /// Rewrite a .lofi file in the current format (adds the SHA-256 digest older files lack).
+    Upgrade(commands::upgrade::Args),
 }
 
 /// Lets glibc keep up to 1 GiB of freed heap at the top instead of returning it to the OS after
@@ -76,11 +78,12 @@ fn main() -> ExitCode {
         Command::Info(args) => commands::info::run(args),
         Command::Import(args) => commands::import::run(args),
         Command::Init(args) => commands::init::run(args),
-        Command::Train(args) => commands::train::run(args),
+        Command::Train(args) => commands::train::run(*args),
         Command::Simulate(args) => simulate::run(args),
-        Command::Pnp(args) => commands::pnp::run(args),
+        Command::Pnp(args) => commands::pnp::run(*args),
         Command::Demo(args) => commands::demo::run(args),
         Command::Eval(args) => commands::eval::run(args),
+        Command::Upgrade(args) => commands::upgrade::run(args),
         Command::Bench(args) => commands::bench::run(args),
     });
     match result {

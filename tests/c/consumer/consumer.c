@@ -14,7 +14,7 @@ int main(int argc, char **argv) {
   float in[W * H], out[W * H], est[W * H];
   lofi_operator op = lofi_default_operator();
   lofi_pnp *pnp = NULL;
-  lofi_pnp_residuals r = {0, 0.0, 0.0, 0.0, 0.0, 0};
+  lofi_pnp_residuals r;
   size_t n = 0;
   char version[32];
   lofi_model *model = NULL;
@@ -24,6 +24,12 @@ int main(int argc, char **argv) {
   if (argc != 2) {
     fprintf(stderr, "usage: consumer MODEL (a one-channel model)\n");
     return 2;
+  }
+  memset(&r, 0, sizeof r);
+  /* The documented start-up check: this library serves a program built against this header. */
+  if (lofi_check_version(LOFI_VERSION_NUMBER) != LOFI_STATUS_OK) {
+    fprintf(stderr, "consumer: %s\n", lofi_last_error());
+    return 1;
   }
   snprintf(version, sizeof version, "%d.%d.%d", LOFI_VERSION_MAJOR, LOFI_VERSION_MINOR, LOFI_VERSION_PATCH);
   if (strcmp(version, lofi_version()) != 0) {

@@ -34,7 +34,13 @@ if [ -n "$soname" ]; then
     echo "FAIL: the installed $real lost its SONAME"
     exit 1
   fi
-  case "$soname" in liblofi.so.[0-9]*) ;; *) echo "FAIL: unexpected SONAME $soname"; exit 1 ;; esac
+  # The policy (docs/abi.md): liblofi.so.0.MINOR before 1.0, liblofi.so.MAJOR from 1.0.
+  major="${version%%.*}" minor="$(echo "$version" | cut -d. -f2)"
+  if [ "$major" = 0 ]; then expected="liblofi.so.0.$minor"; else expected="liblofi.so.$major"; fi
+  if [ "$soname" != "$expected" ]; then
+    echo "FAIL: SONAME $soname, the policy says $expected"
+    exit 1
+  fi
   echo "ok"
   # Installing again over it (an upgrade in place) keeps the layout.
   LOFI_LIB_DIR="$lib_dir" "$root/scripts/install.sh" "$prefix" >/dev/null

@@ -146,7 +146,8 @@ fn run_pass(job: &Job<'_>, out: &mut [f32], window: Option<Window>, track_host: 
         size,
         window,
         OutputView { data: out, row_stride: cols * c_out },
-        RunOptions { memory_budget: budget, threads, progress: None },
+        // Noise-aware models run at 25/255 (the cost does not depend on the value).
+        RunOptions { memory_budget: budget, threads, progress: None, noise_level: model.config().noise_level.map(|_| 0.1) },
     )?;
     let seconds = started.elapsed().as_secs_f64();
     Ok(Measured { seconds, report, host_peak: host.and_then(HostPeak::finish) })

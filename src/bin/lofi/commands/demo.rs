@@ -74,6 +74,8 @@ pub fn run(args: Args) -> Result<()> {
     std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
 
     let c_out = model.config().c_out as usize;
+    // A noise-aware model is told the noise level; a fixed-level one was trained at its own.
+    let noise_level = model.config().noise_level.map(|_| args.sigma);
     let mut restored = Image::zeros(clean.height, clean.width, c_out);
     let started = Instant::now();
     let report = engine::reconstruct_region(
@@ -84,7 +86,7 @@ pub fn run(args: Args) -> Result<()> {
         clean.height,
         None,
         OutputView { data: &mut restored.data, row_stride: clean.width * c_out },
-        RunOptions::default(),
+        RunOptions { noise_level, ..Default::default() },
     )?;
     let seconds = started.elapsed().as_secs_f64();
 
@@ -110,7 +112,7 @@ pub fn run(args: Args) -> Result<()> {
         zh,
         None,
         OutputView { data: &mut zoom.data, row_stride: zw * c_out },
-        RunOptions::default(),
+        RunOptions { noise_level, ..Default::default() },
     )?;
     image_io::write(&args.out.join("zoom4x.png"), &zoom, 8)?;
 

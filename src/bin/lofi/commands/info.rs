@@ -20,6 +20,7 @@ pub fn run(args: Args) -> Result<()> {
             "config": cfg,
             "parameters": model.parameter_count(),
             "training_resolution": [cfg.image_size, cfg.image_size],
+            "noise_level_aware": cfg.noise_level.is_some(),
             "notes": model.notes(),
         });
         println!("{}", serde_json::to_string_pretty(&info)?);
@@ -52,6 +53,16 @@ pub fn run(args: Args) -> Result<()> {
         if cfg.ccpg { format!("{} blocks", cfg.n_deform) } else { "no".into() }
     );
     println!("INR coordinates:     {}", cfg.coord_deform);
+    match &cfg.noise_level {
+        Some(r) => println!(
+            "noise level:         an input (--sigma); training range [{}, {}] ({:.1}/255 to {:.1}/255)",
+            r.sigma_min,
+            r.sigma_max,
+            r.sigma_min * 255.0,
+            r.sigma_max * 255.0
+        ),
+        None => println!("noise level:         fixed (the model takes no --sigma)"),
+    }
     if let Some(notes) = model.notes() {
         println!("notes:               {notes}");
     }

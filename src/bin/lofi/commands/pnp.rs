@@ -34,6 +34,12 @@ pub enum OperatorKind {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SplittingKind {
+    Admm,
+    Hqs,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum PriorKind {
     /// The LoFi model (LoFi-ADMM).
     Lofi,
@@ -60,9 +66,30 @@ pub struct Args {
     /// ADMM iterations.
     #[arg(long, default_value_t = 90)]
     iterations: usize,
-    /// ADMM penalty alpha.
+    /// ADMM penalty alpha (under --anneal: the data weight at the last sigma).
     #[arg(long, default_value_t = 0.05)]
     alpha: f64,
+    /// Noise level a noise-level-aware denoiser is told at every iteration (fixed-sigma ADMM):
+    /// image units (0.05) or a fraction (12/255). Fixed-level models take none.
+    #[arg(long, value_parser = super::parse_sigma, allow_hyphen_values = true)]
+    denoiser_sigma: Option<f64>,
+    /// Annealed LoFi-ADMM (noise-level-aware models, or --prior tv): START,END[,ITERATIONS], the
+    /// denoiser's sigma falling geometrically from START to END over ITERATIONS (default: all
+    /// --iterations), e.g. 50/255,2/255. The data weight follows: alpha (END / sigma_k)^2.
+    #[arg(long)]
+    anneal: Option<String>,
+    /// admm (the paper's LoFi-ADMM; under --anneal the dual is rescaled as alpha changes) or hqs
+    /// (half-quadratic splitting, no dual variable, as DPIR).
+    #[arg(long, value_enum, default_value = "admm")]
+    splitting: SplittingKind,
+    /// Stop once an iteration changes the estimate by less than this (relative), after the
+    /// schedule; 0 runs every iteration.
+    #[arg(long, default_value_t = 0.0)]
+    tolerance: f64,
+    /// Start from this estimate (an image of the working resolution) instead of the operator's
+    /// first guess (inpainting: gaps filled by normalised convolution; zero for most others).
+    #[arg(long)]
+    warm_start: Option<PathBuf>,
     /// Ground truth for PSNR per iteration (and for simulating y when --input is absent).
     #[arg(long)]
     ground_truth: Option<PathBuf>,
@@ -127,6 +154,18 @@ pub struct Args {
     memory_budget: String,
     #[arg(long, default_value_t = 0)]
     threads: usize,
+}
+
+/// Parses START,END[,ITERATIONS] of --anneal.
+fn parse_anneal(text: &str, iterations: usize) -> Result<lofi::pnp::NoiseSchedule> {
+    let parts: Vec<&str> = text.split(',').collect();
+    let sigma = |s: &str| super::parse_sigma(s).map_err(anyhow::Error::msg);
+    let (start, end, count) = match parts.as_slice() {
+        [a, b] => (sigma(a)?, sigma(b)?, iterations),
+        [a, b, n] => (sigma(a)?, sigma(b)?, n.trim().parse::<usize>().with_context(|| format!("--anneal iterations '{n}'"))?),
+        _ => bail!("--anneal takes START,END or START,END,ITERATIONS (e.g. 50/255,2/255)"),
+    };
+    Ok(lofi::pnp::NoiseSchedule { sigma_start: start, sigma_end: end, iterations: count })
 }
 
 fn to_tensor(img: &Image, device: Device) -> Tensor {
@@ -261,7 +300,7 @@ pub fn run(args: Args) -> Result<()> {
     let budget = parse_bytes(&args.memory_budget)?;
     let model = Model::load(&args.model, LoadOptions { device: device_spec, precision: Default::default() })?;
     let device = model.device();
-    let channels = model.config().c_in as i64;
+    let channels = model.config().c_in;
     if args.prior == PriorKind::Lofi && model.config().c_out != channels {
         bail!(
             "plug-and-play needs a denoiser (as many output as input channels); {} maps {channels} channel(s) to {}",
@@ -318,18 +357,33 @@ pub fn run(args: Args) -> Result<()> {
         (None, Some(t)) => simulate(&*op, t, &args)?,
         (None, None) => bail!("give --input (measurements) or --ground-truth (to simulate them)"),
     };
+    let schedule = args.anneal.as_deref().map(|a| parse_anneal(a, args.iterations)).transpose()?;
+    if schedule.is_some() && args.denoiser_sigma.is_some() {
+        bail!("give --denoiser-sigma (fixed) or --anneal (a schedule), not both");
+    }
     let params = PnpParams {
         alpha: args.alpha,
         cg_max_iterations: args.cg_iterations,
         cg_tolerance: args.cg_tolerance,
         memory_budget: budget,
         threads: args.threads,
+        denoiser_sigma: if args.prior == PriorKind::Lofi { args.denoiser_sigma } else { None },
+        schedule,
+        splitting: match args.splitting {
+            SplittingKind::Admm => lofi::pnp::Splitting::Admm,
+            SplittingKind::Hqs => lofi::pnp::Splitting::Hqs,
+        },
+        tolerance: args.tolerance,
     };
     let op_name = op.name().to_string();
     let mut pnp = match args.prior {
         PriorKind::Lofi => Pnp::new(&model, op, shape, y, params)?,
         PriorKind::Tv => Pnp::with_prior(
-            Box::new(TvPrior { weight: args.tv_weight, iterations: 100 }),
+            Box::new(TvPrior {
+                weight: args.tv_weight,
+                iterations: 100,
+                reference_sigma: schedule.map_or(1.0, |s| s.sigma_end),
+            }),
             device,
             op,
             shape,
@@ -340,6 +394,13 @@ pub fn run(args: Args) -> Result<()> {
     if let Some(t) = &truth_t {
         pnp.set_ground_truth(t)?;
     }
+    if let Some(path) = &args.warm_start {
+        let start = image_io::read(path)?;
+        if (start.height, start.width, start.channels as i64) != (h, w, channels) {
+            bail!("the --warm-start image is {} x {} x {}, the problem {w} x {h} x {channels}", start.width, start.height, start.channels);
+        }
+        pnp.set_estimate(&to_tensor(&start, device))?;
+    }
     if let Some(path) = &args.back_projection {
         write_tensor(path, pnp.back_projection())?;
     }
@@ -347,8 +408,13 @@ pub fn run(args: Args) -> Result<()> {
         let range = (t.max() - t.min()).double_value(&[]);
         lofi::pnp::psnr(t, pnp.back_projection(), range)
     });
+    let noise = match (&schedule, args.denoiser_sigma) {
+        (Some(s), _) => format!(", sigma {:.4} -> {:.4} over {} iterations", s.sigma_start, s.sigma_end, s.iterations),
+        (None, Some(s)) => format!(", sigma {s:.4}"),
+        (None, None) => String::new(),
+    };
     eprintln!(
-        "lofi pnp: {op_name}, {w} x {h} x {channels}, prior {}, alpha {}, {} iterations on {}{}",
+        "lofi pnp: {op_name}, {w} x {h} x {channels}, prior {}, alpha {}{noise}, {} iterations on {}{}",
         pnp.prior().name(),
         args.alpha,
         args.iterations,
@@ -375,13 +441,14 @@ pub fn run(args: Args) -> Result<()> {
     write_tensor(&args.output, pnp.estimate())?;
     if let Some(log) = &args.log {
         let mut f = std::fs::File::create(log).with_context(|| format!("cannot write {}", log.display()))?;
-        writeln!(f, "iteration,primal,dual,data_misfit,psnr,cg_iterations,seconds")?;
+        writeln!(f, "iteration,primal,dual,data_misfit,psnr,cg_iterations,sigma,alpha,seconds")?;
         for (r, t) in &rows {
             let psnr = r.psnr.map(|p| format!("{p:.4}")).unwrap_or_default();
+            let sigma = r.sigma.map(|s| format!("{s:.6}")).unwrap_or_default();
             writeln!(
                 f,
-                "{},{:.6e},{:.6e},{:.6e},{psnr},{},{t:.3}",
-                r.iteration, r.primal, r.dual, r.data_misfit, r.cg_iterations
+                "{},{:.6e},{:.6e},{:.6e},{psnr},{},{sigma},{:.6e},{t:.3}",
+                r.iteration, r.primal, r.dual, r.data_misfit, r.cg_iterations, r.alpha
             )?;
         }
     }

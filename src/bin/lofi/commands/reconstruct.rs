@@ -40,6 +40,10 @@ pub struct Args {
     /// CPU threads (0: libtorch's default).
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// Noise standard deviation of the input, for noise-level-aware models (`lofi info` says
+    /// which): a number in image units (0.1) or a fraction (25/255). Fixed-level models refuse it.
+    #[arg(long, value_parser = super::parse_sigma, allow_hyphen_values = true)]
+    sigma: Option<f64>,
     /// Bits per sample of PNG/TIFF outputs: 8 or 16.
     #[arg(long, default_value_t = 8)]
     bits: u8,
@@ -65,6 +69,15 @@ pub fn run(args: Args) -> Result<()> {
     }
     let input = image_io::read(&args.input)?;
     let model = lofi::Model::load(&args.model, LoadOptions { device, precision })?;
+    if let (Some(range), None) = (&model.config().noise_level, args.sigma) {
+        bail!(
+            "{} is noise-level aware: give the input's noise level with --sigma (e.g. --sigma 25/255; trained for [{:.4}, {:.4}])",
+            args.model.display(),
+            range.sigma_min,
+            range.sigma_max
+        );
+    }
+    model.check_noise_level(args.sigma)?;
     let c_out = model.config().c_out as usize;
     let region = args.region.unwrap_or_else(|| Region::whole(input.height, input.width));
     let width = args.width.unwrap_or(input.width);
@@ -89,7 +102,7 @@ pub fn run(args: Args) -> Result<()> {
         height,
         None,
         OutputView { data: &mut output.data, row_stride: width * c_out },
-        RunOptions { memory_budget: budget, threads: args.threads, progress: None },
+        RunOptions { memory_budget: budget, threads: args.threads, progress: None, noise_level: args.sigma },
     )?;
     let seconds = started.elapsed().as_secs_f64();
     image_io::write(&args.output, &output, args.bits)?;

@@ -5,7 +5,9 @@
 //! lofi simulate TASK --count N --out DIR [--size S | --size HxW] [--seed K] [--pairs] ...
 //! ```
 //! TASK: `ellipses` (CT phantoms), `convergence` (weak-lensing kappa maps), `galaxies`
-//! (Sersic-galaxy skies for radio interferometry), `uv-coverage` (Earth-rotation synthesis).
+//! (Sersic-galaxy skies for radio interferometry), `uv-coverage` (Earth-rotation synthesis),
+//! `dead-leaves` (occluding textured discs with power-law radii: license-free natural-like
+//! images for denoisers; gray, or RGB with `--channels 3`, the only task with colour).
 //!
 //! # Determinism
 //! Sample `i` is drawn from its own ChaCha8 stream, [`sample_rng`]`(seed, i)`, so it depends only
@@ -14,12 +16,14 @@
 //! seed). Nothing depends on libtorch's global generator or the machine.
 //!
 //! # Files
-//! * Objects only: `DIR/<task>_<index:05>.npy`, float32 (H, W).
+//! * Objects only: `DIR/<task>_<index:05>.npy`, float32 (H, W); dead-leaves `--channels 3`:
+//!   (H, W, 3) RGB.
 //! * `--pairs`: `DIR/targets/<name>.npy` and `DIR/observations/<name>.npy` (the layout the
 //!   training tool's `paired` task reads): ellipses -> FBP of the noisy 180-angle sinogram
 //!   (H, W); convergence -> Kaiser-Squires of the noisy shear, (H, W, 2) = (re, im); galaxies ->
 //!   the dirty image `A^T (A x + n)` of the masked-Fourier operator `A = M F` over the default
-//!   coverage (written to `DIR/mask.npy`).
+//!   coverage (written to `DIR/mask.npy`). Dead-leaves have no `--pairs` (denoising adds its
+//!   noise at training time).
 //! * `uv-coverage`: `DIR/uv_<index:05>.npy` (P, 2) float32 (u, v) in wavelengths, and
 //!   `DIR/mask_<index:05>.npy` (H, W) float32 0/1, the gridded coverage with conjugates on the
 //!   centred Fourier plane ([`lofi::operators::fourier`] conventions).
@@ -33,6 +37,8 @@
 //! pub fn objects(task: SimTask, count: usize, height: usize, width: usize, seed: u64,
 //!                first_index: u64, convergence: &ConvergenceParams) -> Result<Tensor>;
 //!                                                                 // (N, 1, H, W) float32, CPU
+//! pub fn dead_leaves_objects(count: usize, size: usize, channels: usize, seed: u64,
+//!                            first_index: u64) -> Result<Tensor>;  // (N, C, S, S) float32, CPU
 //! ellipses::ellipse_phantom(height, width, rng) -> Vec<f32>             // [0, 1], max 1
 //! ellipses::random_ellipses(rng) -> Vec<Ellipse>;  ellipses::render(&[Ellipse], h, w, ss) -> Vec<f32>
 //! convergence::convergence_map(height, width, &ConvergenceParams, rng) -> Vec<f32>
@@ -44,12 +50,16 @@
 //! uv::earth_rotation_uv(&antennas, &Observation) -> Vec<[f64; 2]>       // wavelengths
 //! uv::nyquist_pixel_arcsec(&uv, h, w) -> f64
 //! uv::coverage_mask(&uv, h, w, pixel_arcsec) -> (Vec<f32>, usize)      // (H, W) 0/1, outside
+//! dead_leaves::dead_leaves_image(height, width, channels, &DeadLeavesParams, rng) -> Vec<f32>
+//!                                                     // (H, W, C) interleaved, C 1 or 3, [0, 1]
 //! ```
+//! `object`/`objects` give gray dead leaves with the default [`DeadLeavesParams`].
 //! `rng` is any `rand::Rng` (use [`sample_rng`]).
 
 // Until the CLI wires `lofi simulate` (and the training code calls `objects`), parts are unused.
 
 pub mod convergence;
+pub mod dead_leaves;
 pub mod ellipses;
 pub mod galaxies;
 pub mod uv;
@@ -64,6 +74,7 @@ use rand_chacha::ChaCha8Rng;
 use tch::{Device, Kind, Tensor};
 
 pub use convergence::{ConvergenceParams, FieldModel};
+pub use dead_leaves::DeadLeavesParams;
 
 /// What to simulate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -76,6 +87,9 @@ pub enum SimTask {
     Galaxies,
     /// Earth-rotation synthesis (u, v) coverage of an antenna array, and its mask.
     UvCoverage,
+    /// Dead-leaves images: occluding textured discs with power-law radii, in [0, 1] (gray, or
+    /// RGB with --channels 3): natural-like, license-free training images for denoisers.
+    DeadLeaves,
 }
 
 impl SimTask {
@@ -85,6 +99,7 @@ impl SimTask {
             SimTask::Convergence => "convergence",
             SimTask::Galaxies => "galaxies",
             SimTask::UvCoverage => "uv-coverage",
+            SimTask::DeadLeaves => "dead-leaves",
         }
     }
 }
@@ -109,6 +124,9 @@ pub struct Args {
     /// Index of the first sample (samples are seeded by index: see --help of the module).
     #[arg(long, default_value_t = 0)]
     pub first_index: u64,
+    /// Channels: 1 (gray) or 3 (RGB, written (H, W, 3); dead-leaves only).
+    #[arg(long, default_value_t = 1, value_parser = parse_channels)]
+    pub channels: usize,
     /// Also write observations: targets/ and observations/ sub-folders (ellipses: LDCT FBP;
     /// convergence: Kaiser-Squires (re, im); galaxies: dirty image over the default coverage).
     #[arg(long)]
@@ -187,6 +205,14 @@ fn parse_size(text: &str) -> std::result::Result<(usize, usize), String> {
     Ok((h, w))
 }
 
+fn parse_channels(text: &str) -> std::result::Result<usize, String> {
+    match text.trim() {
+        "1" => Ok(1),
+        "3" => Ok(3),
+        _ => Err(format!("'{text}' channels: use 1 (gray) or 3 (RGB)")),
+    }
+}
+
 fn parse_hour_angles(text: &str) -> std::result::Result<(f64, f64), String> {
     let bad = || format!("'{text}' is not START:END (hours, e.g. -4:4)");
     let (a, b) = text.split_once(':').ok_or_else(bad)?;
@@ -234,6 +260,9 @@ fn object_from<R: Rng + ?Sized>(
         SimTask::UvCoverage => {
             bail!("uv-coverage produces (u, v) points, not images; see uv::earth_rotation_uv")
         }
+        SimTask::DeadLeaves => {
+            dead_leaves::dead_leaves_image(height, width, 1, &DeadLeavesParams::default(), &mut &mut *rng)
+        }
     })
 }
 
@@ -254,9 +283,44 @@ pub fn objects(
     Ok(Tensor::from_slice(&data).view([count as i64, 1, height as i64, width as i64]))
 }
 
+/// Dead-leaves images `first_index .. first_index + count` (default [`DeadLeavesParams`]) as one
+/// `(N, C, S, S)` float32 CPU tensor, `channels` 1 or 3; sample `i` from [`sample_rng`]`(seed, i)`.
+pub fn dead_leaves_objects(
+    count: usize,
+    size: usize,
+    channels: usize,
+    seed: u64,
+    first_index: u64,
+) -> Result<Tensor> {
+    if channels != 1 && channels != 3 {
+        bail!("dead leaves have 1 (gray) or 3 (RGB) channels, not {channels}");
+    }
+    if size == 0 {
+        bail!("dead leaves need a size of at least one pixel");
+    }
+    let params = DeadLeavesParams::default();
+    let mut data = Vec::with_capacity(count * size * size * channels);
+    for i in 0..count as u64 {
+        let mut rng = sample_rng(seed, first_index + i);
+        data.extend(dead_leaves::dead_leaves_image(size, size, channels, &params, &mut rng));
+    }
+    let (n, s, c) = (count as i64, size as i64, channels as i64);
+    Ok(Tensor::from_slice(&data).view([n, s, s, c]).permute([0, 3, 1, 2]).contiguous())
+}
+
 pub fn run(args: Args) -> Result<()> {
     if args.count == 0 {
         bail!("--count must be at least 1");
+    }
+    if args.channels != 1 && args.task != SimTask::DeadLeaves {
+        bail!(
+            "--channels {} is only for dead-leaves: {} samples have one channel",
+            args.channels,
+            args.task.name()
+        );
+    }
+    if args.pairs && args.task == SimTask::DeadLeaves {
+        bail!("dead-leaves has no observation model (denoisers add their noise in training); drop --pairs");
     }
     std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
     let summary = match args.task {
@@ -341,6 +405,16 @@ fn run_images(args: &Args) -> Result<serde_json::Value> {
             "field": format!("{:?}", params.model).to_lowercase(),
         });
     }
+    let leaves = DeadLeavesParams::default();
+    if args.task == SimTask::DeadLeaves {
+        leaves.check()?;
+        let (r_min, r_max) = leaves.radii(h, w);
+        summary["dead_leaves"] = serde_json::json!({
+            "channels": args.channels, "alpha": leaves.alpha, "r_min": r_min, "r_max": r_max,
+            "texture": leaves.texture, "blur_probability": leaves.blur_probability,
+            "layout": if args.channels == 1 { "(H, W)" } else { "(H, W, 3) RGB" },
+        });
+    }
     let observer = match (&observation_dir, args.task) {
         (None, _) => None,
         (Some(_), SimTask::Ellipses) => {
@@ -376,18 +450,22 @@ fn run_images(args: &Args) -> Result<serde_json::Value> {
             Some(Observer::Radio(FourierMask::from_centred(&mask)?))
         }
         (Some(_), SimTask::UvCoverage) => unreachable!("handled by run_uv"),
+        (Some(_), SimTask::DeadLeaves) => unreachable!("refused by run"),
     };
     for i in 0..args.count as u64 {
         let index = args.first_index + i;
         let name = format!("{}_{index:05}.npy", args.task.name());
         let mut rng = sample_rng(args.seed, index);
-        let target = object_from(args.task, h, w, &params, &mut rng)?;
+        let target = match args.task {
+            SimTask::DeadLeaves => dead_leaves::dead_leaves_image(h, w, args.channels, &leaves, &mut rng),
+            task => object_from(task, h, w, &params, &mut rng)?,
+        };
         if let (Some(observer), Some(dir)) = (&observer, &observation_dir) {
             // The noise continues the sample's own stream, after the object's draws.
             let (channels, observed) = observer.observe(&target, h, w, args.snr_db, &mut rng)?;
             write_plane(&dir.join(&name), h, w, channels, observed)?;
         }
-        write_plane(&target_dir.join(&name), h, w, 1, target)?;
+        write_plane(&target_dir.join(&name), h, w, args.channels, target)?;
     }
     Ok(summary)
 }
@@ -566,6 +644,47 @@ mod tests {
         assert_eq!(shape, vec![32, 32]);
         assert!(mask.iter().all(|&v| v == 0.0 || v == 1.0) && mask.contains(&1.0));
         assert!(run(parse(&format!("uv-coverage --out {} --pairs", out.display()))).is_err());
+    }
+
+    #[test]
+    fn writes_dead_leaves_gray_and_rgb() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("rgb");
+        run(parse(&format!("dead-leaves --count 2 --size 64 --channels 3 --out {}", out.display()))).unwrap();
+        for i in 0..2 {
+            let (shape, x) = read(&out.join(format!("dead-leaves_{i:05}.npy")));
+            assert_eq!(shape, vec![64, 64, 3]);
+            assert!(x.iter().all(|v| (0.0..=1.0).contains(v)));
+        }
+        let meta = std::fs::read_to_string(out.join("simulation.json")).unwrap();
+        assert!(meta.contains("\"dead_leaves\"") && meta.contains("\"r_max\": 32.0"), "{meta}");
+        // Gray by default, (H, W); sample i is the i-th image of the in-memory API.
+        let gray = dir.path().join("gray");
+        run(parse(&format!("dead-leaves --count 2 --size 24x20 --seed 4 --out {}", gray.display()))).unwrap();
+        let (shape, x) = read(&gray.join("dead-leaves_00001.npy"));
+        assert_eq!(shape, vec![24, 20]);
+        assert_eq!(x, object(SimTask::DeadLeaves, 24, 20, 4, 1, &ConvergenceParams::default()).unwrap());
+        // Colour is dead-leaves only; dead leaves have no observations.
+        for cmd in ["ellipses --channels 3", "dead-leaves --channels 2", "dead-leaves --pairs"] {
+            let args = format!("{cmd} --out {}", dir.path().join("refused").display());
+            let refused = Cli::try_parse_from(std::iter::once("simulate").chain(args.split_whitespace()))
+                .map(|c| c.args);
+            assert!(refused.map_err(|e| anyhow::anyhow!("{e}")).and_then(run).is_err(), "{cmd}");
+        }
+        assert!(!dir.path().join("refused").exists());
+    }
+
+    #[test]
+    fn dead_leaves_objects_are_indexed() {
+        let batch = dead_leaves_objects(3, 32, 3, 7, 10).unwrap();
+        assert_eq!(batch.size(), vec![3, 3, 32, 32]);
+        let third =
+            dead_leaves::dead_leaves_image(32, 32, 3, &DeadLeavesParams::default(), &mut sample_rng(7, 12));
+        // (C, H, W) of the tensor against (H, W, C) of the image.
+        let chw = Vec::<f32>::try_from(batch.get(2).permute([1, 2, 0]).contiguous().reshape([-1])).unwrap();
+        assert_eq!(chw, third);
+        assert_eq!(dead_leaves_objects(2, 16, 1, 0, 0).unwrap().size(), vec![2, 1, 16, 16]);
+        assert!(dead_leaves_objects(1, 16, 2, 0, 0).is_err());
     }
 
     #[test]

@@ -78,13 +78,17 @@ pub enum ResizeMode {
     /// Every non-overlapping S x S tile (a centred grid) at the native resolution; an image
     /// smaller than S is resized as `square-area` does (training only).
     Tiles,
+    /// The fewest S x S windows per axis, evenly spaced and overlapping, that cover the whole
+    /// image at the native resolution (a 180 x 180 photograph gives four 128 x 128 windows);
+    /// an image smaller than S is resized as `square-area` does (training only).
+    Cover,
     /// Keep the native size (evaluation only; training needs S x S).
     None,
 }
 
 /// Built-in synthetic data (the simulator), instead of or besides image folders.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum Synthetic {
     /// Random ellipse phantoms (CT).
     Ellipses,
@@ -92,6 +96,9 @@ pub enum Synthetic {
     Convergence,
     /// Sersic-profile galaxy fields (radio astronomy).
     Galaxies,
+    /// The dead-leaves model: occluding textured discs of power-law radii (gray or RGB),
+    /// license-free natural-image-like training data.
+    DeadLeaves,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -148,8 +155,12 @@ pub struct DataConfig {
     /// Random flips and 90-degree rotations of every object batch (for tasks whose forward model
     /// commutes with them: denoising, transpose, CT with angles over [0, 180)).
     pub augment: bool,
-    /// Synthetic data from the simulator: "ellipses" (CT) or "convergence" (lensing).
+    /// Synthetic data from the simulator: "ellipses" (CT), "convergence" (lensing), "galaxies"
+    /// (radio) or "dead-leaves" (photographs). They replace the `train` files, unless
+    /// `synthetic_mix` is set.
     pub synthetic: Option<Synthetic>,
+    /// Mix `train_count` synthetic objects into the objects of the `train` files.
+    pub synthetic_mix: bool,
     /// Synthetic objects for training and testing (training objects come from `train.seed`,
     /// test objects from `eval.seed`, from disjoint index ranges).
     pub train_count: usize,
@@ -168,6 +179,7 @@ impl Default for DataConfig {
             test_resize: None,
             augment: false,
             synthetic: None,
+            synthetic_mix: false,
             train_count: 1000,
             test_count: 16,
         }
@@ -197,6 +209,9 @@ pub struct TrainSection {
     pub max_steps: Option<u64>,
     /// Wall-clock budget of this invocation in minutes (a limit).
     pub max_minutes: Option<f64>,
+    /// Ends this invocation at this step (counted from the start of the run) without changing
+    /// the learning-rate schedule, which `max_steps`/`epochs` define: for runs done in phases.
+    pub stop_at_step: Option<u64>,
     /// Seeds the initialisation, the data order, the pixel positions and the noise.
     pub seed: u64,
     /// cpu, cuda, cuda:N or auto (CUDA when available).
@@ -205,6 +220,11 @@ pub struct TrainSection {
     pub threads: usize,
     /// Steps between two lines of the training log.
     pub log_every: u64,
+    /// Start from the parameters of this `.lofi` model instead of a random initialisation
+    /// (fine-tuning). Parameters of the same name and shape are copied; a first layer that is
+    /// wider here because the new model has more input channels (a noise-level channel) gets
+    /// the old columns and zeros for the new ones, so the new model starts as the old one.
+    pub init_from: Option<PathBuf>,
 }
 
 impl Default for TrainSection {
@@ -222,10 +242,12 @@ impl Default for TrainSection {
             epochs: None,
             max_steps: None,
             max_minutes: None,
+            stop_at_step: None,
             seed: 0,
             device: "auto".into(),
             threads: 0,
             log_every: 50,
+            init_from: None,
         }
     }
 }
@@ -310,7 +332,7 @@ impl TrainConfig {
     pub fn test_resize(&self) -> ResizeMode {
         match self.data.test_resize {
             Some(mode) => mode,
-            None if self.data.resize == ResizeMode::Tiles => ResizeMode::SquareArea,
+            None if matches!(self.data.resize, ResizeMode::Tiles | ResizeMode::Cover) => ResizeMode::SquareArea,
             None => self.data.resize,
         }
     }
@@ -346,7 +368,7 @@ impl TrainConfig {
         if self.data.resize == ResizeMode::None {
             bail!("data.resize = \"none\" is for test images only: training images must be S x S");
         }
-        if self.test_resize() == ResizeMode::Tiles {
+        if matches!(self.test_resize(), ResizeMode::Tiles | ResizeMode::Cover) {
             bail!("data.test_resize = \"tiles\" is for training only: test images are evaluated whole");
         }
         if self.test_size() < 2 {
@@ -456,6 +478,10 @@ pub struct ConfigFlags {
     /// [model] hidden layers of the CCPG and INR networks.
     #[arg(long)]
     pub aux_layers: Option<i64>,
+    /// [model] noise_level = { sigma_min, sigma_max }: a noise-level-aware denoiser trained on
+    /// sigma drawn per object from this range, "MIN,MAX" (e.g. 0,0.196).
+    #[arg(long, value_parser = parse_range)]
+    pub noise_level: Option<(f64, f64)>,
 
     // [task]
     /// [task] kind: denoise, transpose, paired, ldct or lensing.
@@ -505,9 +531,12 @@ pub struct ConfigFlags {
     /// [data] random flips and 90-degree rotations (true/false).
     #[arg(long)]
     pub augment: Option<bool>,
-    /// [data] synthetic data: ellipses, convergence or galaxies.
+    /// [data] synthetic data: ellipses, convergence, galaxies or dead-leaves.
     #[arg(long)]
     pub synthetic: Option<String>,
+    /// [data] mix the synthetic objects into data.train's (true/false).
+    #[arg(long)]
+    pub synthetic_mix: Option<bool>,
     /// [data] synthetic training objects.
     #[arg(long)]
     pub train_count: Option<usize>,
@@ -552,6 +581,9 @@ pub struct ConfigFlags {
     /// [train] wall-clock budget of this invocation, minutes.
     #[arg(long)]
     pub max_minutes: Option<f64>,
+    /// [train] end this invocation at this step, keeping the schedule (phased runs).
+    #[arg(long)]
+    pub stop_at_step: Option<u64>,
     /// [train] random seed.
     #[arg(long)]
     pub seed: Option<u64>,
@@ -564,6 +596,9 @@ pub struct ConfigFlags {
     /// [train] steps between log lines.
     #[arg(long)]
     pub log_every: Option<u64>,
+    /// [train] initialise from this .lofi model (fine-tuning; see the configuration docs).
+    #[arg(long)]
+    pub init_from: Option<PathBuf>,
 
     // [eval]
     /// [eval] every: steps between evaluations (0: only at the end).
@@ -618,6 +653,12 @@ impl ConfigFlags {
         set(t, m, "ccpg_hidden_dim", &self.ccpg_hidden_dim)?;
         set(t, m, "inr_hidden_dim", &self.inr_hidden_dim)?;
         set(t, m, "aux_layers", &self.aux_layers)?;
+        if let Some((lo, hi)) = self.noise_level {
+            let mut range = toml::Table::new();
+            range.insert("sigma_min".into(), lo.into());
+            range.insert("sigma_max".into(), hi.into());
+            set(t, m, "noise_level", &Some(toml::Value::Table(range)))?;
+        }
 
         let k = "task";
         set(t, k, "kind", &self.task)?;
@@ -640,6 +681,7 @@ impl ConfigFlags {
         set(t, d, "test_resize", &self.test_resize)?;
         set(t, d, "augment", &self.augment)?;
         set(t, d, "synthetic", &self.synthetic)?;
+        set(t, d, "synthetic_mix", &self.synthetic_mix)?;
         set(t, d, "train_count", &self.train_count)?;
         set(t, d, "test_count", &self.test_count)?;
 
@@ -656,10 +698,12 @@ impl ConfigFlags {
         set(t, r, "epochs", &self.epochs)?;
         set(t, r, "max_steps", &self.max_steps)?;
         set(t, r, "max_minutes", &self.max_minutes)?;
+        set(t, r, "stop_at_step", &self.stop_at_step)?;
         set(t, r, "seed", &self.seed)?;
         set(t, r, "device", &self.device)?;
         set(t, r, "threads", &self.threads)?;
         set(t, r, "log_every", &self.log_every)?;
+        set(t, r, "init_from", &self.init_from)?;
 
         let e = "eval";
         set(t, e, "every", &self.eval_every)?;
@@ -673,6 +717,14 @@ impl ConfigFlags {
         set(t, o, "model", &self.output_model)?;
         set(t, o, "checkpoint_every", &self.checkpoint_every)?;
         Ok(())
+    }
+}
+
+fn parse_range(text: &str) -> Result<(f64, f64), String> {
+    let parse = |s: &str| s.trim().parse::<f64>().map_err(|_| format!("'{s}' is not a number"));
+    match text.split_once(',') {
+        Some((a, b)) => Ok((parse(a)?, parse(b)?)),
+        None => Err("expected MIN,MAX".into()),
     }
 }
 

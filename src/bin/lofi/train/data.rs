@@ -129,6 +129,24 @@ pub fn fit_many(t: &Tensor, size: i64, mode: ResizeMode) -> Result<Vec<Tensor>> 
             }
             return Ok(tiles);
         }
+        ResizeMode::Cover if h < size || w < size => return fit_many(t, size, ResizeMode::SquareArea),
+        ResizeMode::Cover => {
+            // The fewest windows per axis that cover it, evenly spaced (overlapping).
+            let starts = |len: i64| -> Vec<i64> {
+                let count = (len + size - 1) / size;
+                if count == 1 {
+                    return vec![0];
+                }
+                (0..count).map(|k| k * (len - size) / (count - 1)).collect()
+            };
+            let mut tiles = Vec::new();
+            for &r in &starts(h) {
+                for &c in &starts(w) {
+                    tiles.push(t.narrow(2, r, size).narrow(3, c, size));
+                }
+            }
+            return Ok(tiles);
+        }
         ResizeMode::Crop => {
             if h < size || w < size {
                 bail!(
@@ -245,5 +263,11 @@ mod tests {
         let big = Tensor::zeros([1, 1, 9, 7], (Kind::Float, tch::Device::Cpu));
         assert_eq!(fit_many(&big, 3, ResizeMode::Tiles).unwrap().len(), 6);
         assert_eq!(fit_many(&big, 8, ResizeMode::Tiles).unwrap()[0].size(), vec![1, 1, 8, 8]);
+        // Cover: 180 = two overlapping windows of 128 per axis, at 0 and 52, reaching the far edge.
+        let photo = Tensor::arange(180 * 180, tch::kind::FLOAT_CPU).view([1, 1, 180, 180]);
+        let cover = fit_many(&photo, 128, ResizeMode::Cover).unwrap();
+        assert_eq!(cover.len(), 4);
+        assert_eq!(cover[3].get(0).get(0).get(127).get(127).double_value(&[]), (179 * 180 + 179) as f64);
+        assert_eq!(cover[1].get(0).get(0).get(0).get(0).double_value(&[]), 52.0);
     }
 }

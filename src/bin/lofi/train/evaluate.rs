@@ -23,6 +23,8 @@ pub struct TestItem {
     pub name: String,
     pub observation: Image,
     pub target: Image,
+    /// The observation's noise level, for noise-level-aware models.
+    pub noise_level: Option<f64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -69,6 +71,7 @@ pub fn load_test_set(
                     name,
                     observation: Image::from_tensor(&obs)?,
                     target: Image::from_tensor(&tgt)?,
+                    noise_level: None,
                 })
             })
             .collect();
@@ -87,7 +90,12 @@ pub fn test_items(task: &Task, sources: Vec<(String, Tensor)>, seed: u64) -> Res
         .map(|(i, (name, src))| {
             let obs = task.observe_test(&src, test_seed(seed, i))?;
             let tgt = task.target(&src);
-            Ok(TestItem { name, observation: Image::from_tensor(&obs)?, target: Image::from_tensor(&tgt)? })
+            Ok(TestItem {
+                name,
+                observation: Image::from_tensor(&obs)?,
+                target: Image::from_tensor(&tgt)?,
+                noise_level: task.test_noise_level(),
+            })
         })
         .collect()
 }
@@ -108,6 +116,7 @@ pub fn reconstruct(
     height: usize,
     width: usize,
     budget: usize,
+    noise_level: Option<f64>,
 ) -> Result<Image> {
     let c_out = model.config().c_out as usize;
     let mut out = Image::zeros(height, width, c_out);
@@ -119,7 +128,7 @@ pub fn reconstruct(
         height,
         None,
         OutputView { data: &mut out.data, row_stride: width * c_out },
-        RunOptions { memory_budget: budget, threads: 0, progress: None },
+        RunOptions { memory_budget: budget, threads: 0, progress: None, noise_level },
     )
     .with_context(|| "reconstructing a test image")?;
     Ok(out)
@@ -138,7 +147,9 @@ pub fn evaluate(
     let mut scores = Vec::new();
     let mut kept = Vec::new();
     for (i, item) in items.iter().enumerate() {
-        let rec = reconstruct(model, &item.observation, item.target.height, item.target.width, budget)?;
+        // A fixed-level model ignores the item's noise level (it was trained at one).
+        let noise_level = model.config().noise_level.and(item.noise_level);
+        let rec = reconstruct(model, &item.observation, item.target.height, item.target.width, budget, noise_level)?;
         scores.push(Score {
             name: item.name.clone(),
             psnr: lofi::metrics::psnr(&item.target, &rec)?,

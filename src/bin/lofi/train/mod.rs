@@ -58,7 +58,11 @@ impl TrainSet {
 /// Loads the training set described by `cfg` onto `device`.
 pub fn load_train_set(cfg: &TrainConfig, task: &Task, device: Device) -> Result<TrainSet> {
     let s = cfg.model.image_size;
-    let (sources, observations) = if let Some(kind) = cfg.data.synthetic {
+    let mixed = cfg.data.synthetic_mix && cfg.data.synthetic.is_some() && task.kind() != TaskKind::Paired;
+    if mixed && cfg.data.train.is_empty() {
+        bail!("data.synthetic_mix needs data.train files to mix the synthetic objects into");
+    }
+    let (sources, observations) = if let (Some(kind), false) = (cfg.data.synthetic, mixed) {
         if cfg.data.train_count == 0 {
             bail!("data.train_count must be at least 1");
         }
@@ -79,7 +83,16 @@ pub fn load_train_set(cfg: &TrainConfig, task: &Task, device: Device) -> Result<
             bail!("no training images left after data.exclude");
         }
         let images = data::load_images(&files, task.source_channels(), s, cfg.data.resize)?;
-        let src = Tensor::cat(&images.iter().map(|p| &p.1).collect::<Vec<_>>(), 0);
+        let mut src = Tensor::cat(&images.iter().map(|p| &p.1).collect::<Vec<_>>(), 0);
+        if let (Some(kind), true) = (cfg.data.synthetic, mixed) {
+            let extra = synthetic_objects(kind, task, cfg.data.train_count, s, cfg.train.seed, 0)?;
+            eprintln!(
+                "lofi train: {} file objects mixed with {} synthetic ({kind:?}) objects",
+                src.size()[0],
+                extra.size()[0]
+            );
+            src = Tensor::cat(&[src, extra], 0);
+        }
         (src, None)
     };
     let sources = sources.to_device(device);
@@ -106,7 +119,14 @@ pub fn synthetic_objects(
     seed: u64,
     first: u64,
 ) -> Result<Tensor> {
-    use crate::simulate::{objects, ConvergenceParams, SimTask};
+    use crate::simulate::{dead_leaves_objects, objects, ConvergenceParams, SimTask};
+    if kind == Synthetic::DeadLeaves {
+        let channels = task.source_channels();
+        if channels != 1 && channels != 3 {
+            bail!("dead leaves have one or three channels: the task needs targets with {channels}");
+        }
+        return dead_leaves_objects(count, size as usize, channels as usize, seed, first);
+    }
     if task.source_channels() != 1 {
         bail!("synthetic data have one channel: the task needs targets with {}", task.source_channels());
     }
@@ -114,6 +134,7 @@ pub fn synthetic_objects(
         Synthetic::Ellipses => SimTask::Ellipses,
         Synthetic::Convergence => SimTask::Convergence,
         Synthetic::Galaxies => SimTask::Galaxies,
+        Synthetic::DeadLeaves => unreachable!("handled above"),
     };
     objects(sim, count, size as usize, size as usize, seed, first, &ConvergenceParams::default())
 }
@@ -183,7 +204,12 @@ pub fn build_network(
         None => {
             tch::manual_seed(cfg.train.seed as i64);
             let (_, params) = LofiNet::init(&cfg.model, Device::Cpu)?;
-            params.iter().map(|(n, t)| (n.to_string(), t.detach())).collect()
+            let mut fresh: BTreeMap<String, Tensor> =
+                params.iter().map(|(n, t)| (n.to_string(), t.detach())).collect();
+            if let Some(path) = &cfg.train.init_from {
+                init_from_model(&mut fresh, &cfg.model, path)?;
+            }
+            fresh
         }
     };
     // The base geometry is fixed when it is not learned (the reference's requires_grad=False).
@@ -201,6 +227,51 @@ pub fn build_network(
     let settings = AdamSettings { lr: t.lr, beta1: t.beta1, beta2: t.beta2, eps: t.eps };
     let adam = Adam::new(&flat, &views, settings);
     Ok((net, params, adam))
+}
+
+/// Copies the parameters of the model at `path` into `fresh` (fine-tuning). Same name and shape:
+/// copied. The first layer of the sample MLPs may be wider here because the new model sees more
+/// channels per sample (a noise-level channel after the old ones): its input columns are in
+/// (channel, sample) order, so the old channels' columns are copied and the new ones are zero,
+/// which makes the new model compute exactly what the old one did until training moves them.
+fn init_from_model(fresh: &mut BTreeMap<String, Tensor>, model: &lofi::LofiConfig, path: &Path) -> Result<()> {
+    let old = lofi::model_file::ModelFile::read(path).with_context(|| format!("train.init_from = {}", path.display()))?;
+    let old_channels = old.config.network_channels();
+    let new_channels = model.network_channels();
+    let mut copied = 0;
+    let mut widened = Vec::new();
+    for (name, tensor) in fresh.iter_mut() {
+        let Some(source) = old.tensors.get(name) else { continue };
+        let (want, have) = (tensor.size(), source.size());
+        if want == have {
+            *tensor = source.to_kind(Kind::Float).copy();
+            copied += 1;
+        } else if name.ends_with(".fcs.0.weight")
+            && want.len() == 2
+            && want[0] == have[0]
+            && new_channels > old_channels
+            && have[1] % old_channels == 0
+            && want[1] == have[1] / old_channels * new_channels
+        {
+            let per_channel = have[1] / old_channels;
+            let wide = Tensor::zeros(&want[..], tch::kind::FLOAT_CPU);
+            wide.narrow(1, 0, old_channels * per_channel).copy_(&source.to_kind(Kind::Float));
+            *tensor = wide;
+            widened.push(name.clone());
+        } else {
+            bail!(
+                "train.init_from: parameter {name} is {have:?} in {}, {want:?} in this model; only a first \
+                 layer widened for more input channels can differ",
+                path.display()
+            );
+        }
+    }
+    eprintln!(
+        "lofi train: initialised from {}: {copied} parameters copied, {} widened with zero columns",
+        path.display(),
+        widened.len()
+    );
+    Ok(())
 }
 
 impl Trainer {
@@ -293,7 +364,7 @@ impl Trainer {
             _ => step,
         };
         let noise_seed = Rng::derive(t.seed, rng::STREAM_NOISE, noise_counter).torch_seed();
-        let (obs, target) = self.task.training_pair(&src, stored.as_ref(), noise_seed)?;
+        let (obs, target, noise_level) = self.task.training_pair(&src, stored.as_ref(), noise_seed)?;
         let (b, c, h, w) = target.size4()?;
 
         let pixels = self.pixel_positions(step, (h * w) as u64);
@@ -302,7 +373,7 @@ impl Trainer {
         let wanted = target.contiguous().view([b, c, h * w]).index_select(2, &pixels).permute([0, 2, 1]);
 
         let prepared = self.net.prepare(&obs)?;
-        let out = self.net.forward_prepared(&prepared, &coords);
+        let out = self.net.forward_conditioned(&prepared, &coords, noise_level.as_ref());
         let loss = (out - wanted).abs().mean(Kind::Float);
         let grads = self.adam.gradients(&loss);
         if self.step_check {
@@ -618,6 +689,9 @@ pub fn run(cfg: TrainConfig, options: RunOptions) -> Result<()> {
         }
         if max_seconds.is_some_and(|m| started.elapsed().as_secs_f64() >= m) {
             stopped_by_time = true;
+            break;
+        }
+        if cfg.train.stop_at_step.is_some_and(|s| trainer.step >= s) {
             break;
         }
         let t0 = Instant::now();

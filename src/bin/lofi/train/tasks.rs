@@ -24,6 +24,9 @@ pub struct Task {
     pub cfg: TaskConfig,
     pub c_in: i64,
     pub c_out: i64,
+    /// Noise-level-aware denoising: sigma is drawn per object, uniformly in this range, and
+    /// handed to the network with the observation.
+    pub sigma_range: Option<(f64, f64)>,
 }
 
 impl Task {
@@ -52,7 +55,16 @@ impl Task {
         if !(cfg.snr_db.is_finite() && cfg.n_gal > 0.0 && cfg.theta_deg > 0.0) {
             bail!("task.snr_db must be finite, task.n_gal and task.theta_deg positive");
         }
-        Ok(Task { cfg: cfg.clone(), c_in, c_out })
+        let sigma_range = model.noise_level.map(|r| (r.sigma_min, r.sigma_max));
+        if sigma_range.is_some() {
+            if cfg.kind != TaskKind::Denoise {
+                bail!("model.noise_level (a noise-level input) needs task.kind = \"denoise\"");
+            }
+            if cfg.noise == NoiseMode::Fixed {
+                bail!("model.noise_level draws sigma per object at every step: use task.noise = \"step\" or \"batch\"");
+            }
+        }
+        Ok(Task { cfg: cfg.clone(), c_in, c_out, sigma_range })
     }
 
     pub fn kind(&self) -> TaskKind {
@@ -131,15 +143,23 @@ impl Task {
         tch::no_grad(|| self.observe(&source.to_device(Device::Cpu)))
     }
 
-    /// (observation, target) of a training batch of sources (B, C, S, S); `stored` holds the
-    /// observations computed at load time, for tasks that have them. `seed` seeds the noise.
+    /// (observation, target, noise levels) of a training batch of sources (B, C, S, S); `stored`
+    /// holds the observations computed at load time, for tasks that have them. `seed` seeds the
+    /// noise. The noise levels (B,) are drawn per object for a noise-level-aware model.
     pub fn training_pair(
         &self,
         sources: &Tensor,
         stored: Option<&Tensor>,
         seed: i64,
-    ) -> Result<(Tensor, Tensor)> {
+    ) -> Result<(Tensor, Tensor, Option<Tensor>)> {
         let target = self.target(sources);
+        if let Some((lo, hi)) = self.sigma_range {
+            tch::manual_seed(seed);
+            let b = sources.size()[0];
+            let sigma = Tensor::rand([b], (Kind::Float, sources.device())) * (hi - lo) + lo;
+            let noisy = tch::no_grad(|| sources + sources.randn_like() * sigma.view([-1, 1, 1, 1]));
+            return Ok((noisy, target, Some(sigma)));
+        }
         let observation = match stored {
             Some(obs) => obs.shallow_clone(),
             None => {
@@ -147,6 +167,11 @@ impl Task {
                 tch::no_grad(|| self.observe(sources))?
             }
         };
-        Ok((observation, target))
+        Ok((observation, target, None))
+    }
+
+    /// The noise level handed to a noise-aware model with a test observation (the task's sigma).
+    pub fn test_noise_level(&self) -> Option<f64> {
+        self.sigma_range.map(|_| self.cfg.sigma)
     }
 }
