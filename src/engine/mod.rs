@@ -291,10 +291,16 @@ impl<'m> PreparedImage<'m> {
 
     /// Sets the input's noise level (checked against the model: see
     /// [`Model::check_noise_level`]).
-    pub fn with_noise_level(mut self, sigma: Option<f64>) -> Result<Self> {
+    pub fn with_noise_level(self, sigma: Option<f64>) -> Result<Self> {
         self.model.check_noise_level(sigma)?;
+        Ok(self.attach_noise_level(sigma))
+    }
+
+    /// Sets a noise level the caller has already checked (the engine's entry points check it
+    /// once, before preparing the image).
+    fn attach_noise_level(mut self, sigma: Option<f64>) -> Self {
         self.noise_level = sigma.map(|s| Tensor::from_slice(&[s as f32]).to_device(self.model.device()));
-        Ok(self)
+        self
     }
 
     /// Normalised model coordinate of a continuous pixel position (row y, column x).
@@ -494,7 +500,7 @@ pub fn reconstruct_region(
         let plan = plan_for(model, image.height, image.width, options.memory_budget)?;
         let _threads = ThreadScope::new(options.threads);
         let memory = cuda_memory::PeakTracker::start(model.device());
-        let prepared = PreparedImage::new(model, image)?.with_noise_level(options.noise_level)?;
+        let prepared = PreparedImage::new(model, image)?.attach_noise_level(options.noise_level);
 
         let axis = |lo: f64, hi: f64, n: usize| -> Box<dyn Fn(usize) -> f64> {
             if n == 1 {
@@ -565,7 +571,7 @@ pub fn reconstruct_points(
         let plan = plan_for(model, image.height, image.width, options.memory_budget)?;
         let _threads = ThreadScope::new(options.threads);
         let memory = cuda_memory::PeakTracker::start(model.device());
-        let prepared = PreparedImage::new(model, image)?.with_noise_level(options.noise_level)?;
+        let prepared = PreparedImage::new(model, image)?.attach_noise_level(options.noise_level);
         let RunOptions { mut progress, .. } = options;
         let batches = prepared.stream(
             points.len(),

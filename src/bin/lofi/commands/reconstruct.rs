@@ -77,7 +77,6 @@ pub fn run(args: Args) -> Result<()> {
             range.sigma_max
         );
     }
-    model.check_noise_level(args.sigma)?;
     let c_out = model.config().c_out as usize;
     let region = args.region.unwrap_or_else(|| Region::whole(input.height, input.width));
     let width = args.width.unwrap_or(input.width);
