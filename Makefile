@@ -29,6 +29,7 @@ help:
 	@echo "make bench    throughput and memory figures (lofi bench)"
 	@echo "make install  PREFIX=... libraries, headers, pkg-config and CMake package files"
 	@echo "make header   regenerate include/lofi.h with cbindgen"
+	@echo "make test-python  install ./python (pip) into the torch venv and run its pytest suite"
 
 $(TORCH_VENV)/.lofi-ready:
 	scripts/setup-torch.sh >/dev/null
@@ -38,13 +39,17 @@ setup: $(SETUP)
 build: $(SETUP)
 	$(CARGO) build --release --lib --bins
 
-test: lint test-rust test-c
+test: lint test-rust test-c test-python
 
 test-rust: $(SETUP)
 	$(CARGO) test --release
 
 test-c: build
 	scripts/run-c-tests.sh "$(BUILD_DIR)"
+
+.PHONY: test-python
+test-python: build
+	python/run-tests.sh
 
 demo: build
 	$(LOFI) demo

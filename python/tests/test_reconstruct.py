@@ -1,0 +1,278 @@
+"""model.reconstruct against the CLI; zero-copy and strides; bad input as exceptions."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from conftest import model_path, pixels, run_cli
+
+import lofi
+
+
+def cli_reconstruct(tmp_path, model: str, image: np.ndarray, *extra: str) -> np.ndarray:
+    src, dst = tmp_path / "in.npy", tmp_path / "out.npy"
+    np.save(src, image)
+    run_cli("reconstruct", "--model", model_path(model), "--input", str(src), "--output", str(dst),
+            "--threads", "1", *extra)
+    return np.load(dst)
+
+
+# ---- the same numbers as the CLI -------------------------------------------------------------
+
+def test_whole_image_equals_the_cli(tmp_path, gray):
+    x = pixels(12, 16)
+    ours = gray.reconstruct(x, threads=1)
+    assert ours.shape == (12, 16) and ours.dtype == np.float32
+    np.testing.assert_array_equal(ours, cli_reconstruct(tmp_path, "tiny-gray.lofi", x))
+
+
+def test_region_and_shape_equal_the_cli(tmp_path, gray):
+    x = pixels(12, 16, seed=1)
+    ours = gray.reconstruct(x, region=(2.5, 1, 13, 9.25), shape=(17, 23), threads=1)
+    assert ours.shape == (17, 23)
+    theirs = cli_reconstruct(tmp_path, "tiny-gray.lofi", x, "--region", "2.5,1,13,9.25", "--width", "23",
+                             "--height", "17")
+    np.testing.assert_array_equal(ours, theirs)
+
+
+def test_rgb_equals_the_cli(tmp_path, rgb):
+    x = pixels(10, 14, 3, seed=2)
+    ours = rgb.reconstruct(x, shape=(19, 27), threads=1)
+    assert ours.shape == (19, 27, 3)
+    np.testing.assert_array_equal(ours, cli_reconstruct(tmp_path, "tiny-rgb.lofi", x, "--width", "27",
+                                                        "--height", "19"))
+
+
+def test_sigma_equals_the_cli(tmp_path, sigma_model):
+    x = pixels(12, 16, seed=3)
+    ours = sigma_model.reconstruct(x, sigma=25 / 255, threads=1)
+    np.testing.assert_array_equal(ours, cli_reconstruct(tmp_path, "tiny-gray-sigma.lofi", x, "--sigma", "25/255"))
+    # The level matters (the test would pass for any sigma otherwise).
+    assert not np.array_equal(ours, sigma_model.reconstruct(x, sigma=5 / 255, threads=1))
+
+
+def test_complex_channel(tmp_path, complex_model):
+    # Two input channels = one complex channel (real, imaginary interleaved): a complex (H, W)
+    # array is read as that layout.
+    rng = np.random.default_rng(4)
+    z = (rng.normal(size=(12, 16)) + 1j * rng.normal(size=(12, 16))).astype(np.complex64)
+    interleaved = np.stack([z.real, z.imag], axis=-1).astype(np.float32)
+    ours = complex_model.reconstruct(z, threads=1)
+    assert ours.shape == (12, 16)
+    np.testing.assert_array_equal(ours, complex_model.reconstruct(interleaved, threads=1)[:, :, 0])
+    np.testing.assert_array_equal(ours, cli_reconstruct(tmp_path, "tiny-complex.lofi", interleaved).reshape(12, 16))
+    assert np.shares_memory(lofi.image_view(z, 2), z)  # complex64: read in place
+    np.testing.assert_array_equal(complex_model.reconstruct(z.astype(np.complex128), threads=1), ours)
+
+
+def test_points_equal_the_grid(gray):
+    x = pixels(12, 16, seed=5)
+    grid = gray.reconstruct(x, threads=1)
+    pts = np.array([[0, 0], [3, 7], [15, 11], [8, 2]], dtype=np.float64)  # (x = column, y = row)
+    vals = gray.reconstruct_points(x, pts, threads=1)
+    assert vals.shape == (4,)
+    np.testing.assert_allclose(vals, grid[pts[:, 1].astype(int), pts[:, 0].astype(int)], rtol=0, atol=1e-6)
+
+
+# ---- zero-copy, strides, output buffers -----------------------------------------------------
+
+def test_zero_copy_rules():
+    base = pixels(20, 30)
+    view = lofi.image_view(base)
+    assert view.shape == (20, 30, 1) and np.shares_memory(view, base)  # C-contiguous: in place
+    window = base[3:15, 4:20]  # rows 120 bytes apart, 64 bytes used: a row stride, no copy
+    assert np.shares_memory(lofi.image_view(window), window)
+    rgb = pixels(8, 9, 3)
+    assert np.shares_memory(lofi.image_view(rgb[1:7, 2:8]), rgb)
+    copied = {
+        "column step": base[:, ::2],
+        "transpose": base.T,
+        "negative rows": base[::-1],
+        "fortran": np.asfortranarray(base),
+        "float64": base.astype(np.float64),
+        "big-endian": base.astype(">f4"),
+        "channel step": rgb[:, :, ::2],
+    }
+    for what, a in copied.items():
+        v = lofi.image_view(a)
+        assert not np.shares_memory(v, a), what
+        assert v.dtype == np.float32 and v.flags.c_contiguous, what
+        np.testing.assert_array_equal(v.reshape(a.shape), a.astype(np.float32), err_msg=what)
+
+
+def test_strided_inputs_give_the_contiguous_result(gray):
+    base = pixels(24, 40, seed=6)
+    for a in (base[5:17, 7:23], base[::2, ::2][:12, :16], base.T[:16, :12].T, base[::-1][:12, :16]):
+        assert a.shape == (12, 16)
+        np.testing.assert_array_equal(gray.reconstruct(a, threads=1),
+                                      gray.reconstruct(np.ascontiguousarray(a), threads=1))
+    np.testing.assert_array_equal(gray.reconstruct(base[:12, :16].astype(np.float64), threads=1),
+                                  gray.reconstruct(base[:12, :16], threads=1))
+
+
+def test_input_is_only_read(gray):
+    x = pixels(12, 16, seed=7)
+    x.flags.writeable = False  # a read-only array is fine: lofi never writes its input
+    before = x.copy()
+    gray.reconstruct(x)
+    np.testing.assert_array_equal(x, before)
+
+
+def test_out_is_written_in_place_tile_by_tile(gray):
+    x = pixels(12, 16, seed=8)
+    whole = gray.reconstruct(x, shape=(20, 28), threads=1)
+    mosaic = np.full((24, 40), -7.0, dtype=np.float32)
+    target = mosaic[2:22, 5:33]  # a window of a larger array: written through its row stride
+    for r0, c0, rows, cols in [(0, 0, 11, 13), (0, 13, 11, 15), (11, 0, 9, 28)]:
+        res = gray.reconstruct(x, shape=(20, 28), window=(r0, c0, rows, cols), threads=1,
+                               out=target[r0:r0 + rows, c0:c0 + cols])
+        assert np.shares_memory(res, mosaic)
+    np.testing.assert_array_equal(target, whole)  # tiles equal the whole grid, bit for bit
+    assert (mosaic[:2] == -7).all() and (mosaic[:, :5] == -7).all() and (mosaic[:, 33:] == -7).all()
+
+
+def test_out_errors(gray):
+    x = pixels(12, 16)
+    with pytest.raises(lofi.InvalidArgumentError, match="shape"):
+        gray.reconstruct(x, out=np.empty((12, 15), np.float32))
+    with pytest.raises(lofi.InvalidArgumentError, match="float32"):
+        gray.reconstruct(x, out=np.empty((12, 16), np.float64))
+    ro = np.empty((12, 16), np.float32)
+    ro.flags.writeable = False
+    with pytest.raises(lofi.InvalidArgumentError, match="read-only"):
+        gray.reconstruct(x, out=ro)
+    with pytest.raises(lofi.InvalidArgumentError, match="packed"):
+        gray.reconstruct(x, out=np.empty((12, 32), np.float32)[:, ::2])
+
+
+def test_output_shapes(gray, rgb):
+    assert gray.reconstruct(pixels(12, 16)).shape == (12, 16)
+    assert gray.reconstruct(pixels(12, 16, 1)).shape == (12, 16, 1)
+    assert rgb.reconstruct(pixels(12, 16, 3)).shape == (12, 16, 3)
+    y, report = gray.reconstruct(pixels(12, 16), shape=(5, 7), report=True)
+    assert y.shape == (5, 7) and report.pixels == 35 and report.batches >= 1
+
+
+def test_threads_share_a_model(gray):
+    xs = [pixels(12, 16, seed=s) for s in range(4)]
+    expected = [gray.reconstruct(x, threads=1) for x in xs]
+    got = [None] * 4
+
+    def work(i):
+        got[i] = gray.reconstruct(xs[i], threads=1)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for e, g in zip(expected, got):
+        np.testing.assert_array_equal(e, g)
+
+
+# ---- bad input: exceptions with status and message, never a crash ---------------------------
+
+@pytest.mark.parametrize(
+    "image, cls, text",
+    [
+        (np.zeros((12, 16), np.int32), lofi.InvalidInputError, "dtype int32"),
+        (np.zeros((12, 16), bool), lofi.InvalidInputError, "dtype bool"),
+        (np.array([["a"]]), lofi.InvalidInputError, "dtype <U1"),
+        (np.zeros((2, 12, 16, 1), np.float32), lofi.InvalidInputError, "4 dimensions"),
+        (np.zeros(16, np.float32), lofi.InvalidInputError, "1 dimensions"),
+        (np.zeros((12, 16, 3), np.float32), lofi.InvalidInputError, "3 channel"),
+        (np.zeros((0, 16), np.float32), lofi.InvalidInputError, "empty"),
+        ([[0.5, "x"]], lofi.InvalidInputError, "dtype"),
+        (None, lofi.InvalidInputError, "dtype object"),
+    ],
+)
+def test_bad_images(gray, image, cls, text):
+    with pytest.raises(cls, match=text) as e:
+        gray.reconstruct(image)
+    assert e.value.status == 2 and e.value.status_name == "LOFI_STATUS_INVALID_INPUT"
+
+
+def test_nan_pixels_are_refused_by_the_library(gray):
+    x = pixels(12, 16)
+    x[3, 4] = np.nan
+    with pytest.raises(lofi.InvalidInputError) as e:
+        gray.reconstruct(x)
+    assert e.value.message.startswith("lofi_reconstruct_region: ")  # the library's message
+    assert "non-finite" in e.value.message or "NaN" in e.value.message
+
+
+@pytest.mark.parametrize(
+    "kwargs, cls, text",
+    [
+        (dict(sigma=float("nan")), lofi.InvalidArgumentError, "noise_level is NaN"),
+        (dict(sigma=-0.1), lofi.InvalidArgumentError, "negative"),
+        (dict(sigma="0.1"), lofi.InvalidArgumentError, "number"),
+        (dict(threads=-1), lofi.InvalidArgumentError, "threads"),
+        (dict(threads=2**40), lofi.InvalidArgumentError, "threads"),
+        (dict(threads=1.5), lofi.InvalidArgumentError, "integer"),
+        (dict(budget=10), lofi.BudgetTooSmallError, "too small"),
+        (dict(budget=0), lofi.InvalidArgumentError, "budget"),
+        (dict(budget=2**64), lofi.InvalidArgumentError, "budget"),
+        (dict(budget="lots"), lofi.InvalidArgumentError, "not a size"),
+        (dict(region=(0, 0, float("inf"), 5)), lofi.InvalidArgumentError, "finite"),
+        (dict(region=(0, 0, 2e6, 5)), lofi.InvalidArgumentError, "within"),
+        (dict(region=(0, 0, 5)), lofi.InvalidArgumentError, "region"),
+        (dict(shape=(0, 5)), lofi.InvalidArgumentError, "shape rows"),
+        (dict(shape=5), lofi.InvalidArgumentError, "shape"),
+        (dict(shape=(2**62, 2**62)), lofi.InvalidArgumentError, "too large"),
+        (dict(window=(0, 0, 20, 20)), lofi.InvalidArgumentError, "window"),
+        (dict(progress=3), lofi.InvalidArgumentError, "callable"),
+    ],
+)
+def test_bad_arguments(gray, kwargs, cls, text):
+    with pytest.raises(cls, match=text) as e:
+        gray.reconstruct(pixels(12, 16), **kwargs)
+    assert e.value.status in (1, 2, 5, 10) and e.value.message
+
+
+def test_sigma_rules_come_from_the_library(gray, sigma_model):
+    x = pixels(12, 16)
+    with pytest.raises(lofi.InvalidArgumentError) as e:
+        gray.reconstruct(x, sigma=0.1)  # a fixed-level model takes no noise level
+    assert e.value.message.startswith("lofi_reconstruct_region: ")
+    with pytest.raises(lofi.InvalidArgumentError) as e:
+        sigma_model.reconstruct(x)  # a noise-level-aware one needs it
+    assert e.value.message.startswith("lofi_reconstruct_region: ")
+
+
+def test_budget_strings(gray):
+    x = pixels(12, 16)
+    np.testing.assert_array_equal(gray.reconstruct(x, budget="64MiB", threads=1),
+                                  gray.reconstruct(x, budget=64 * 2**20, threads=1))
+
+
+# ---- progress callbacks ---------------------------------------------------------------------
+
+def test_progress_reports_and_cancels(gray):
+    calls = []
+    gray.reconstruct(pixels(30, 30), budget="3MiB", progress=lambda d, t: calls.append((d, t)))
+    assert len(calls) >= 2 and calls[-1] == (900, 900)
+    assert all(a[0] < b[0] for a, b in zip(calls, calls[1:]))
+    with pytest.raises(lofi.CancelledError) as e:
+        gray.reconstruct(pixels(30, 30), budget="3MiB", progress=lambda d, t: False)
+    assert e.value.status == 7 and "cancelled" in e.value.message
+
+
+def test_exception_in_progress_propagates(gray):
+    class Stop(Exception):
+        pass
+
+    err = Stop("from the callback")
+
+    def progress(done, total):
+        raise err
+
+    with pytest.raises(Stop) as e:
+        gray.reconstruct(pixels(12, 16), progress=progress)
+    assert e.value is err
+    assert any("LOFI_STATUS_CANCELLED" in n for n in getattr(e.value, "__notes__", ["LOFI_STATUS_CANCELLED"]))
+    # The model is fine afterwards.
+    assert gray.reconstruct(pixels(12, 16)).shape == (12, 16)
