@@ -156,3 +156,23 @@ def test_status_classes_cover_every_status():
     assert names[4] == "LOFI_STATUS_IO" and isinstance(lofi.errors.error_for(4, "x"), OSError)
     assert isinstance(lofi.errors.error_for(10, "x"), MemoryError)
     assert lofi.errors.error_for(42, "x").status_name == "LOFI_STATUS_UNKNOWN"
+
+
+def test_log_messages_reach_python_logging(caplog):
+    # lofi prints nothing; enable_logging routes its log (here: the WARN of a model file that
+    # predates digests) to the "lofi" logger.
+    from conftest import model_path
+
+    with caplog.at_level("DEBUG", logger="lofi"):
+        lofi.enable_logging("warn")
+        try:
+            lofi.Model(model_path("tiny-gray-nodigest.lofi")).close()
+        finally:
+            lofi.enable_logging(None)
+        warned = [r for r in caplog.records if r.name == "lofi" and r.levelname == "WARNING"]
+        assert warned and any("digest" in r.getMessage() for r in warned)
+        caplog.clear()
+        lofi.Model(model_path("tiny-gray-nodigest.lofi")).close()  # stopped: nothing arrives
+        assert not [r for r in caplog.records if r.name == "lofi"]
+    with pytest.raises(lofi.InvalidArgumentError, match="level"):
+        lofi.enable_logging("loud")

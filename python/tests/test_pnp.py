@@ -193,6 +193,17 @@ def test_user_operator_equals_the_builtin(gray):
     assert user.forward_calls > 0
 
 
+def test_callables_as_the_operator(gray):
+    # lofi.pnp(model, y, (forward, adjoint), shape=...): the same solve as the UserOperator.
+    truth = pixels(H, W, seed=11)
+    y = box_forward(truth).ravel()
+    by_pair = lofi.pnp(gray, y, (box_forward, box_adjoint), shape=(H, W), iterations=2, threads=1)
+    by_class = lofi.pnp(gray, y, box_operator(), iterations=2, threads=1)
+    np.testing.assert_array_equal(by_pair, by_class)
+    with pytest.raises(lofi.InvalidArgumentError, match="shape"):
+        lofi.pnp(gray, y, (box_forward, box_adjoint))
+
+
 def test_multichannel_user_operator(rgb):
     shapes = []
 

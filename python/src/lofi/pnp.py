@@ -419,12 +419,22 @@ class PnP:
             pass
 
 
-def pnp(model: Model, measurements, operator: Operator, iterations: int = 90, *, ground_truth=None,
+def pnp(model: Model, measurements, operator, iterations: int = 90, *, shape=None, ground_truth=None,
         warm_start=None, **params) -> np.ndarray:
     """Solves ``measurements = A x`` with LoFi-ADMM and returns the estimate ((H, W) or
-    (H, W, C)). ``params`` are :class:`PnP`'s (alpha, sigma, anneal, splitting, tolerance,
-    cg_iterations, cg_tolerance, budget, threads, progress). For the per-iteration figures,
-    use :class:`PnP` directly."""
+    (H, W, C)).
+
+    ``operator``: an :class:`Operator` (``lofi.Inpaint(mask=m)``, ``lofi.Radon(shape, angles)``,
+    ...), or a pair of Python callables ``(forward, adjoint)`` with ``shape=(H, W)``: a
+    :class:`UserOperator` whose measurement length is that of ``measurements``. ``params`` are
+    :class:`PnP`'s (alpha, sigma, anneal, splitting, tolerance, cg_iterations, cg_tolerance,
+    budget, threads, progress). For the per-iteration figures use :class:`PnP` directly."""
+    if isinstance(operator, tuple) and len(operator) == 2 and all(callable(f) for f in operator):
+        if shape is None:
+            raise InvalidArgumentError("a (forward, adjoint) operator needs shape=(height, width)")
+        operator = UserOperator(shape, int(np.size(measurements)), operator[0], operator[1])
+    elif shape is not None and isinstance(operator, Operator) and tuple(operator.shape) != tuple(shape):
+        raise InvalidArgumentError(f"shape {shape} differs from the operator's {operator.shape}")
     with PnP(model, operator, measurements, **params) as state:
         if ground_truth is not None:
             state.set_ground_truth(ground_truth)
@@ -432,5 +442,3 @@ def pnp(model: Model, measurements, operator: Operator, iterations: int = 90, *,
             state.set_estimate(warm_start)
         state.solve(iterations)
         return state.estimate()
-
-
