@@ -276,3 +276,51 @@ def test_exception_in_progress_propagates(gray):
     assert any("LOFI_STATUS_CANCELLED" in n for n in getattr(e.value, "__notes__", ["LOFI_STATUS_CANCELLED"]))
     # The model is fine afterwards.
     assert gray.reconstruct(pixels(12, 16)).shape == (12, 16)
+
+
+def test_ctrl_c_stops_a_long_call(gray):
+    # SIGINT during a call: the library stops at the next batch and the interrupt is delivered
+    # when the call returns (here to a handler of the test's; Python's default raises
+    # KeyboardInterrupt), rather than being lost inside a callback.
+    import os
+    import signal
+    import time
+
+    class Interrupted(Exception):
+        pass
+
+    def handler(signum, frame):
+        raise Interrupted()
+
+    previous = signal.signal(signal.SIGINT, handler)
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+    started = time.monotonic()
+    try:
+        timer.start()
+        with pytest.raises(Interrupted):
+            # About a minute of work in batches of 64 pixels if nothing stopped it.
+            gray.reconstruct(pixels(12, 16), shape=(1500, 1500), budget="2MiB", threads=1)
+        assert time.monotonic() - started < 20
+        assert signal.getsignal(signal.SIGINT) is handler  # restored after the call
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGINT, previous)
+    assert gray.reconstruct(pixels(12, 16)).shape == (12, 16)  # and the model is fine
+
+
+def test_ctrl_c_stops_a_python_operator(gray):
+    import os
+    import signal
+
+    from test_pnp import box_adjoint, box_forward
+
+    def forward(x):
+        os.kill(os.getpid(), signal.SIGINT)  # as if the user pressed Ctrl-C during the solve
+        return box_forward(x)
+
+    op = lofi.UserOperator((12, 16), 48, forward, box_adjoint)
+    with lofi.PnP(gray, op, np.ones(48, np.float32), threads=1) as state:
+        with pytest.raises(KeyboardInterrupt):
+            state.solve(50)
+        assert op.forward_calls == 1  # stopped at the next callback
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

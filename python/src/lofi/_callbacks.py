@@ -9,9 +9,65 @@ with the library's message added as a note.
 
 from __future__ import annotations
 
+import signal
+import threading
 
 from . import _ffi
 from .errors import LofiError
+
+
+class _DeferredSigint:
+    """Ctrl-C during a library call on the main thread.
+
+    Python runs signal handlers at the next bytecode boundary, which during a call is the entry
+    of a callback trampoline, before its ``try``: a KeyboardInterrupt raised there would escape
+    the trampoline (ctypes prints it and returns an undefined value to the library). So while a
+    call runs on the main thread, SIGINT only records itself here; the trampolines see it and
+    return False (the library stops between batches or iterations), and when the call returns
+    the handler that was installed before runs (Python's default raises KeyboardInterrupt).
+    """
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.pending = None
+        self.previous = None
+        self.installed = False
+
+    def _record(self, signum, frame) -> None:
+        self.pending = (signum, frame)
+
+    def __enter__(self):
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        if self.depth == 0:
+            previous = signal.getsignal(signal.SIGINT)
+            if callable(previous):  # SIG_DFL, SIG_IGN or a C-level handler: left alone
+                try:
+                    signal.signal(signal.SIGINT, self._record)
+                    self.previous, self.installed = previous, True
+                except (ValueError, OSError):
+                    self.installed = False
+        self.depth += 1
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        self.depth -= 1
+        if self.depth == 0 and self.installed:
+            signal.signal(signal.SIGINT, self.previous)
+            self.installed = False
+            pending, self.pending = self.pending, None
+            if pending is not None:
+                self.previous(*pending)  # the interrupt, delivered now (may raise)
+
+
+deferred_sigint = _DeferredSigint()
+
+
+def interrupted() -> bool:
+    """Whether Ctrl-C arrived during the current call (main thread)."""
+    return deferred_sigint.pending is not None
 
 
 class ErrorSlot:
@@ -39,6 +95,8 @@ def progress_callback(fn, slot: ErrorSlot):
 
     def trampoline(_user, done, total):
         try:
+            if interrupted() or slot.error is not None:
+                return False
             return fn(int(done), int(total)) is not False
         except BaseException as e:  # noqa: BLE001 - carried across the C frames, re-raised
             slot.catch(e)
@@ -52,7 +110,8 @@ def run_call(call, slot: ErrorSlot, what: str):
     else the library's."""
     from .errors import last_error
 
-    status = call()
+    with deferred_sigint:
+        status = call()
     if status != _ffi.STATUS_OK:
         err = last_error(status, what)
         slot.raise_pending(err)

@@ -96,13 +96,19 @@ def run_params(*, budget=None, threads=0, sigma=None, progress=None, slot: Error
         if s < 0:  # negative means "no level" to the library: refuse it rather than ignore it
             raise InvalidArgumentError(f"sigma = {s} is negative (use None for no noise level)")
         p.noise_level = s  # NaN goes through: the library refuses it with its own message
-    keep = None
-    if progress is not None:
-        if not callable(progress):
-            raise InvalidArgumentError(f"progress must be callable, got {progress!r}")
-        keep = progress_callback(progress, slot)
-        p.progress = keep
+    if progress is None:
+        # Always a callback, so that Ctrl-C stops a long call between batches (see
+        # _callbacks.deferred_sigint) instead of waiting for its end.
+        progress = _keep_going
+    elif not callable(progress):
+        raise InvalidArgumentError(f"progress must be callable, got {progress!r}")
+    keep = progress_callback(progress, slot)
+    p.progress = keep
     return p, keep
+
+
+def _keep_going(done: int, total: int) -> bool:
+    return True
 
 
 class _Handle:

@@ -11,7 +11,7 @@ import numpy as np
 
 from . import _ffi
 from ._arrays import as_float, as_int, as_size, float_ptr, image_view, packed
-from ._callbacks import ErrorSlot, run_call
+from ._callbacks import ErrorSlot, interrupted, run_call
 from .errors import InvalidArgumentError, InvalidInputError, ModelClosedError, check
 from .model import Model, _Handle, _Using, run_params
 
@@ -215,6 +215,8 @@ class UserOperator(Operator):
         def apply(fn, in_len, in_shape, out_len, what):
             def trampoline(_user, src, dst):
                 try:
+                    if interrupted():
+                        return False
                     x = np.ctypeslib.as_array(src, shape=(in_len,)).copy().reshape(in_shape)
                     y = fn(x)
                     if y is None:
