@@ -145,3 +145,14 @@ def test_device_errors():
     assert e.value.status == 6 and e.value.status_name == "LOFI_STATUS_DEVICE_UNAVAILABLE"
     with pytest.raises(lofi.InvalidArgumentError, match="precision"):
         lofi.Model(model_path("tiny-gray.lofi"), precision="f8")
+
+
+def test_cuda_matches_cpu(gray):
+    try:
+        model = lofi.Model(model_path("tiny-gray.lofi"), device="cuda")
+    except lofi.DeviceUnavailableError:
+        pytest.skip("no CUDA device on this machine")
+    with model:
+        assert model.info.device == "cuda:0"
+        x = pixels(12, 16, seed=3)
+        np.testing.assert_allclose(model.reconstruct(x), gray.reconstruct(x, threads=1), atol=1e-4)
