@@ -29,15 +29,24 @@ fn ct_slices_give_the_hounsfield_units_pydicom_gives() {
         let want = &all[name];
         let slice = dicom::read_slice(&fixture(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
         let (shape, values) = pydicom_values(name);
-        assert_eq!(shape, vec![want["rows"].as_u64().unwrap() as usize, want["columns"].as_u64().unwrap() as usize]);
-        assert_eq!((slice.values.height, slice.values.width, slice.values.channels), (shape[0], shape[1], 1), "{name}");
+        assert_eq!(
+            shape,
+            vec![want["rows"].as_u64().unwrap() as usize, want["columns"].as_u64().unwrap() as usize]
+        );
+        assert_eq!(
+            (slice.values.height, slice.values.width, slice.values.channels),
+            (shape[0], shape[1], 1),
+            "{name}"
+        );
         // Integers and halves: exact.
         assert_eq!(slice.values.data, values, "{name}: values differ from pydicom's");
         assert_eq!(slice.rescale_slope, want["slope"].as_f64().unwrap(), "{name}");
         assert_eq!(slice.rescale_intercept, want["intercept"].as_f64().unwrap(), "{name}");
         assert_eq!(slice.transfer_syntax, want["transfer_syntax"].as_str().unwrap(), "{name}");
         assert_eq!(slice.modality.as_deref(), want["modality"].as_str(), "{name}");
-        let window = want["window"].as_array().map(|w| Window { center: w[0].as_f64().unwrap(), width: w[1].as_f64().unwrap() });
+        let window = want["window"]
+            .as_array()
+            .map(|w| Window { center: w[0].as_f64().unwrap(), width: w[1].as_f64().unwrap() });
         assert_eq!(slice.window, window, "{name}");
     }
     // The CT slice spans air to bone in HU.
@@ -90,7 +99,10 @@ fn error_of(path: &Path) -> String {
 
 #[test]
 fn bad_files_are_refused_clearly() {
-    for (name, syntax) in [("JPEG2000.dcm", "1.2.840.10008.1.2.4.91"), ("MR_small_jpeg_ls_lossless.dcm", "1.2.840.10008.1.2.4.80")] {
+    for (name, syntax) in [
+        ("JPEG2000.dcm", "1.2.840.10008.1.2.4.91"),
+        ("MR_small_jpeg_ls_lossless.dcm", "1.2.840.10008.1.2.4.80"),
+    ] {
         let e = error_of(&fixture(name));
         assert!(e.contains(name) && e.contains(syntax) && e.contains("decompress"), "{e}");
     }
@@ -110,4 +122,41 @@ fn bad_files_are_refused_clearly() {
     assert!(error_of(&p).contains("text.dcm"));
     let e = error_of(&dir.path().join("missing.dcm"));
     assert!(e.contains("missing.dcm"), "{e}");
+}
+
+/// Damaged slices (bytes changed, cut short) give an error or a valid slice, never a panic.
+#[test]
+fn mutated_files_never_panic() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mutated.dcm");
+    let (mut errors, mut slices) = (0, 0);
+    for name in ["CT_small.dcm", "MR_small_RLE.dcm"] {
+        let original = std::fs::read(fixture(name)).unwrap();
+        for _ in 0..60 {
+            let mut bytes = original.clone();
+            // Mostly the meta group and the attributes before the pixel data.
+            for _ in 0..rng.gen_range(1..6) {
+                let end = if rng.gen_bool(0.8) { 2000.min(bytes.len()) } else { bytes.len() };
+                let i = rng.gen_range(0..end);
+                bytes[i] = rng.gen();
+            }
+            if rng.gen_bool(0.2) {
+                bytes.truncate(rng.gen_range(0..bytes.len()));
+            }
+            std::fs::write(&path, &bytes).unwrap();
+            match dicom::read_slice(&path) {
+                Ok(s) => {
+                    slices += 1;
+                    assert!(s.values.data.iter().all(|v| v.is_finite()));
+                }
+                Err(e) => {
+                    errors += 1;
+                    assert!(e.to_string().contains("mutated.dcm"), "{e}");
+                }
+            }
+        }
+    }
+    assert!(errors > 10 && slices > 10, "{errors} errors, {slices} slices");
 }

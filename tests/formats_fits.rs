@@ -87,9 +87,17 @@ fn error_of(path: &Path) -> String {
 #[test]
 fn blanks_cubes_and_broken_files_are_refused_clearly() {
     let e = error_of(&fixture("nan_blanks.fits"));
-    assert!(e.contains("nan_blanks.fits") && e.contains("3 of 256 pixels are blank") && e.contains("NaN"), "{e}");
+    assert!(
+        e.contains("nan_blanks.fits") && e.contains("3 of 256 pixels are blank") && e.contains("NaN"),
+        "{e}"
+    );
     let e = error_of(&fixture("blank_i16.fits"));
-    assert!(e.contains("blank_i16.fits") && e.contains("2 of 256 pixels are blank") && e.contains("BLANK = -32768"), "{e}");
+    assert!(
+        e.contains("blank_i16.fits")
+            && e.contains("2 of 256 pixels are blank")
+            && e.contains("BLANK = -32768"),
+        "{e}"
+    );
     // The same through image_io (what every command uses).
     let e = image_io::read(&fixture("nan_blanks.fits")).unwrap_err().to_string();
     assert!(e.contains("3 of 256"), "{e}");
@@ -156,7 +164,10 @@ fn written_images_read_back_with_header_history_and_values() {
     let back = fits::read_image(&path).unwrap();
     assert_eq!(back.bitpix, -32);
     assert_eq!(back.image, out, "values changed through the file");
-    for key in ["CTYPE1", "CTYPE2", "CRVAL1", "CRVAL2", "CRPIX1", "CRPIX2", "CDELT1", "CDELT2", "CUNIT1", "BUNIT", "OBJECT", "TELESCOP"] {
+    for key in [
+        "CTYPE1", "CTYPE2", "CRVAL1", "CRVAL2", "CRPIX1", "CRPIX2", "CDELT1", "CDELT2", "CUNIT1", "BUNIT",
+        "OBJECT", "TELESCOP",
+    ] {
         assert_eq!(back.header.value(key), input.header.value(key), "{key}");
     }
     let history: Vec<&str> = back.header.cards().filter(|c| c.starts_with("HISTORY ")).collect();
@@ -330,4 +341,43 @@ fn binary_table_columns_read_as_astropy_reads_them() {
     std::fs::write(&p, &whole[..whole.len() - 2880 + 500]).unwrap();
     let e = fits::read_binary_table(&p, None).unwrap_err().to_string();
     assert!(e.contains("cut.fits") && e.contains("truncated"), "{e}");
+}
+
+/// Damaged files (bytes changed, cut short) give an error or a valid image, never a panic.
+#[test]
+fn mutated_files_never_panic() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(12);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mutated.fits");
+    let (mut errors, mut images) = (0, 0);
+    for name in ["f32_wcs.fits", "i16_scaled.fits", "degenerate_3d.fits", "image_ext.fits", "table.fits"] {
+        let original = std::fs::read(fixture(name)).unwrap();
+        for _ in 0..150 {
+            let mut bytes = original.clone();
+            // Mostly the header, where the structure is.
+            for _ in 0..rng.gen_range(1..6) {
+                let end = if rng.gen_bool(0.8) { 2880.min(bytes.len()) } else { bytes.len() };
+                let i = rng.gen_range(0..end);
+                bytes[i] =
+                    if rng.gen_bool(0.5) { rng.gen() } else { b"0123456789-+ .ET'="[rng.gen_range(0..18)] };
+            }
+            if rng.gen_bool(0.2) {
+                bytes.truncate(rng.gen_range(0..bytes.len()));
+            }
+            std::fs::write(&path, &bytes).unwrap();
+            match fits::read_image(&path) {
+                Ok(f) => {
+                    images += 1;
+                    assert!(f.image.data.iter().all(|v| v.is_finite()));
+                }
+                Err(e) => {
+                    errors += 1;
+                    assert!(e.to_string().contains("mutated.fits"), "{e}");
+                }
+            }
+            let _ = fits::read_binary_table(&path, None);
+        }
+    }
+    assert!(errors > 50 && images > 50, "{errors} errors, {images} images");
 }

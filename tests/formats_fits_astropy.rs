@@ -77,12 +77,16 @@ fn astropy_reads_lofi_files_with_the_header_and_the_values() {
     for (i, (a, b)) in got.iter().zip(&image.data).enumerate() {
         assert_eq!(*a as f32, *b, "pixel {i}");
     }
-    for key in ["CTYPE1", "CTYPE2", "CRVAL1", "CRVAL2", "CRPIX1", "CRPIX2", "CDELT1", "CDELT2", "CUNIT1", "CUNIT2", "BUNIT", "OBJECT", "TELESCOP", "RADESYS"] {
+    for key in [
+        "CTYPE1", "CTYPE2", "CRVAL1", "CRVAL2", "CRPIX1", "CRPIX2", "CDELT1", "CDELT2", "CUNIT1", "CUNIT2",
+        "BUNIT", "OBJECT", "TELESCOP", "RADESYS",
+    ] {
         assert_eq!(ours["header"][key], theirs["header"][key], "{key}");
         assert!(!ours["header"][key].is_null(), "{key} missing");
     }
     assert_eq!(ours["header"]["BITPIX"], -32);
-    let history: Vec<&str> = ours["history"].as_array().unwrap().iter().map(|h| h.as_str().unwrap()).collect();
+    let history: Vec<&str> =
+        ours["history"].as_array().unwrap().iter().map(|h| h.as_str().unwrap()).collect();
     assert!(history.contains(&"made by make_fits_fixtures.py"), "{history:?}");
     assert!(history.contains(&"lofi test: written by formats_fits_astropy.rs"), "{history:?}");
 
@@ -102,6 +106,9 @@ fn astropy_reads_lofi_files_with_the_header_and_the_values() {
     }
 }
 
+/// An output pixel (x, y) and the input position it was reconstructed at (0-based).
+type PixelPair = ((f64, f64), (f64, f64));
+
 #[test]
 fn astropy_finds_reconstructed_pixels_where_the_input_had_them() {
     let dir = tempfile::tempdir().unwrap();
@@ -109,11 +116,19 @@ fn astropy_finds_reconstructed_pixels_where_the_input_had_them() {
     // (input, output size, region, the output pixels to check, their input positions)
     let input = repo("tests/fixtures/fits/f32_wcs.fits");
     let degenerate = repo("tests/fixtures/fits/degenerate_3d.fits");
-    let cases: [(&Path, &[&str], Vec<((f64, f64), (f64, f64))>); 3] = [
+    let cases: [(&Path, &[&str], Vec<PixelPair>); 3] = [
         // 63 x 63 over the whole 32 x 32: output j is input j / 2.
-        (&input, &["--width", "63", "--height", "63"], vec![((0.0, 0.0), (0.0, 0.0)), ((2.0, 4.0), (1.0, 2.0)), ((62.0, 61.0), (31.0, 30.5))]),
+        (
+            &input,
+            &["--width", "63", "--height", "63"],
+            vec![((0.0, 0.0), (0.0, 0.0)), ((2.0, 4.0), (1.0, 2.0)), ((62.0, 61.0), (31.0, 30.5))],
+        ),
         // A region, 25 x 13 samples: x = 3.5 + 0.25 j, y = 8 + 0.5 i.
-        (&input, &["--region", "3.5,8,9.5,14", "--width", "25", "--height", "13"], vec![((0.0, 0.0), (3.5, 8.0)), ((24.0, 12.0), (9.5, 14.0)), ((5.0, 3.0), (4.75, 9.5))]),
+        (
+            &input,
+            &["--region", "3.5,8,9.5,14", "--width", "25", "--height", "13"],
+            vec![((0.0, 0.0), (3.5, 8.0)), ((24.0, 12.0), (9.5, 14.0)), ((5.0, 3.0), (4.75, 9.5))],
+        ),
         // The degenerate third axis survives and the WCS stays 3-axis.
         (&degenerate, &["--width", "31", "--height", "31"], vec![((10.0, 20.0), (5.0, 10.0))]),
     ];
@@ -141,11 +156,21 @@ fn astropy_finds_reconstructed_pixels_where_the_input_had_them() {
             assert_eq!(o.len(), t.len(), "case {k}: WCS axes");
             for (a, b) in o.iter().zip(t) {
                 let (a, b) = (a.as_f64().unwrap(), b.as_f64().unwrap());
-                assert!((a - b).abs() <= 1e-9 * b.abs().max(1.0), "case {k}, pixel {:?}: {a} vs {b}", pairs[i]);
+                assert!(
+                    (a - b).abs() <= 1e-9 * b.abs().max(1.0),
+                    "case {k}, pixel {:?}: {a} vs {b}",
+                    pairs[i]
+                );
             }
         }
-        let history: Vec<&str> = ours["history"].as_array().unwrap().iter().map(|h| h.as_str().unwrap()).collect();
-        assert!(history.iter().any(|h| h.starts_with("lofi 0.") && h.contains("reconstruct: model tiny-gray.lofi")), "{history:?}");
+        let history: Vec<&str> =
+            ours["history"].as_array().unwrap().iter().map(|h| h.as_str().unwrap()).collect();
+        assert!(
+            history
+                .iter()
+                .any(|h| h.starts_with("lofi 0.") && h.contains("reconstruct: model tiny-gray.lofi")),
+            "{history:?}"
+        );
         assert!(history.iter().any(|h| h.starts_with("command: lofi reconstruct")), "{history:?}");
         if k == 2 {
             assert_eq!(ours["shape"], serde_json::json!([1, 31, 31]));

@@ -120,23 +120,27 @@ fn transfer_syntax_name(uid: &str) -> &'static str {
 /// does not decode, multi-frame objects, colour images and objects without pixel data.
 pub fn read_slice(path: &Path) -> Result<DicomSlice> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+    super::guard(path, || read_slice_bytes(path, &bytes))
+}
+
+fn read_slice_bytes(path: &Path, bytes: &[u8]) -> Result<DicomSlice> {
     // The whole file is parsed (not read up to the pixel data), so a truncated file fails here
     // rather than with short pixel data later.
+    // A file starts with a 128-byte preamble and "DICM"; dicom-object's reader wants what follows.
+    let body = if bytes.get(128..132) == Some(&b"DICM"[..]) { &bytes[128..] } else { &bytes[..] };
     let obj = OpenFileOptions::new()
-        .from_reader(&bytes[..])
-        .or_else(|_| {
-            // Files without the 128-byte preamble ("DICM" at offset 0).
-            OpenFileOptions::new().from_reader(bytes.get(128..).unwrap_or(&[]))
-        })
+        .from_reader(body)
         .map_err(|e| bad(path, format!("not a readable DICOM file ({})", first_line(&e.to_string()))))?;
     let uid = obj.meta().transfer_syntax().trim_end_matches('\0').trim().to_string();
-    let text = |tag| {
-        obj.element_opt(tag).ok().flatten().and_then(|e| e.to_str().ok()).map(|s| s.trim().to_string())
-    };
+    let text =
+        |tag| obj.element_opt(tag).ok().flatten().and_then(|e| e.to_str().ok()).map(|s| s.trim().to_string());
     let modality = text(dicom_dictionary_std::tags::MODALITY);
     if let Some(frames) = text(dicom_dictionary_std::tags::NUMBER_OF_FRAMES) {
         if frames.parse::<u32>().is_ok_and(|n| n > 1) {
-            return Err(bad(path, format!("holds {frames} frames; lofi reads single-frame slices (split the series first)")));
+            return Err(bad(
+                path,
+                format!("holds {frames} frames; lofi reads single-frame slices (split the series first)"),
+            ));
         }
     }
     let decoded = obj.decode_pixel_data().map_err(|e| {
@@ -151,10 +155,16 @@ pub fn read_slice(path: &Path) -> Result<DicomSlice> {
         )
     })?;
     if decoded.number_of_frames() != 1 {
-        return Err(bad(path, format!("holds {} frames; lofi reads single-frame slices", decoded.number_of_frames())));
+        return Err(bad(
+            path,
+            format!("holds {} frames; lofi reads single-frame slices", decoded.number_of_frames()),
+        ));
     }
     if decoded.samples_per_pixel() != 1 {
-        return Err(bad(path, format!("has {} samples per pixel; lofi reads grey (CT) slices", decoded.samples_per_pixel())));
+        return Err(bad(
+            path,
+            format!("has {} samples per pixel; lofi reads grey (CT) slices", decoded.samples_per_pixel()),
+        ));
     }
     let (rows, cols) = (decoded.rows() as usize, decoded.columns() as usize);
     if rows == 0 || cols == 0 || rows > MAX_SIDE || cols > MAX_SIDE {
@@ -193,9 +203,9 @@ pub fn read_windowed(path: &Path, window: Option<Window>) -> Result<(Image, Wind
         Some(w) => w,
         None => {
             return Err(Error::invalid_argument(format!(
-                "{}: the file has no Window Center/Width; give one with --window CENTER,WIDTH (HU), e.g. 40,400",
-                path.display()
-            )))
+            "{}: the file has no Window Center/Width; give one with --window CENTER,WIDTH (HU), e.g. 40,400",
+            path.display()
+        )))
         }
     };
     let mut image = slice.values;

@@ -208,7 +208,8 @@ impl FitsHeader {
         if let Some(r) = self.row_axis {
             axes.push((r + 1, y0, step_y));
         }
-        let has_cd = self.cards.iter().any(|c| card_keyword(c).starts_with("CD") && card_keyword(c).contains('_'));
+        let has_cd =
+            self.cards.iter().any(|c| card_keyword(c).starts_with("CD") && card_keyword(c).contains('_'));
         let naxis = self.axes.len();
         for (n, offset, step) in axes {
             // Input FITS pixel p (1-based) = offset + 1 + step * (q - 1) for output pixel q; with
@@ -261,7 +262,8 @@ fn bad(path: &Path, what: impl std::fmt::Display) -> Error {
 fn raw_cards(bytes: &[u8], start: usize, end: usize) -> Vec<String> {
     let mut cards = Vec::new();
     for chunk in bytes[start.min(bytes.len())..end.min(bytes.len())].chunks_exact(CARD) {
-        let card: String = chunk.iter().map(|&b| if (32..127).contains(&b) { b as char } else { '?' }).collect();
+        let card: String =
+            chunk.iter().map(|&b| if (32..127).contains(&b) { b as char } else { '?' }).collect();
         if card_keyword(&card) == "END" {
             break;
         }
@@ -281,7 +283,7 @@ fn padded(n: u64) -> u64 {
 /// an image.
 pub fn read_image(path: &Path) -> Result<FitsImage> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
-    read_image_bytes(path, &bytes)
+    super::guard(path, || read_image_bytes(path, &bytes))
 }
 
 fn read_image_bytes(path: &Path, bytes: &[u8]) -> Result<FitsImage> {
@@ -301,7 +303,8 @@ fn read_image_bytes(path: &Path, bytes: &[u8]) -> Result<FitsImage> {
             HDU::XASCIITable(h) => (h.get_data_unit_byte_offset(), h.get_data_unit_byte_size()),
         };
         if let HDU::Primary(h) | HDU::XImage(h) = &hdu {
-            let naxis: Vec<usize> = h.get_header().get_xtension().get_naxis().iter().map(|&n| n as usize).collect();
+            let naxis: Vec<usize> =
+                h.get_header().get_xtension().get_naxis().iter().map(|&n| n as usize).collect();
             if !naxis.is_empty() && naxis.iter().all(|&n| n > 0) {
                 let header = h.get_header();
                 let bitpix = header.get_parsed::<i64>("BITPIX").unwrap_or(0);
@@ -331,7 +334,10 @@ fn read_image_bytes(path: &Path, bytes: &[u8]) -> Result<FitsImage> {
                     Pixels::F64(it) => floats(it, physical),
                 };
                 if data.len() != expected {
-                    return Err(bad(path, format!("truncated: {} of {expected} pixels could be read", data.len())));
+                    return Err(bad(
+                        path,
+                        format!("truncated: {} of {expected} pixels could be read", data.len()),
+                    ));
                 }
                 if blanks > 0 {
                     return Err(bad(
@@ -339,7 +345,11 @@ fn read_image_bytes(path: &Path, bytes: &[u8]) -> Result<FitsImage> {
                         format!(
                             "{blanks} of {expected} pixels are blank ({}); lofi needs every pixel: fill or \
                              inpaint them first (e.g. `lofi pnp --operator inpaint` with a mask)",
-                            if bitpix < 0 { "NaN".to_string() } else { format!("BLANK = {}", blank.unwrap_or(0)) }
+                            if bitpix < 0 {
+                                "NaN".to_string()
+                            } else {
+                                format!("BLANK = {}", blank.unwrap_or(0))
+                            }
                         ),
                     ));
                 }
@@ -391,13 +401,20 @@ impl Layout {
         let width = naxis[column_axis];
         let height = row_axis.map_or(1, |r| naxis[r]);
         if width > MAX_SIDE || height > MAX_SIDE {
-            return Err(bad(path, format!("an image of {width} x {height} is larger than {MAX_SIDE} on a side")));
+            return Err(bad(
+                path,
+                format!("an image of {width} x {height} is larger than {MAX_SIDE} on a side"),
+            ));
         }
         Ok(Layout { height, width, column_axis, row_axis })
     }
 }
 
-fn integers(values: impl Iterator<Item = i64>, blank: Option<i64>, physical: impl Fn(f64) -> f64) -> (Vec<f32>, usize) {
+fn integers(
+    values: impl Iterator<Item = i64>,
+    blank: Option<i64>,
+    physical: impl Fn(f64) -> f64,
+) -> (Vec<f32>, usize) {
     let mut blanks = 0;
     let data = values
         .map(|v| {
@@ -510,7 +527,9 @@ impl BinaryTable {
     pub fn complex(&self, name: &str) -> Result<&[[f64; 2]]> {
         match self.column(name).map(|c| &c.values) {
             Some(ColumnValues::Complex(v)) => Ok(v),
-            Some(_) => Err(Error::invalid_input(format!("column {name} of the table is not complex (TFORM C or M)"))),
+            Some(_) => {
+                Err(Error::invalid_input(format!("column {name} of the table is not complex (TFORM C or M)")))
+            }
             None => Err(self.missing(name)),
         }
     }
@@ -529,10 +548,14 @@ impl BinaryTable {
 /// variable-length (P, Q) columns are refused with a message naming them.
 pub fn read_binary_table(path: &Path, extname: Option<&str>) -> Result<BinaryTable> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+    super::guard(path, || read_table_bytes(path, &bytes, extname))
+}
+
+fn read_table_bytes(path: &Path, bytes: &[u8], extname: Option<&str>) -> Result<BinaryTable> {
     if !bytes.starts_with(b"SIMPLE  =") {
         return Err(bad(path, "not a FITS file (it does not start with SIMPLE =)"));
     }
-    let mut reader = Cursor::new(&bytes[..]);
+    let mut reader = Cursor::new(bytes);
     let mut fits = Fits::from_reader(&mut reader);
     let mut index = 0usize;
     let mut seen = Vec::new();
@@ -552,26 +575,42 @@ pub fn read_binary_table(path: &Path, extname: Option<&str>) -> Result<BinaryTab
                 if offset + size > bytes.len() as u64 {
                     return Err(bad(
                         path,
-                        format!("truncated: the table needs {size} bytes from byte {offset}, the file has {}", bytes.len()),
+                        format!(
+                            "truncated: the table needs {size} bytes from byte {offset}, the file has {}",
+                            bytes.len()
+                        ),
                     ));
                 }
                 let xt = header.get_xtension();
                 let (rows, ncols) = (xt.get_num_rows(), xt.get_num_cols());
                 let mut columns = Vec::with_capacity(ncols);
                 for i in 1..=ncols {
-                    let text = |key: &str| header.get_parsed::<String>(&format!("{key}{i}")).ok().map(|s| s.trim_end().to_string());
+                    let text = |key: &str| {
+                        header
+                            .get_parsed::<String>(&format!("{key}{i}"))
+                            .ok()
+                            .map(|s| s.trim_end().to_string())
+                    };
                     let number = |key: &str| header.get_parsed::<f64>(&format!("{key}{i}")).ok();
                     let tform = text("TFORM").unwrap_or_default();
                     let digits: String = tform.trim().chars().take_while(|c| c.is_ascii_digit()).collect();
-                    let code = tform.trim()[digits.len()..].chars().next().unwrap_or(' ').to_ascii_uppercase();
+                    let code =
+                        tform.trim()[digits.len()..].chars().next().unwrap_or(' ').to_ascii_uppercase();
                     let repeat = if digits.is_empty() { 1 } else { digits.parse::<usize>().unwrap_or(1) };
                     let name = text("TTYPE").unwrap_or_else(|| format!("COL{i}"));
                     let values = match code {
                         'C' | 'M' => ColumnValues::Complex(Vec::with_capacity(rows * repeat)),
                         'A' => ColumnValues::Text(Vec::with_capacity(rows)),
-                        'B' | 'I' | 'J' | 'K' | 'E' | 'D' | 'L' => ColumnValues::Real(Vec::with_capacity(rows * repeat)),
+                        'B' | 'I' | 'J' | 'K' | 'E' | 'D' | 'L' => {
+                            ColumnValues::Real(Vec::with_capacity(rows * repeat))
+                        }
                         other => {
-                            return Err(bad(path, format!("column {name} has TFORM '{tform}' ({other}), which lofi does not read")))
+                            return Err(bad(
+                                path,
+                                format!(
+                                    "column {name} has TFORM '{tform}' ({other}), which lofi does not read"
+                                ),
+                            ))
                         }
                     };
                     columns.push((
@@ -615,7 +654,9 @@ pub fn read_binary_table(path: &Path, extname: Option<&str>) -> Result<BinaryTab
                                 }
                                 continue;
                             }
-                            DataValue::Bit { .. } | DataValue::VariableLengthArray32 { .. } | DataValue::VariableLengthArray64 { .. } => {
+                            DataValue::Bit { .. }
+                            | DataValue::VariableLengthArray32 { .. }
+                            | DataValue::VariableLengthArray64 { .. } => {
                                 return Err(bad(path, "the table holds bit or variable-length columns, which lofi does not read"));
                             }
                         };
@@ -634,7 +675,10 @@ pub fn read_binary_table(path: &Path, extname: Option<&str>) -> Result<BinaryTab
                     read_rows += 1;
                 }
                 if read_rows != rows {
-                    return Err(bad(path, format!("truncated: {read_rows} of {rows} table rows could be read")));
+                    return Err(bad(
+                        path,
+                        format!("truncated: {read_rows} of {rows} table rows could be read"),
+                    ));
                 }
                 let mut columns: Vec<TableColumn> = columns.into_iter().map(|(c, ..)| c).collect();
                 read_logicals(&bytes[offset as usize..(offset + size) as usize], header, rows, &mut columns)
@@ -646,7 +690,10 @@ pub fn read_binary_table(path: &Path, extname: Option<&str>) -> Result<BinaryTab
                         ColumnValues::Text(v) => (v.len(), rows),
                     };
                     if have != want {
-                        return Err(bad(path, format!("column {} holds {have} values, {rows} rows need {want}", c.name)));
+                        return Err(bad(
+                            path,
+                            format!("column {} holds {have} values, {rows} rows need {want}", c.name),
+                        ));
                     }
                 }
                 return Ok(BinaryTable { name, rows, columns });
@@ -657,7 +704,10 @@ pub fn read_binary_table(path: &Path, extname: Option<&str>) -> Result<BinaryTab
     Err(bad(
         path,
         match extname {
-            Some(n) => format!("has no binary table named {n} (binary tables: {})", if seen.is_empty() { "none".into() } else { seen.join(", ") }),
+            Some(n) => format!(
+                "has no binary table named {n} (binary tables: {})",
+                if seen.is_empty() { "none".into() } else { seen.join(", ") }
+            ),
             None => "holds no binary table".to_string(),
         },
     ))
@@ -691,8 +741,13 @@ fn read_logicals(
         let tform = tform.trim();
         let digits: String = tform.chars().take_while(|c| c.is_ascii_digit()).collect();
         let code = tform[digits.len()..].chars().next().unwrap_or(' ').to_ascii_uppercase();
-        let repeat = if digits.is_empty() { 1 } else { digits.parse::<usize>().map_err(|_| format!("TFORM{} '{tform}'", i + 1))? };
-        let size = tform_size(code).ok_or_else(|| format!("TFORM{} '{tform}' is not a binary-table format", i + 1))?;
+        let repeat = if digits.is_empty() {
+            1
+        } else {
+            digits.parse::<usize>().map_err(|_| format!("TFORM{} '{tform}'", i + 1))?
+        };
+        let size = tform_size(code)
+            .ok_or_else(|| format!("TFORM{} '{tform}' is not a binary-table format", i + 1))?;
         let width = if code == 'X' { repeat.div_ceil(8) } else { repeat * size };
         if code == 'L' {
             let mut values = Vec::with_capacity(rows * repeat);

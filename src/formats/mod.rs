@@ -10,6 +10,21 @@ use std::path::Path;
 use crate::error::{Error, Result};
 use crate::image_io::{self, Image};
 
+/// Runs a reader of `path`, turning a panic in a third-party decoder into an error naming the
+/// file: fitsrs and dicom-rs trust some lengths in the files they parse (dicom-rs 0.10's RLE
+/// decoder indexes past a short segment, for one), and a damaged file must not take the host
+/// process down.
+pub(crate) fn guard<T>(path: &Path, read: impl FnOnce() -> Result<T>) -> Result<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)) {
+        Ok(result) => result,
+        Err(panic) => Err(Error::invalid_input(format!(
+            "{}: malformed file (the decoder failed: {})",
+            path.display(),
+            crate::error::panic_message(&*panic)
+        ))),
+    }
+}
+
 /// An input image and what its file says beyond the pixels: the FITS header to carry to
 /// outputs, or the window a DICOM slice was mapped to [0, 1] with.
 #[derive(Clone, Debug)]
@@ -68,10 +83,8 @@ pub fn history_lines(command: &str, model_path: &Path, digest: Option<&str>) -> 
         .map(|d| format!(" (sha256 {})", d.get(..16).unwrap_or(d)))
         .unwrap_or_default();
     // The program by its name, not the path it was run from.
-    let argv: Vec<String> = std::env::args()
-        .enumerate()
-        .map(|(i, a)| if i == 0 { "lofi".to_string() } else { a })
-        .collect();
+    let argv: Vec<String> =
+        std::env::args().enumerate().map(|(i, a)| if i == 0 { "lofi".to_string() } else { a }).collect();
     vec![
         format!("lofi {} {command}: model {model}{digest}", crate::VERSION),
         format!("command: {}", argv.join(" ")),
