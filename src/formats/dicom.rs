@@ -127,7 +127,7 @@ fn read_slice_bytes(path: &Path, bytes: &[u8]) -> Result<DicomSlice> {
     // The whole file is parsed (not read up to the pixel data), so a truncated file fails here
     // rather than with short pixel data later.
     // A file starts with a 128-byte preamble and "DICM"; dicom-object's reader wants what follows.
-    let body = if bytes.get(128..132) == Some(&b"DICM"[..]) { &bytes[128..] } else { &bytes[..] };
+    let body = if bytes.get(128..132) == Some(&b"DICM"[..]) { &bytes[128..] } else { bytes };
     let obj = OpenFileOptions::new()
         .from_reader(body)
         .map_err(|e| bad(path, format!("not a readable DICOM file ({})", first_line(&e.to_string()))))?;
