@@ -44,6 +44,14 @@ test: lint test-rust test-c test-python
 test-rust: $(SETUP)
 	$(CARGO) test --release
 
+# A Python with astropy for tests/formats_fits_astropy.rs (lofi's FITS outputs read back by an
+# independent implementation): a virtual environment under ~/.cache/lofi, installed once.
+export LOFI_ASTROPY_PYTHON ?= $(shell scripts/setup-astropy.sh --print-python)
+.PHONY: setup-astropy
+test-rust: setup-astropy
+setup-astropy:
+	scripts/setup-astropy.sh >/dev/null
+
 test-c: build
 	scripts/run-c-tests.sh "$(BUILD_DIR)"
 

@@ -107,9 +107,12 @@ pub fn read(path: &Path) -> Result<Image> {
     let img = match ext.as_str() {
         "npy" => read_npy(path)?,
         "png" | "tif" | "tiff" | "jpg" | "jpeg" => read_raster(path)?,
+        "fits" | "fit" | "fts" => crate::formats::fits::read_image(path)?.image,
+        // DICOM through the file's own window; `lofi reconstruct --window` chooses another.
+        "dcm" | "dicom" => crate::formats::dicom::read_windowed(path, None)?.0,
         _ => {
             return Err(Error::invalid_argument(format!(
-                "{}: unknown image format '.{ext}' (use .npy, .png, .tif/.tiff or .jpg)",
+                "{}: unknown image format '.{ext}' (use .npy, .png, .tif/.tiff, .jpg, .fits or .dcm)",
                 path.display()
             )))
         }
@@ -176,8 +179,9 @@ pub fn write(path: &Path, img: &Image, bits: u8) -> Result<()> {
     match ext.as_str() {
         "npy" => write_npy(path, img),
         "png" | "tif" | "tiff" => write_raster(path, img, bits),
+        "fits" | "fit" | "fts" => crate::formats::fits::write_image(path, img, &Default::default()),
         _ => Err(Error::invalid_argument(format!(
-            "{}: unknown output format '.{ext}' (use .npy, .png or .tif/.tiff)",
+            "{}: unknown output format '.{ext}' (use .npy, .png, .tif/.tiff or .fits)",
             path.display()
         ))),
     }

@@ -14,6 +14,7 @@ pub mod config;
 pub mod device;
 pub mod engine;
 pub mod error;
+pub mod formats;
 pub mod ffi;
 pub mod image_io;
 pub mod kernels;

@@ -55,6 +55,10 @@ pub struct Args {
     /// Write observation | LoFi | truth for the first test images to this PNG.
     #[arg(long)]
     samples: Option<PathBuf>,
+    /// Write every reconstruction to this folder as <split>_<name>.fits; a FITS test image's
+    /// header (WCS...) is carried when images are not resized (no --size).
+    #[arg(long)]
+    reconstructions: Option<PathBuf>,
     /// cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -120,11 +124,20 @@ pub fn run(args: Args) -> Result<()> {
         if items.is_empty() {
             bail!("no {split} images found in {paths:?}");
         }
-        let keep = if split == "test" && args.samples.is_some() { 4 } else { 0 };
+        let keep = if args.reconstructions.is_some() {
+            items.len()
+        } else if split == "test" && args.samples.is_some() {
+            4
+        } else {
+            0
+        };
         let (summary, recs) = evaluate::evaluate(&model, &items, budget, keep)?;
-        if let (Some(path), false) = (&args.samples, recs.is_empty()) {
+        if let Some(dir) = &args.reconstructions {
+            write_reconstructions(dir, split, paths, &items, &recs, size == 0, &args.model, model.digest())?;
+        }
+        if let (Some(path), false, "test") = (&args.samples, recs.is_empty(), split) {
             let rows: Vec<_> =
-                items.iter().zip(&recs).map(|(it, r)| (&it.observation, r, &it.target)).collect();
+                items.iter().zip(&recs).take(4).map(|(it, r)| (&it.observation, r, &it.target)).collect();
             crate::train::plot::samples(path, &rows, "LoFi")?;
         }
         results.push((split, summary));
@@ -161,6 +174,36 @@ pub fn run(args: Args) -> Result<()> {
             std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
         }
     }
+    Ok(())
+}
+
+/// Writes each reconstruction as FITS, carrying the header of the FITS file it came from (found
+/// by name among the --data/--ood files) when the images kept their native size.
+#[allow(clippy::too_many_arguments)]
+fn write_reconstructions(
+    dir: &std::path::Path,
+    split: &str,
+    paths: &[PathBuf],
+    items: &[evaluate::TestItem],
+    recs: &[lofi::image_io::Image],
+    native_size: bool,
+    model_path: &std::path::Path,
+    digest: Option<&str>,
+) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let files = crate::train::data::list_images(paths, &[])?;
+    let mut history = lofi::formats::history_lines("eval", model_path, digest);
+    for (item, rec) in items.iter().zip(recs) {
+        let source = files
+            .iter()
+            .find(|f| native_size && lofi::formats::fits::is_fits_path(f) && crate::train::data::stem(f) == item.name);
+        let header = source.map(|f| lofi::formats::fits::read_image(f)).transpose()?.map(|f| f.header);
+        history.truncate(2);
+        history.push(format!("eval: {split} image {} (observation simulated by the task, seed-dependent)", item.name));
+        let path = dir.join(format!("{split}_{}.fits", item.name));
+        lofi::formats::write_output(&path, rec, 8, header.as_ref(), &history)?;
+    }
+    eprintln!("lofi eval: wrote {} {split} reconstructions to {}", recs.len(), dir.display());
     Ok(())
 }
 

@@ -289,9 +289,30 @@ fn simulate(op: &dyn Operator, truth: &Tensor, args: &Args) -> Result<Tensor> {
     Ok(op.measurements_from_host(&host, truth.device()).unwrap_or(noisy))
 }
 
-fn write_tensor(path: &Path, t: &Tensor) -> Result<()> {
+/// What FITS outputs carry: the header of --input, else of --ground-truth, when that is a FITS
+/// image (its WCS rescaled to the working resolution), and the HISTORY lines.
+type FitsCarry = (Option<lofi::formats::fits::FitsHeader>, Vec<String>);
+
+fn fits_carry(args: &Args, width: usize, height: usize, history: Vec<String>) -> Result<FitsCarry> {
+    let is_fits = |p: &&PathBuf| lofi::formats::fits::is_fits_path(p);
+    let image_input = matches!(args.operator, OperatorKind::Denoise | OperatorKind::Inpaint | OperatorKind::Blur);
+    let source = args.input.as_ref().filter(|_| image_input).filter(is_fits).or(args.ground_truth.as_ref().filter(is_fits));
+    let header = match source {
+        Some(path) => {
+            let f = lofi::formats::fits::read_image(path)?;
+            let mut h = f.header;
+            let step = |from: usize, to: usize| if to > 1 { (from as f64 - 1.0) / (to as f64 - 1.0) } else { 1.0 };
+            h.resample(0.0, step(f.image.width, width), 0.0, step(f.image.height, height));
+            Some(h)
+        }
+        None => None,
+    };
+    Ok((header, history))
+}
+
+fn write_tensor(path: &Path, t: &Tensor, fits: &FitsCarry) -> Result<()> {
     let img = Image::from_tensor(&t.to_device(Device::Cpu))?;
-    image_io::write(path, &img, 8)?;
+    lofi::formats::write_output(path, &img, 8, fits.0.as_ref(), &fits.1)?;
     Ok(())
 }
 
@@ -401,8 +422,11 @@ pub fn run(args: Args) -> Result<()> {
         }
         pnp.set_estimate(&to_tensor(&start, device))?;
     }
+    let mut history = lofi::formats::history_lines("pnp", &args.model, model.digest());
+    history.push(format!("pnp: operator {op_name}, prior {}, {} iterations", pnp.prior().name(), args.iterations));
+    let fits = fits_carry(&args, w, h, history)?;
     if let Some(path) = &args.back_projection {
-        write_tensor(path, pnp.back_projection())?;
+        write_tensor(path, pnp.back_projection(), &fits)?;
     }
     let baseline = truth_t.as_ref().map(|t| {
         let range = (t.max() - t.min()).double_value(&[]);
@@ -438,7 +462,7 @@ pub fn run(args: Args) -> Result<()> {
             );
         }
     })?;
-    write_tensor(&args.output, pnp.estimate())?;
+    write_tensor(&args.output, pnp.estimate(), &fits)?;
     if let Some(log) = &args.log {
         let mut f = std::fs::File::create(log).with_context(|| format!("cannot write {}", log.display()))?;
         writeln!(f, "iteration,primal,dual,data_misfit,psnr,cg_iterations,sigma,alpha,seconds")?;

@@ -4,7 +4,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use lofi::device::{DeviceSpec, Precision};
 use lofi::engine::{self, format_bytes, parse_bytes, ImageView, OutputView, Region, RunOptions};
-use lofi::image_io::{self, Image};
+use lofi::image_io::Image;
 use lofi::model::LoadOptions;
 
 #[derive(clap::Args)]
@@ -12,10 +12,12 @@ pub struct Args {
     /// The .lofi model.
     #[arg(long)]
     model: PathBuf,
-    /// The observation: .npy float32 (H, W) or (H, W, C), PNG or TIFF (8/16-bit, scaled to [0, 1]).
+    /// The observation: .npy float32 (H, W) or (H, W, C), PNG or TIFF (8/16-bit, scaled to [0, 1]),
+    /// FITS (physical values) or a DICOM CT slice (through --window).
     #[arg(long)]
     input: PathBuf,
-    /// Where to write the reconstruction (.npy, .png or .tif; PNG/TIFF are clipped to [0, 1]).
+    /// Where to write the reconstruction (.npy, .png, .tif or .fits; PNG/TIFF are clipped to
+    /// [0, 1]; FITS carries a FITS input's header, WCS adjusted to the output grid).
     #[arg(long)]
     output: PathBuf,
     /// Output samples across the region (default: the input's width).
@@ -47,6 +49,13 @@ pub struct Args {
     /// Bits per sample of PNG/TIFF outputs: 8 or 16.
     #[arg(long, default_value_t = 8)]
     bits: u8,
+    /// DICOM inputs: the window CENTER,WIDTH in HU mapped onto the model's [0, 1] (e.g. 40,400;
+    /// default: the file's Window Center/Width). See README, "FITS and DICOM".
+    #[arg(long, allow_hyphen_values = true)]
+    window: Option<String>,
+    /// DICOM inputs: write the output in HU (the window's mapping inverted) instead of [0, 1].
+    #[arg(long)]
+    output_hu: bool,
 }
 
 fn parse_region(text: &str) -> Result<Region, String> {
@@ -67,7 +76,12 @@ pub fn run(args: Args) -> Result<()> {
     if args.bits != 8 && args.bits != 16 {
         bail!("--bits must be 8 or 16");
     }
-    let input = image_io::read(&args.input)?;
+    let window = args.window.as_deref().map(lofi::formats::dicom::Window::parse).transpose()?;
+    let lofi::formats::InputImage { image: input, fits_header, window } =
+        lofi::formats::read_input(&args.input, window)?;
+    if args.output_hu && window.is_none() {
+        bail!("--output-hu applies to DICOM inputs");
+    }
     let model = lofi::Model::load(&args.model, LoadOptions { device, precision })?;
     if let (Some(range), None) = (&model.config().noise_level, args.sigma) {
         bail!(
@@ -104,7 +118,23 @@ pub fn run(args: Args) -> Result<()> {
         RunOptions { memory_budget: budget, threads: args.threads, progress: None, noise_level: args.sigma },
     )?;
     let seconds = started.elapsed().as_secs_f64();
-    image_io::write(&args.output, &output, args.bits)?;
+    if let (true, Some(w)) = (args.output_hu, window) {
+        output.data.iter_mut().for_each(|v| *v = w.from_unit(*v) as f32);
+    }
+    // The output grid samples the input at x0 + j * step: its WCS moves and scales accordingly.
+    let step = |lo: f64, hi: f64, n: usize| if n > 1 { (hi - lo) / (n as f64 - 1.0) } else { 1.0 };
+    let fits_header = fits_header.map(|mut h| {
+        let (sx, sy) = (step(region.x0, region.x1, width), step(region.y0, region.y1, height));
+        let x0 = if width > 1 { region.x0 } else { 0.5 * (region.x0 + region.x1) };
+        let y0 = if height > 1 { region.y0 } else { 0.5 * (region.y0 + region.y1) };
+        h.resample(x0, sx, y0, sy);
+        h
+    });
+    let mut history = lofi::formats::history_lines("reconstruct", &args.model, model.digest());
+    if let Some(w) = window {
+        history.push(format!("DICOM window center {} width {} (HU) mapped to [0, 1]{}", w.center, w.width, if args.output_hu { ", output in HU" } else { "" }));
+    }
+    lofi::formats::write_output(&args.output, &output, args.bits, fits_header.as_ref(), &history)?;
     let measured = report
         .measured_peak_bytes
         .map(|b| format!(", measured peak {}", format_bytes(b as usize)))

@@ -16,7 +16,7 @@ use tch::{Kind, Tensor};
 
 use super::config::ResizeMode;
 
-const EXTENSIONS: [&str; 6] = ["png", "jpg", "jpeg", "tif", "tiff", "npy"];
+const EXTENSIONS: [&str; 11] = ["png", "jpg", "jpeg", "tif", "tiff", "npy", "fits", "fit", "fts", "dcm", "dicom"];
 
 fn is_image(path: &Path) -> bool {
     path.extension()
@@ -42,7 +42,7 @@ pub fn list_images(paths: &[PathBuf], exclude: &[String]) -> Result<Vec<PathBuf>
                 .collect();
             entries.sort();
             if entries.is_empty() {
-                bail!("{} holds no PNG, JPEG, TIFF or .npy file", path.display());
+                bail!("{} holds no PNG, JPEG, TIFF, .npy, FITS or DICOM file", path.display());
             }
             files.extend(entries);
         } else if path.is_file() {
