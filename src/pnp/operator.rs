@@ -521,7 +521,8 @@ impl Operator for Callbacks {
 ///
 /// Measurements, host layout: per channel, the M visibilities in input order as (real,
 /// imaginary) pairs, in the units of the sky (Jy if the image is in Jy per pixel):
-/// `C * M * 2` floats. A flagged visibility (weight 0) is ignored (read back as 0).
+/// `C * M * 2` floats. A flagged visibility (weight 0) is ignored (read back as 0). The data
+/// misfit [`crate::pnp::Residuals::data_misfit`] is measured in the weighted norm.
 pub struct Visibilities {
     pub shape: ImageShape,
     nufft: Nufft2d,
