@@ -547,6 +547,60 @@ mod tests {
         assert!(inner(&x, &normal.apply(&x).unwrap()) <= normal.norm_bound() * inner(&x, &x));
     }
 
+    /// Throughput on this machine (the figures of the README):
+    /// `cargo test --release --lib nufft_throughput -- --ignored --nocapture`. Type 2 and type 1
+    /// against the direct sum (per visibility, measured on a subset), and the Toeplitz normal
+    /// operator against a type 2 + type 1 pair, in one run.
+    #[test]
+    #[ignore]
+    fn nufft_throughput() {
+        let time = |f: &dyn Fn()| {
+            f();
+            let start = std::time::Instant::now();
+            for _ in 0..3 {
+                f();
+            }
+            start.elapsed().as_secs_f64() / 3.0
+        };
+        for n in [128i64, 256] {
+            let m = 250_000;
+            let points = random_points(m, 0.5, 1);
+            let op = Nufft2d::new(n, n, &points, Device::Cpu).unwrap();
+            let x = Tensor::randn([1, 1, n, n], (Kind::Float, Device::Cpu));
+            let y = op.forward(&x).unwrap();
+            let t2 = time(&|| {
+                let _ = op.forward(&x).unwrap();
+            });
+            let t1 = time(&|| {
+                let _ = op.adjoint(&y).unwrap();
+            });
+            let subset = &points[..2000];
+            let xd = x.view([n, n]).to_kind(Kind::Double);
+            let td = time(&|| {
+                let _ = direct_dft(&xd, subset);
+            }) * m as f64
+                / subset.len() as f64;
+            let w = vec![1.0; m];
+            let normal =
+                NormalOperator::new(&point_spread_function(n, n, &points, &w, Device::Cpu).unwrap()).unwrap();
+            let tn = time(&|| {
+                let _ = normal.apply(&x).unwrap();
+            });
+            eprintln!(
+                "{n}x{n}, {m} visibilities, float32, {} threads: type 2 {:.3} s ({:.2e} vis/s), type 1 {:.3} s ({:.2e} vis/s); direct sum (float64, from 2000) {:.1} s ({:.2e} vis/s); normal operator: Toeplitz {:.4} s vs type 2 + type 1 {:.3} s",
+                tch::get_num_threads(),
+                t2,
+                m as f64 / t2,
+                t1,
+                m as f64 / t1,
+                td,
+                m as f64 / td,
+                tn,
+                t1 + t2
+            );
+        }
+    }
+
     #[test]
     fn uniform_weights_equalise_cells() {
         // Three points in one cell, one alone (its conjugate cell is distinct): the cell of three

@@ -463,13 +463,7 @@ pub struct Callbacks {
 pub type ApplyFn = dyn Fn(&[f32], &mut [f32]) -> std::result::Result<(), String> + Send;
 
 impl Callbacks {
-    fn call(
-        &self,
-        f: &ApplyFn,
-        input: Vec<f32>,
-        out_len: usize,
-        what: &str,
-    ) -> Result<Vec<f32>> {
+    fn call(&self, f: &ApplyFn, input: Vec<f32>, out_len: usize, what: &str) -> Result<Vec<f32>> {
         let mut out = vec![0f32; out_len];
         f(&input, &mut out)
             .map_err(|e| Error::invalid_argument(format!("the user operator's {what} failed: {e}")))?;
@@ -550,7 +544,9 @@ impl Visibilities {
             return Err(Error::invalid_argument("nufft: no visibilities"));
         }
         if !(pixel_arcsec.is_finite() && pixel_arcsec > 0.0) {
-            return Err(Error::invalid_argument(format!("nufft: pixel size {pixel_arcsec} arcsec must be positive")));
+            return Err(Error::invalid_argument(format!(
+                "nufft: pixel size {pixel_arcsec} arcsec must be positive"
+            )));
         }
         let delta = nufft::arcsec_to_rad(pixel_arcsec);
         let points: Vec<[f64; 2]> = uv.iter().map(|&[u, v]| [u * delta, v * delta]).collect();

@@ -188,7 +188,11 @@ fn parse_anneal(text: &str, iterations: usize) -> Result<lofi::pnp::NoiseSchedul
     let sigma = |s: &str| super::parse_sigma(s).map_err(anyhow::Error::msg);
     let (start, end, count) = match parts.as_slice() {
         [a, b] => (sigma(a)?, sigma(b)?, iterations),
-        [a, b, n] => (sigma(a)?, sigma(b)?, n.trim().parse::<usize>().with_context(|| format!("--anneal iterations '{n}'"))?),
+        [a, b, n] => (
+            sigma(a)?,
+            sigma(b)?,
+            n.trim().parse::<usize>().with_context(|| format!("--anneal iterations '{n}'"))?,
+        ),
         _ => bail!("--anneal takes START,END or START,END,ITERATIONS (e.g. 50/255,2/255)"),
     };
     Ok(lofi::pnp::NoiseSchedule { sigma_start: start, sigma_end: end, iterations: count })
@@ -299,7 +303,8 @@ fn build_operator(
                 WeightingKind::Uniform => lofi::operators::nufft::Weighting::Uniform,
             };
             let delta = lofi::operators::nufft::arcsec_to_rad(arcsec);
-            let beyond = uv.iter().filter(|p| (p[0] * delta).abs() > 0.5 || (p[1] * delta).abs() > 0.5).count();
+            let beyond =
+                uv.iter().filter(|p| (p[0] * delta).abs() > 0.5 || (p[1] * delta).abs() > 0.5).count();
             if beyond > 0 {
                 log::warn!("{beyond} of {} visibilities lie beyond the image's Nyquist frequency at {arcsec} arcsec per pixel (they alias); use smaller pixels", uv.len());
             }
@@ -349,7 +354,9 @@ fn simulate(op: &dyn Operator, truth: &Tensor, args: &Args) -> Result<(Tensor, f
 
 /// Writes simulated visibilities ((M, 5) columns) with the --uv coordinates they were made at.
 fn save_visibilities(path: &Path, op: &dyn Operator, y: &Tensor, args: &Args, sigma: f64) -> Result<()> {
-    let Some(uv_path) = &args.uv else { bail!("--save-visibilities needs the --uv points of the simulation") };
+    let Some(uv_path) = &args.uv else {
+        bail!("--save-visibilities needs the --uv points of the simulation")
+    };
     let uv = lofi::visibility_io::read_uv_points(uv_path)?;
     let values = op.measurements_to_host(y);
     let weight = if sigma > 0.0 { 1.0 / (2.0 * sigma * sigma) } else { 1.0 };
@@ -408,7 +415,9 @@ pub fn run(args: Args) -> Result<()> {
         _ => bail!("give both --width and --height"),
     };
     let shape = ImageShape { channels, height: h as i64, width: w as i64 };
-    if args.operator != OperatorKind::Nufft && (args.visibilities.is_some() || args.save_visibilities.is_some()) {
+    if args.operator != OperatorKind::Nufft
+        && (args.visibilities.is_some() || args.save_visibilities.is_some())
+    {
         bail!("--visibilities and --save-visibilities belong to --operator nufft");
     }
     let table = args.visibilities.as_deref().map(lofi::visibility_io::read).transpose()?;
@@ -435,7 +444,10 @@ pub fn run(args: Args) -> Result<()> {
             if channels != 1 {
                 bail!("visibilities image one channel; the model has {channels}");
             }
-            op.measurements_from_host(&table.as_ref().map(|t| t.interleaved_values()).unwrap_or_default(), device)?
+            op.measurements_from_host(
+                &table.as_ref().map(|t| t.interleaved_values()).unwrap_or_default(),
+                device,
+            )?
         }
         (Some(path), _) => {
             let values = match &input_image {
@@ -493,7 +505,12 @@ pub fn run(args: Args) -> Result<()> {
     if let Some(path) = &args.warm_start {
         let start = image_io::read(path)?;
         if (start.height, start.width, start.channels as i64) != (h, w, channels) {
-            bail!("the --warm-start image is {} x {} x {}, the problem {w} x {h} x {channels}", start.width, start.height, start.channels);
+            bail!(
+                "the --warm-start image is {} x {} x {}, the problem {w} x {h} x {channels}",
+                start.width,
+                start.height,
+                start.channels
+            );
         }
         pnp.set_estimate(&to_tensor(&start, device))?;
     }
@@ -505,7 +522,9 @@ pub fn run(args: Args) -> Result<()> {
         lofi::pnp::psnr(t, pnp.back_projection(), range)
     });
     let noise = match (&schedule, args.denoiser_sigma) {
-        (Some(s), _) => format!(", sigma {:.4} -> {:.4} over {} iterations", s.sigma_start, s.sigma_end, s.iterations),
+        (Some(s), _) => {
+            format!(", sigma {:.4} -> {:.4} over {} iterations", s.sigma_start, s.sigma_end, s.iterations)
+        }
         (None, Some(s)) => format!(", sigma {s:.4}"),
         (None, None) => String::new(),
     };

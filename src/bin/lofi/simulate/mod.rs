@@ -547,7 +547,8 @@ fn run_uv(args: &Args) -> Result<serde_json::Value> {
         if args.frequency_channels == 0 || !(args.bandwidth_mhz >= 0.0 && args.bandwidth_mhz.is_finite()) {
             bail!("--frequency-channels must be at least 1 and --bandwidth-mhz >= 0");
         }
-        let wavelengths = uv::channel_wavelengths(obs.wavelength_m, args.frequency_channels, args.bandwidth_mhz * 1e6);
+        let wavelengths =
+            uv::channel_wavelengths(obs.wavelength_m, args.frequency_channels, args.bandwidth_mhz * 1e6);
         let points = uv::multi_channel_uv(&antennas, &obs, &wavelengths);
         if points.is_empty() {
             bail!(

@@ -273,7 +273,11 @@ mod tests {
                 ..Default::default()
             };
             let points = earth_rotation_uv(&antennas, &obs);
-            assert_eq!(points.len(), count * (count - 1) / 2 * 16, "{array:?}: one point per baseline and time");
+            assert_eq!(
+                points.len(),
+                count * (count - 1) / 2 * 16,
+                "{array:?}: one point per baseline and time"
+            );
             // Longest baseline (at transit it is at most the 3-D antenna separation).
             let mut longest = 0f64;
             for (i, a) in antennas.iter().enumerate() {
@@ -286,9 +290,12 @@ mod tests {
             assert!(max_uv <= longest / obs.wavelength_m * (1.0 + 1e-9));
             // Reversing the antenna order gives every baseline's conjugate (-u, -v).
             let reversed: Vec<[f64; 3]> = antennas.iter().rev().copied().collect();
-            let mut a: Vec<(i64, i64)> = points.iter().map(|p| ((p[0] * 1e3).round() as i64, (p[1] * 1e3).round() as i64)).collect();
-            let mut b: Vec<(i64, i64)> =
-                earth_rotation_uv(&reversed, &obs).iter().map(|p| ((-p[0] * 1e3).round() as i64, (-p[1] * 1e3).round() as i64)).collect();
+            let mut a: Vec<(i64, i64)> =
+                points.iter().map(|p| ((p[0] * 1e3).round() as i64, (p[1] * 1e3).round() as i64)).collect();
+            let mut b: Vec<(i64, i64)> = earth_rotation_uv(&reversed, &obs)
+                .iter()
+                .map(|p| ((-p[0] * 1e3).round() as i64, (-p[1] * 1e3).round() as i64))
+                .collect();
             a.sort_unstable();
             b.sort_unstable();
             assert_eq!(a, b, "{array:?}: conjugate symmetry");
@@ -301,7 +308,14 @@ mod tests {
     #[test]
     fn east_west_track_axis_ratio_is_sin_dec_at_every_channel() {
         for dec in [-60.0f64, 20.0, 75.0] {
-            let obs = Observation { declination_deg: dec, times: 49, hour_angle_start_h: -6.0, hour_angle_end_h: 6.0, min_elevation_deg: -90.0, ..Default::default() };
+            let obs = Observation {
+                declination_deg: dec,
+                times: 49,
+                hour_angle_start_h: -6.0,
+                hour_angle_end_h: 6.0,
+                min_elevation_deg: -90.0,
+                ..Default::default()
+            };
             let wavelengths = channel_wavelengths(0.21, 3, 100e6);
             assert!(wavelengths[0] > wavelengths[1] && wavelengths[1] > wavelengths[2]);
             assert!((wavelengths[1] - 0.21).abs() < 1e-12);
