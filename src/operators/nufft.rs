@@ -601,6 +601,40 @@ mod tests {
         }
     }
 
+    /// CUDA against CPU, for a GPU machine: `cargo test --release --lib nufft_cuda -- --ignored
+    /// --nocapture` (says so and passes without CUDA).
+    #[test]
+    #[ignore]
+    fn nufft_cuda_matches_cpu() {
+        if !tch::Cuda::is_available() {
+            eprintln!("nufft_cuda_matches_cpu: no CUDA device, nothing checked");
+            return;
+        }
+        let gpu = Device::Cuda(0);
+        let (h, w) = (40, 36);
+        let points = random_points(5000, 0.5, 3);
+        let cpu = Nufft2d::new(h, w, &points, Device::Cpu).unwrap();
+        let cuda = Nufft2d::new(h, w, &points, gpu).unwrap();
+        for kind in [Kind::Float, Kind::Double] {
+            let x = Tensor::randn([2, 1, h, w], (kind, Device::Cpu));
+            let forward = cuda.forward(&x.to_device(gpu)).unwrap();
+            assert_eq!(forward.device(), gpu);
+            let e = rel_err(&forward.to_device(Device::Cpu), &cpu.forward(&x).unwrap());
+            let y = cpu.forward(&x).unwrap();
+            let e1 = rel_err(
+                &cuda.adjoint(&y.to_device(gpu)).unwrap().to_device(Device::Cpu),
+                &cpu.adjoint(&y).unwrap(),
+            );
+            eprintln!("NUFFT CUDA vs CPU {kind:?}: type 2 {e:.1e}, type 1 {e1:.1e}");
+            let tol = if kind == Kind::Double { 1e-10 } else { 1e-4 };
+            assert!(e < tol && e1 < tol, "{e:e} {e1:e}");
+        }
+        let psf = point_spread_function(h, w, &points, &vec![1.0; 5000], gpu).unwrap();
+        let normal = NormalOperator::new(&psf).unwrap();
+        let x = Tensor::randn([1, 1, h, w], (Kind::Float, gpu));
+        assert_eq!(normal.apply(&x).unwrap().device(), gpu);
+    }
+
     #[test]
     fn uniform_weights_equalise_cells() {
         // Three points in one cell, one alone (its conjugate cell is distinct): the cell of three
