@@ -67,6 +67,16 @@
 #define LOFI_VERSION_NUMBER 100
 
 /**
+ * `lofi_operator.weighting` of NUFFT: each visibility by its own weight.
+ */
+#define LOFI_WEIGHTING_NATURAL 0
+
+/**
+ * Each weight divided by the total weight in its cell of the image's (u, v) grid.
+ */
+#define LOFI_WEIGHTING_UNIFORM 1
+
+/**
  * `lofi_run_params.noise_level` when no noise level is given.
  */
 #define LOFI_NOISE_LEVEL_NONE -1.0
@@ -79,6 +89,16 @@
  * `LOFI_STATUS_INVALID_ARGUMENT` before any work.
  */
 #define LOFI_MAX_COORDINATE 1e6
+
+/**
+ * Kernel width in grid cells.
+ */
+#define KERNEL_WIDTH 6
+
+/**
+ * Oversampling factor of the FFT grid.
+ */
+#define OVERSAMPLING 2
 
 /**
  * Result of every fallible call.
@@ -341,6 +361,25 @@ typedef struct lofi_operator {
   lofi_apply_fn adjoint;
   void *user_data;
   size_t measurement_len;
+  /**
+   * NUFFT: the (u, v) of each visibility in wavelengths, 2 x `visibility_count` doubles
+   * (u0, v0, u1, v1, ...).
+   */
+  const double *uv;
+  size_t visibility_count;
+  /**
+   * NUFFT: natural (inverse-variance) weights, `visibility_count` floats >= 0 (0: flagged);
+   * NULL: all 1.
+   */
+  const float *weights;
+  /**
+   * NUFFT: pixel size, arcseconds (> 0).
+   */
+  double pixel_arcsec;
+  /**
+   * NUFFT: `LOFI_WEIGHTING_NATURAL` (default) or `LOFI_WEIGHTING_UNIFORM`.
+   */
+  int32_t weighting;
 } lofi_operator;
 
 /**
@@ -642,6 +681,17 @@ typedef struct lofi_run_report {
  * A user operator given by `forward` and `adjoint` callbacks on host buffers.
  */
 #define LOFI_OPERATOR_CALLBACKS 6
+
+/**
+ * Radio visibilities at arbitrary (u, v) through a NUFFT (2x oversampling, width-6 kernel):
+ * `V(u, v) = sum_{r,c} x[r,c] exp(-2 pi i (u l + v m))` with `l = (c - width/2) delta` along
+ * the columns, `m = (r - height/2) delta` along the rows, `delta` = `pixel_arcsec` in radians,
+ * (u, v) in wavelengths at `uv`. The data term weighs each visibility by its imaging weight
+ * (`weighting` applied to `weights`). Measurements: per channel, `visibility_count` (real,
+ * imaginary) pairs in the order of `uv`, in the sky's units (unnormalised: a unit point source
+ * at the phase centre gives 1 + 0i).
+ */
+#define LOFI_OPERATOR_NUFFT 7
 
 /**
  * ADMM with a scaled dual variable (the paper's LoFi-ADMM).

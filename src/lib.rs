@@ -23,6 +23,7 @@ pub mod model;
 pub mod model_file;
 pub mod operators;
 pub mod pnp;
+pub mod visibility_io;
 
 pub use config::{LofiConfig, Network, PatchShape};
 pub use error::{Error, Result};

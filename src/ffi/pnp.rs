@@ -12,6 +12,7 @@ use super::types::{lofi_progress_fn, lofi_run_params};
 use crate::error::{Error, Result};
 use crate::pnp::{
     self, Blur, Callbacks, Ct, FourierSampling, Identity, ImageShape, Inpaint, Lensing, Operator, Pnp,
+    Visibilities,
 };
 
 /// Operator kinds for `lofi_operator.kind`.
@@ -36,6 +37,19 @@ pub const LOFI_OPERATOR_LENSING: lofi_operator_kind = 4;
 pub const LOFI_OPERATOR_RADON: lofi_operator_kind = 5;
 /// A user operator given by `forward` and `adjoint` callbacks on host buffers.
 pub const LOFI_OPERATOR_CALLBACKS: lofi_operator_kind = 6;
+/// Radio visibilities at arbitrary (u, v) through a NUFFT (2x oversampling, width-6 kernel):
+/// `V(u, v) = sum_{r,c} x[r,c] exp(-2 pi i (u l + v m))` with `l = (c - width/2) delta` along
+/// the columns, `m = (r - height/2) delta` along the rows, `delta` = `pixel_arcsec` in radians,
+/// (u, v) in wavelengths at `uv`. The data term weighs each visibility by its imaging weight
+/// (`weighting` applied to `weights`). Measurements: per channel, `visibility_count` (real,
+/// imaginary) pairs in the order of `uv`, in the sky's units (unnormalised: a unit point source
+/// at the phase centre gives 1 + 0i).
+pub const LOFI_OPERATOR_NUFFT: lofi_operator_kind = 7;
+
+/// `lofi_operator.weighting` of NUFFT: each visibility by its own weight.
+pub const LOFI_WEIGHTING_NATURAL: i32 = 0;
+/// Each weight divided by the total weight in its cell of the image's (u, v) grid.
+pub const LOFI_WEIGHTING_UNIFORM: i32 = 1;
 
 /// A user operator's function: reads `input`, writes `output`, returns `true` on success.
 /// `forward` maps an image (height x width x channels floats) to `measurement_len` floats;
@@ -84,6 +98,17 @@ pub struct lofi_operator {
     pub adjoint: lofi_apply_fn,
     pub user_data: *mut c_void,
     pub measurement_len: usize,
+    /// NUFFT: the (u, v) of each visibility in wavelengths, 2 x `visibility_count` doubles
+    /// (u0, v0, u1, v1, ...).
+    pub uv: *const f64,
+    pub visibility_count: usize,
+    /// NUFFT: natural (inverse-variance) weights, `visibility_count` floats >= 0 (0: flagged);
+    /// NULL: all 1.
+    pub weights: *const f32,
+    /// NUFFT: pixel size, arcseconds (> 0).
+    pub pixel_arcsec: f64,
+    /// NUFFT: `LOFI_WEIGHTING_NATURAL` (default) or `LOFI_WEIGHTING_UNIFORM`.
+    pub weighting: i32,
 }
 
 /// An all-empty description: kind DENOISE, zero sizes, no arrays, no callbacks.
@@ -107,13 +132,19 @@ pub fn default_operator() -> lofi_operator {
         adjoint: None,
         user_data: std::ptr::null_mut(),
         measurement_len: 0,
+        uv: std::ptr::null(),
+        visibility_count: 0,
+        weights: std::ptr::null(),
+        pixel_arcsec: 0.0,
+        weighting: LOFI_WEIGHTING_NATURAL,
     }
 }
 
 // SAFETY: repr(C), leading usize; numbers, nullable pointers and Option function pointers.
 unsafe impl Versioned for lofi_operator {
     const NAME: &'static str = "lofi_operator";
-    const SIZES: &'static [usize] = &[size_of::<Self>()];
+    // 144: 0.1 (through measurement_len); then the NUFFT fields.
+    const SIZES: &'static [usize] = &[offset_of!(lofi_operator, uv), size_of::<Self>()];
     fn defaults() -> Self {
         default_operator()
     }
@@ -459,6 +490,27 @@ unsafe fn build_operator(d: &lofi_operator, device: tch::Device) -> Result<(Box<
                 forward: wrap(forward),
                 adjoint: wrap(adjoint),
             })
+        }
+        LOFI_OPERATOR_NUFFT => {
+            if d.visibility_count == 0 || d.visibility_count > isize::MAX as usize / 16 {
+                return Err(Error::invalid_argument(format!(
+                    "NUFFT: visibility_count = {} is out of range",
+                    d.visibility_count
+                )));
+            }
+            let coordinates = slice(d.uv, 2 * d.visibility_count, "uv")?;
+            let uv: Vec<[f64; 2]> = coordinates.chunks(2).map(|p| [p[0], p[1]]).collect();
+            let weights: Vec<f64> = if d.weights.is_null() {
+                vec![1.0; d.visibility_count]
+            } else {
+                slice(d.weights, d.visibility_count, "weights")?.iter().map(|&w| w as f64).collect()
+            };
+            let weighting = match d.weighting {
+                LOFI_WEIGHTING_NATURAL => crate::operators::nufft::Weighting::Natural,
+                LOFI_WEIGHTING_UNIFORM => crate::operators::nufft::Weighting::Uniform,
+                other => return Err(Error::invalid_argument(format!("NUFFT: unknown weighting {other}"))),
+            };
+            Box::new(Visibilities::new(shape, &uv, &weights, d.pixel_arcsec, weighting, device)?)
         }
         other => return Err(Error::invalid_argument(format!("unknown operator kind {other}"))),
     };

@@ -4,6 +4,8 @@
 //! * [`radon`]: parallel-beam CT (scikit-image's `radon(circle=False)` / `iradon(filter='ramp')`),
 //!   and the LDCT noise model.
 //! * [`lensing`]: weak gravitational lensing (convergence -> shear) and Kaiser-Squires.
+//! * [`clean`]: Högbom CLEAN with a fitted restoring beam (the radio baseline).
+//! * [`nufft`]: non-uniform FFT (visibilities at arbitrary (u, v)), weighting, the dirty beam.
 //! * [`fourier`]: orthonormal FFT helpers, Fourier masks (radio interferometry, MRI-like
 //!   problems), periodic blur, and gridding of (u, v) points.
 //!
@@ -21,8 +23,10 @@
 //! * Noise is drawn on the CPU from a caller-supplied [`rand::Rng`] (e.g. `ChaCha8Rng::seed_from_u64`)
 //!   and then moved to the input's device, so a seed gives the same noise on every device.
 
+pub mod clean;
 pub mod fourier;
 pub mod lensing;
+pub mod nufft;
 pub mod radon;
 
 use rand::Rng;

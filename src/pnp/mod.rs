@@ -33,6 +33,7 @@ use tch::{Kind, Tensor};
 
 pub use operator::{
     fill_gaps, ApplyFn, Blur, Callbacks, Ct, FourierSampling, Identity, ImageShape, Inpaint, Lensing, Operator,
+    Visibilities,
 };
 
 use crate::engine::{self, BatchPlan, PreparedImage, Progress};
@@ -573,7 +574,11 @@ pub fn conjugate_gradient(
     tolerance: f64,
 ) -> Result<(Tensor, usize)> {
     let apply = |p: &Tensor| -> Result<Tensor> {
-        Ok(operator.adjoint(&operator.forward(p)?)?.to_kind(Kind::Float) + p * alpha)
+        let normal = match operator.normal(p) {
+            Some(fast) => fast?,
+            None => operator.adjoint(&operator.forward(p)?)?,
+        };
+        Ok(normal.to_kind(Kind::Float) + p * alpha)
     };
     let dot = |a: &Tensor, c: &Tensor| {
         (a.to_kind(Kind::Double) * c.to_kind(Kind::Double)).sum(Kind::Double).double_value(&[])

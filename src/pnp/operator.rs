@@ -10,6 +10,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::error::{Error, Result};
 use crate::operators::fourier::{FourierBlur, FourierMask};
+use crate::operators::nufft::{self, NormalOperator, Nufft2d, Weighting};
 use crate::operators::{lensing, radon::Radon};
 
 /// A linear forward operator `A` from images to measurements.
@@ -22,6 +23,11 @@ pub trait Operator: Send {
     fn adjoint(&self, y: &Tensor) -> Result<Tensor>;
     /// `(A^T A + alpha I)^{-1} b` in closed form, if this operator has one.
     fn normal_solve(&self, _b: &Tensor, _alpha: f64) -> Option<Result<Tensor>> {
+        None
+    }
+    /// `A^T A x` by a faster route than `adjoint(forward(x))`, if this operator has one (the
+    /// NUFFT's Toeplitz embedding); conjugate gradients use it.
+    fn normal(&self, _x: &Tensor) -> Option<Result<Tensor>> {
         None
     }
     /// Number of floats in the flat host layout of a measurement.
@@ -457,13 +463,7 @@ pub struct Callbacks {
 pub type ApplyFn = dyn Fn(&[f32], &mut [f32]) -> std::result::Result<(), String> + Send;
 
 impl Callbacks {
-    fn call(
-        &self,
-        f: &ApplyFn,
-        input: Vec<f32>,
-        out_len: usize,
-        what: &str,
-    ) -> Result<Vec<f32>> {
+    fn call(&self, f: &ApplyFn, input: Vec<f32>, out_len: usize, what: &str) -> Result<Vec<f32>> {
         let mut out = vec![0f32; out_len];
         f(&input, &mut out)
             .map_err(|e| Error::invalid_argument(format!("the user operator's {what} failed: {e}")))?;
@@ -500,5 +500,133 @@ impl Operator for Callbacks {
             return Err(Error::invalid_input(format!("user operator: measurement {i} is not finite")));
         }
         Ok(Tensor::from_slice(y).to_device(device))
+    }
+}
+
+/// Radio visibilities at arbitrary (u, v) through the NUFFT ([`crate::operators::nufft`]: the
+/// measurement equation `V = sum x exp(-2 pi i (u l + v m))`, (u, v) in wavelengths, pixels of
+/// `pixel_arcsec`), with imaging weights `w_j` (natural or uniform) in the data term:
+/// `||A x - y||^2 = sum_j w_j |V_j(x) - y_j|^2 / lambda`. Internally `A x = sqrt(w / lambda) V(x)`
+/// and measurements are whitened the same way on the way in (and back on the way out), with
+/// `lambda` the largest eigenvalue of `Re(V^H W V)` (a bound of it, from the Toeplitz
+/// spectrum): so `A^T A` has norm 1 like the unitary masked-Fourier operator's, and alpha means
+/// the same for both. `A^T A` is applied as a convolution with the dirty beam (Toeplitz
+/// embedding, two FFTs of size 2H x 2W), which the data step's conjugate gradients use.
+///
+/// Measurements, host layout: per channel, the M visibilities in input order as (real,
+/// imaginary) pairs, in the units of the sky (Jy if the image is in Jy per pixel):
+/// `C * M * 2` floats. A flagged visibility (weight 0) is ignored (read back as 0). The data
+/// misfit [`crate::pnp::Residuals::data_misfit`] is measured in the weighted norm.
+pub struct Visibilities {
+    pub shape: ImageShape,
+    nufft: Nufft2d,
+    /// `sqrt(w_j / lambda)`: (M,) float64.
+    scale: Tensor,
+    normal: NormalOperator,
+    lambda: f64,
+    weight_sum: f64,
+    /// Unnormalised dirty beam (2H, 2W), float64 (peak `weight_sum`).
+    psf: Tensor,
+}
+
+impl Visibilities {
+    /// `uv`: (u, v) in wavelengths; `natural_weights`: one per visibility, >= 0 (0: flagged),
+    /// e.g. 1 / sigma_j^2; `pixel_arcsec`: the image's pixel size.
+    pub fn new(
+        shape: ImageShape,
+        uv: &[[f64; 2]],
+        natural_weights: &[f64],
+        pixel_arcsec: f64,
+        weighting: Weighting,
+        device: Device,
+    ) -> Result<Visibilities> {
+        if uv.is_empty() {
+            return Err(Error::invalid_argument("nufft: no visibilities"));
+        }
+        if !(pixel_arcsec.is_finite() && pixel_arcsec > 0.0) {
+            return Err(Error::invalid_argument(format!(
+                "nufft: pixel size {pixel_arcsec} arcsec must be positive"
+            )));
+        }
+        let delta = nufft::arcsec_to_rad(pixel_arcsec);
+        let points: Vec<[f64; 2]> = uv.iter().map(|&[u, v]| [u * delta, v * delta]).collect();
+        let weights = nufft::imaging_weights(&points, natural_weights, shape.height, shape.width, weighting)?;
+        let weight_sum: f64 = weights.iter().sum();
+        if weight_sum <= 0.0 {
+            return Err(Error::invalid_argument("nufft: every visibility has weight 0"));
+        }
+        let nufft = Nufft2d::new(shape.height, shape.width, &points, device)?;
+        let psf = nufft::point_spread_function(shape.height, shape.width, &points, &weights, device)?;
+        let raw = NormalOperator::new(&psf)?;
+        let lambda = raw.norm_bound();
+        let normal = NormalOperator::new(&(&psf / lambda))?;
+        let scale = (Tensor::from_slice(&weights) / lambda).sqrt().to_device(device);
+        Ok(Visibilities { shape, nufft, scale, normal, lambda, weight_sum, psf })
+    }
+
+    /// Number of visibilities M.
+    pub fn count(&self) -> usize {
+        self.nufft.len()
+    }
+
+    /// The dirty image in the astronomer's units (Jy/beam: the dirty beam peaks at 1),
+    /// `Re sum_j w_j y_j exp(+2 pi i (u l + v m)) / sum_j w_j`, of whitened measurements
+    /// (as [`Operator::measurements_from_host`] returns them).
+    pub fn dirty_image(&self, y: &Tensor) -> Result<Tensor> {
+        Ok(self.adjoint(y)? * (self.lambda / self.weight_sum))
+    }
+
+    /// The dirty beam (PSF), peak 1, on a (2H, 2W) grid centred at (H, W), float64 on the CPU.
+    pub fn dirty_beam(&self) -> Tensor {
+        (&self.psf / self.weight_sum).to_device(Device::Cpu)
+    }
+
+    fn check_measurements(&self, y: &Tensor) -> Result<()> {
+        if y.size() != [1, self.shape.channels, self.count() as i64] {
+            return Err(Error::invalid_argument(format!(
+                "nufft: measurements of shape {:?}, expected [1, {}, {}]",
+                y.size(),
+                self.shape.channels,
+                self.count()
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl Operator for Visibilities {
+    fn name(&self) -> &str {
+        "nufft"
+    }
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let v = self.nufft.forward(x)?;
+        Ok(v * self.scale.to_device(x.device()).to_kind(crate::operators::real_kind(x)))
+    }
+    fn adjoint(&self, y: &Tensor) -> Result<Tensor> {
+        self.check_measurements(y)?;
+        let scale = self.scale.to_device(y.device()).to_kind(crate::operators::real_kind(y));
+        Ok(self.nufft.adjoint(&(y * scale))?.real().to_kind(Kind::Float))
+    }
+    fn normal(&self, x: &Tensor) -> Option<Result<Tensor>> {
+        Some(self.normal.apply(x).map(|t| t.to_kind(Kind::Float)))
+    }
+    fn measurement_len(&self) -> usize {
+        self.shape.channels as usize * self.count() * 2
+    }
+    fn measurements_from_host(&self, y: &[f32], device: Device) -> Result<Tensor> {
+        check_len("nufft", y.len(), self.measurement_len())?;
+        if let Some(i) = y.iter().position(|v| !v.is_finite()) {
+            return Err(Error::invalid_input(format!("nufft: visibility value {i} is not finite")));
+        }
+        let (c, m) = (self.shape.channels, self.count() as i64);
+        let values = Tensor::from_slice(y).view([1, c, m, 2]).to_device(device).view_as_complex();
+        Ok(values * self.scale.to_device(device).to_kind(Kind::Float))
+    }
+    fn measurements_to_host(&self, y: &Tensor) -> Vec<f32> {
+        let scale = self.scale.to_device(y.device()).to_kind(Kind::Double);
+        let inverse = scale.reciprocal().where_self(&scale.gt(0.0), &scale.zeros_like());
+        let raw = (y.to_kind(Kind::ComplexDouble) * inverse).to_kind(Kind::ComplexFloat);
+        let pairs = raw.view_as_real().to_device(Device::Cpu).contiguous();
+        Vec::<f32>::try_from(pairs.view([-1])).expect("float tensor")
     }
 }

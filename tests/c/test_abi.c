@@ -120,7 +120,7 @@ static void test_layouts_are_pinned(void) {
   CHECK_LAYOUT(lofi_model_info, noise_level_min, 88);
   CHECK_LAYOUT(lofi_model_info, noise_level_max, 96);
 
-  CHECK_SIZE(lofi_operator, 144);
+  CHECK_SIZE(lofi_operator, 184);
   CHECK_LAYOUT(lofi_operator, struct_size, 0);
   CHECK_LAYOUT(lofi_operator, kind, 8);
   CHECK_LAYOUT(lofi_operator, width, 16);
@@ -139,6 +139,11 @@ static void test_layouts_are_pinned(void) {
   CHECK_LAYOUT(lofi_operator, adjoint, 120);
   CHECK_LAYOUT(lofi_operator, user_data, 128);
   CHECK_LAYOUT(lofi_operator, measurement_len, 136);
+  CHECK_LAYOUT(lofi_operator, uv, 144);
+  CHECK_LAYOUT(lofi_operator, visibility_count, 152);
+  CHECK_LAYOUT(lofi_operator, weights, 160);
+  CHECK_LAYOUT(lofi_operator, pixel_arcsec, 168);
+  CHECK_LAYOUT(lofi_operator, weighting, 176);
 
   CHECK_SIZE(lofi_pnp_params, 120);
   CHECK_LAYOUT(lofi_pnp_params, struct_size, 0);

@@ -42,6 +42,8 @@ enum Command {
     Pnp(Box<commands::pnp::Args>),
     /// Denoise a bundled photograph with the default model (what `make demo` runs).
     Demo(commands::demo::Args),
+    /// Högbom CLEAN of radio visibilities (NUFFT, natural or uniform weighting, restoring beam).
+    Clean(commands::clean::Args),
     /// PSNR and SSIM of a model on test (and out-of-distribution) images.
     Eval(commands::eval::Args),
     /// Rewrite a .lofi file in the current format (adds the SHA-256 digest older files lack).
@@ -82,6 +84,7 @@ fn main() -> ExitCode {
         Command::Simulate(args) => simulate::run(args),
         Command::Pnp(args) => commands::pnp::run(*args),
         Command::Demo(args) => commands::demo::run(args),
+        Command::Clean(args) => commands::clean::run(args),
         Command::Eval(args) => commands::eval::run(args),
         Command::Upgrade(args) => commands::upgrade::run(args),
         Command::Bench(args) => commands::bench::run(args),

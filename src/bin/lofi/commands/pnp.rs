@@ -15,8 +15,9 @@ use lofi::image_io::{self, Image};
 use lofi::model::LoadOptions;
 use lofi::pnp::{
     Blur, Ct, FourierSampling, Identity, ImageShape, Inpaint, Lensing, Operator, Pnp, PnpParams, Residuals,
-    TvPrior,
+    TvPrior, Visibilities,
 };
+use lofi::visibility_io::VisibilityTable;
 use lofi::Model;
 use rand::SeedableRng;
 use tch::{Device, Kind, Tensor};
@@ -31,6 +32,15 @@ pub enum OperatorKind {
     Blur,
     Lensing,
     Radon,
+    /// Radio visibilities at their own (u, v) through a NUFFT (--visibilities, or --uv with
+    /// --ground-truth to simulate), --pixel-arcsec and --image-size.
+    Nufft,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum WeightingKind {
+    Natural,
+    Uniform,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -115,7 +125,7 @@ pub struct Args {
     #[arg(long)]
     uv: Option<PathBuf>,
     /// fourier-mask: the --uv points are in wavelengths (as `lofi simulate uv-coverage` writes
-    /// them) and a pixel spans this many arcseconds.
+    /// them) and a pixel spans this many arcseconds. nufft: the pixel size (required).
     #[arg(long)]
     pixel_arcsec: Option<f64>,
     /// blur: kernel .npy (kh, kw); or a Gaussian of --blur-sigma pixels.
@@ -148,6 +158,22 @@ pub struct Args {
     cg_iterations: usize,
     #[arg(long, default_value_t = 1e-7)]
     cg_tolerance: f64,
+    /// nufft: visibilities .npy, (M, 5) columns u, v (wavelengths), re, im, weight, or a
+    /// structured array with fields u, v, re, im (or a complex vis) and weight (see
+    /// lofi::visibility_io). The measurements of the solve (--ground-truth then only scores).
+    #[arg(long)]
+    visibilities: Option<PathBuf>,
+    /// nufft: natural (each visibility by its weight) or uniform (every measured (u, v) cell
+    /// weighs the same) weighting in the data term.
+    #[arg(long, value_enum, default_value = "natural")]
+    weighting: WeightingKind,
+    /// Square working resolution N x N (instead of --width and --height).
+    #[arg(long)]
+    image_size: Option<usize>,
+    /// nufft, simulating from --ground-truth: write the simulated visibilities here ((M, 5)
+    /// columns u, v, re, im, weight = 1 / (2 sigma^2), the inverse variance of the complex noise).
+    #[arg(long)]
+    save_visibilities: Option<PathBuf>,
     #[arg(long, default_value = "cpu")]
     device: String,
     #[arg(long, default_value = "512MiB")]
@@ -162,7 +188,11 @@ fn parse_anneal(text: &str, iterations: usize) -> Result<lofi::pnp::NoiseSchedul
     let sigma = |s: &str| super::parse_sigma(s).map_err(anyhow::Error::msg);
     let (start, end, count) = match parts.as_slice() {
         [a, b] => (sigma(a)?, sigma(b)?, iterations),
-        [a, b, n] => (sigma(a)?, sigma(b)?, n.trim().parse::<usize>().with_context(|| format!("--anneal iterations '{n}'"))?),
+        [a, b, n] => (
+            sigma(a)?,
+            sigma(b)?,
+            n.trim().parse::<usize>().with_context(|| format!("--anneal iterations '{n}'"))?,
+        ),
         _ => bail!("--anneal takes START,END or START,END,ITERATIONS (e.g. 50/255,2/255)"),
     };
     Ok(lofi::pnp::NoiseSchedule { sigma_start: start, sigma_end: end, iterations: count })
@@ -191,7 +221,12 @@ fn parse_angles(text: &str) -> Result<Vec<f64>> {
     text.split(',').map(|s| s.trim().parse::<f64>().with_context(|| format!("angle '{s}'"))).collect()
 }
 
-fn build_operator(args: &Args, shape: ImageShape, device: Device) -> Result<Box<dyn Operator>> {
+fn build_operator(
+    args: &Args,
+    shape: ImageShape,
+    device: Device,
+    table: Option<&VisibilityTable>,
+) -> Result<Box<dyn Operator>> {
     let plane = shape.height as usize * shape.width as usize;
     let read_mask = |path: &Path| -> Result<Vec<f32>> {
         let img = image_io::read(path)?;
@@ -217,12 +252,7 @@ fn build_operator(args: &Args, shape: ImageShape, device: Device) -> Result<Box<
             let mask = match (&args.mask, &args.uv) {
                 (Some(path), _) => read_mask(path)?,
                 (None, Some(path)) => {
-                    let (dims, values) = read_npy_values(path)?;
-                    if dims[1] * dims[2] != 2 {
-                        bail!("--uv must be a (P, 2) array of (u, v) points");
-                    }
-                    let mut points: Vec<[f64; 2]> =
-                        values.chunks(2).map(|p| [p[0] as f64, p[1] as f64]).collect();
+                    let mut points = lofi::visibility_io::read_uv_points(path)?;
                     if let Some(arcsec) = args.pixel_arcsec {
                         points = lofi::operators::fourier::wavelengths_to_cycles(
                             &points,
@@ -257,11 +287,34 @@ fn build_operator(args: &Args, shape: ImageShape, device: Device) -> Result<Box<
         },
         OperatorKind::Lensing => Box::new(Lensing::new(shape)?),
         OperatorKind::Radon => Box::new(Ct::new(shape, parse_angles(&args.angles)?)?),
+        OperatorKind::Nufft => {
+            let Some(arcsec) = args.pixel_arcsec else { bail!("nufft needs --pixel-arcsec") };
+            let (uv, weights) = match (table, &args.uv) {
+                (Some(t), _) => (t.uv.clone(), t.weights.clone()),
+                (None, Some(path)) => {
+                    let uv = lofi::visibility_io::read_uv_points(path)?;
+                    let ones = vec![1.0; uv.len()];
+                    (uv, ones)
+                }
+                (None, None) => bail!("nufft needs --visibilities (or --uv and --ground-truth to simulate)"),
+            };
+            let weighting = match args.weighting {
+                WeightingKind::Natural => lofi::operators::nufft::Weighting::Natural,
+                WeightingKind::Uniform => lofi::operators::nufft::Weighting::Uniform,
+            };
+            let delta = lofi::operators::nufft::arcsec_to_rad(arcsec);
+            let beyond =
+                uv.iter().filter(|p| (p[0] * delta).abs() > 0.5 || (p[1] * delta).abs() > 0.5).count();
+            if beyond > 0 {
+                log::warn!("{beyond} of {} visibilities lie beyond the image's Nyquist frequency at {arcsec} arcsec per pixel (they alias); use smaller pixels", uv.len());
+            }
+            Box::new(Visibilities::new(shape, &uv, &weights, arcsec, weighting, device)?)
+        }
     })
 }
 
 /// y = A x + noise, noise from --snr (dB, relative to the RMS of A x) or --sigma.
-fn simulate(op: &dyn Operator, truth: &Tensor, args: &Args) -> Result<Tensor> {
+fn simulate(op: &dyn Operator, truth: &Tensor, args: &Args) -> Result<(Tensor, f64)> {
     let clean = tch::no_grad(|| op.forward(truth))?;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(args.seed);
     let noise = |like: &Tensor, rng: &mut rand_chacha::ChaCha8Rng| -> Tensor {
@@ -280,13 +333,40 @@ fn simulate(op: &dyn Operator, truth: &Tensor, args: &Args) -> Result<Tensor> {
         (None, None) => 0.0,
     };
     if sigma == 0.0 {
-        return Ok(clean);
+        return Ok((clean, 0.0));
+    }
+    if args.operator == OperatorKind::Nufft {
+        // Thermal noise: the same standard deviation on every visibility's real and imaginary
+        // parts, whatever the imaging weights (which the operator applies on the way in).
+        let mut host = op.measurements_to_host(&clean);
+        let n = noise(&Tensor::zeros([host.len() as i64], (Kind::Float, Device::Cpu)), &mut rng) * sigma;
+        for (value, e) in host.iter_mut().zip(Vec::<f32>::try_from(n)?) {
+            *value += e;
+        }
+        return Ok((op.measurements_from_host(&host, truth.device())?, sigma));
     }
     let n = noise(&clean, &mut rng) * sigma;
     let noisy = if clean.is_complex() { (clean.view_as_real() + n).view_as_complex() } else { clean + n };
     // Keep the operator's support: re-apply the measurement mask through a host round trip.
     let host = op.measurements_to_host(&noisy);
-    Ok(op.measurements_from_host(&host, truth.device()).unwrap_or(noisy))
+    Ok((op.measurements_from_host(&host, truth.device()).unwrap_or(noisy), sigma))
+}
+
+/// Writes simulated visibilities ((M, 5) columns) with the --uv coordinates they were made at.
+fn save_visibilities(path: &Path, op: &dyn Operator, y: &Tensor, args: &Args, sigma: f64) -> Result<()> {
+    let Some(uv_path) = &args.uv else {
+        bail!("--save-visibilities needs the --uv points of the simulation")
+    };
+    let uv = lofi::visibility_io::read_uv_points(uv_path)?;
+    let values = op.measurements_to_host(y);
+    let weight = if sigma > 0.0 { 1.0 / (2.0 * sigma * sigma) } else { 1.0 };
+    let table = VisibilityTable {
+        uv,
+        values: values.chunks(2).map(|p| [p[0] as f64, p[1] as f64]).collect(),
+        weights: vec![weight; values.len() / 2],
+    };
+    lofi::visibility_io::write_npy(path, &table)?;
+    Ok(())
 }
 
 /// What FITS outputs carry: the header of --input, else of --ground-truth, when that is a FITS
@@ -341,6 +421,10 @@ pub fn run(args: Args) -> Result<()> {
         None => None,
     };
     let (w, h) = match (args.width, args.height) {
+        _ if args.image_size.is_some() && (args.width.is_some() || args.height.is_some()) => {
+            bail!("give --image-size or --width and --height, not both")
+        }
+        _ if args.image_size.is_some() => (args.image_size.unwrap_or(0), args.image_size.unwrap_or(0)),
         (Some(w), Some(h)) => (w, h),
         (None, None) => {
             let from = truth.as_ref().or(input_image.as_ref()).or(mask_size.as_ref());
@@ -352,7 +436,16 @@ pub fn run(args: Args) -> Result<()> {
         _ => bail!("give both --width and --height"),
     };
     let shape = ImageShape { channels, height: h as i64, width: w as i64 };
-    let op = build_operator(&args, shape, device)?;
+    if args.operator != OperatorKind::Nufft
+        && (args.visibilities.is_some() || args.save_visibilities.is_some())
+    {
+        bail!("--visibilities and --save-visibilities belong to --operator nufft");
+    }
+    let table = args.visibilities.as_deref().map(lofi::visibility_io::read).transpose()?;
+    if table.is_some() && args.input.is_some() {
+        bail!("give --visibilities or --input, not both");
+    }
+    let op = build_operator(&args, shape, device, table.as_ref())?;
     let truth_t = match &truth {
         Some(img) => {
             if (img.height, img.width, img.channels as i64) != (h, w, channels) {
@@ -368,6 +461,15 @@ pub fn run(args: Args) -> Result<()> {
         None => None,
     };
     let y = match (&args.input, &truth_t) {
+        _ if table.is_some() => {
+            if channels != 1 {
+                bail!("visibilities image one channel; the model has {channels}");
+            }
+            op.measurements_from_host(
+                &table.as_ref().map(|t| t.interleaved_values()).unwrap_or_default(),
+                device,
+            )?
+        }
         (Some(path), _) => {
             let values = match &input_image {
                 Some(img) => img.data.clone(),
@@ -375,7 +477,13 @@ pub fn run(args: Args) -> Result<()> {
             };
             op.measurements_from_host(&values, device)?
         }
-        (None, Some(t)) => simulate(&*op, t, &args)?,
+        (None, Some(t)) => {
+            let (y, sigma) = simulate(&*op, t, &args)?;
+            if let Some(path) = &args.save_visibilities {
+                save_visibilities(path, &*op, &y, &args, sigma)?;
+            }
+            y
+        }
         (None, None) => bail!("give --input (measurements) or --ground-truth (to simulate them)"),
     };
     let schedule = args.anneal.as_deref().map(|a| parse_anneal(a, args.iterations)).transpose()?;
@@ -418,7 +526,12 @@ pub fn run(args: Args) -> Result<()> {
     if let Some(path) = &args.warm_start {
         let start = image_io::read(path)?;
         if (start.height, start.width, start.channels as i64) != (h, w, channels) {
-            bail!("the --warm-start image is {} x {} x {}, the problem {w} x {h} x {channels}", start.width, start.height, start.channels);
+            bail!(
+                "the --warm-start image is {} x {} x {}, the problem {w} x {h} x {channels}",
+                start.width,
+                start.height,
+                start.channels
+            );
         }
         pnp.set_estimate(&to_tensor(&start, device))?;
     }
@@ -433,7 +546,9 @@ pub fn run(args: Args) -> Result<()> {
         lofi::pnp::psnr(t, pnp.back_projection(), range)
     });
     let noise = match (&schedule, args.denoiser_sigma) {
-        (Some(s), _) => format!(", sigma {:.4} -> {:.4} over {} iterations", s.sigma_start, s.sigma_end, s.iterations),
+        (Some(s), _) => {
+            format!(", sigma {:.4} -> {:.4} over {} iterations", s.sigma_start, s.sigma_end, s.iterations)
+        }
         (None, Some(s)) => format!(", sigma {s:.4}"),
         (None, None) => String::new(),
     };

@@ -24,7 +24,7 @@
 //!   the dirty image `A^T (A x + n)` of the masked-Fourier operator `A = M F` over the default
 //!   coverage (written to `DIR/mask.npy`). Dead-leaves have no `--pairs` (denoising adds its
 //!   noise at training time).
-//! * `uv-coverage`: `DIR/uv_<index:05>.npy` (P, 2) float32 (u, v) in wavelengths, and
+//! * `uv-coverage`: `DIR/uv_<index:05>.npy` (P, 2) float64 (u, v) in wavelengths, and
 //!   `DIR/mask_<index:05>.npy` (H, W) float32 0/1, the gridded coverage with conjugates on the
 //!   centred Fourier plane ([`lofi::operators::fourier`] conventions).
 //! * `DIR/simulation.json`: the command's parameters.
@@ -159,12 +159,23 @@ pub struct Args {
     /// uv-coverage: antenna positions file, "E N [U]" metres per line (default: a VLA-like Y).
     #[arg(long)]
     pub antennas: Option<PathBuf>,
+    /// uv-coverage: a real array (data/arrays, from pyvisgen's layouts): meerkat or vla (B
+    /// configuration). Sets the latitude unless --latitude is given.
+    #[arg(long, value_enum, conflicts_with = "antennas")]
+    pub array: Option<uv::Array>,
+    /// uv-coverage: frequency channels, spread evenly over --bandwidth-mhz around the frequency
+    /// of --wavelength (the points of all channels are written, channel after channel).
+    #[arg(long, default_value_t = 1)]
+    pub frequency_channels: usize,
+    /// uv-coverage: total bandwidth of the channels, MHz.
+    #[arg(long, default_value_t = 0.0)]
+    pub bandwidth_mhz: f64,
     /// uv-coverage: arm length of the built-in VLA-like Y array, metres.
     #[arg(long, default_value_t = 1000.0)]
     pub arm_length: f64,
-    /// uv-coverage: array latitude, degrees.
-    #[arg(long, default_value_t = 34.0784, allow_hyphen_values = true)]
-    pub latitude: f64,
+    /// uv-coverage: array latitude, degrees (default: that of --array, else 34.0784, the VLA's).
+    #[arg(long, allow_hyphen_values = true)]
+    pub latitude: Option<f64>,
     /// uv-coverage: source declination, degrees.
     #[arg(long, default_value_t = 45.0, allow_hyphen_values = true)]
     pub declination: f64,
@@ -358,7 +369,7 @@ fn convergence_params(args: &Args) -> ConvergenceParams {
 
 fn observation(args: &Args) -> uv::Observation {
     uv::Observation {
-        latitude_deg: args.latitude,
+        latitude_deg: args.latitude.or(args.array.map(|a| a.latitude_deg())).unwrap_or(34.0784),
         declination_deg: args.declination,
         hour_angle_start_h: args.hour_angle.0,
         hour_angle_end_h: args.hour_angle.1,
@@ -369,6 +380,9 @@ fn observation(args: &Args) -> uv::Observation {
 }
 
 fn antennas(args: &Args) -> Result<Vec<[f64; 3]>> {
+    if let Some(array) = args.array {
+        return Ok(array.antennas());
+    }
     match &args.antennas {
         Some(path) => uv::read_antennas(path),
         None => {
@@ -530,7 +544,12 @@ fn run_uv(args: &Args) -> Result<serde_json::Value> {
             obs.hour_angle_start_h += shift;
             obs.hour_angle_end_h += shift;
         }
-        let points = uv::earth_rotation_uv(&antennas, &obs);
+        if args.frequency_channels == 0 || !(args.bandwidth_mhz >= 0.0 && args.bandwidth_mhz.is_finite()) {
+            bail!("--frequency-channels must be at least 1 and --bandwidth-mhz >= 0");
+        }
+        let wavelengths =
+            uv::channel_wavelengths(obs.wavelength_m, args.frequency_channels, args.bandwidth_mhz * 1e6);
+        let points = uv::multi_channel_uv(&antennas, &obs, &wavelengths);
         if points.is_empty() {
             bail!(
                 "sample {index}: the source (declination {:.1}) never rises above {} degrees during the track",
@@ -544,15 +563,15 @@ fn run_uv(args: &Args) -> Result<serde_json::Value> {
         if outside > 0 {
             log::warn!("sample {index}: {outside} of {} (u, v) points (with conjugates) fall outside the plane at {pixel} arcsec per pixel", 2 * points.len());
         }
-        let flat: Vec<f32> = points.iter().flat_map(|p| [p[0] as f32, p[1] as f32]).collect();
-        write_plane(&args.out.join(format!("uv_{index:05}.npy")), points.len(), 2, 1, flat)?;
+        lofi::visibility_io::write_uv_points(&args.out.join(format!("uv_{index:05}.npy")), &points)?;
         write_plane(&args.out.join(format!("mask_{index:05}.npy")), h, w, 1, mask)?;
         pixel_scales.push(pixel);
     }
     Ok(serde_json::json!({
         "uv": {
             "antennas": antennas.len(),
-            "array": args.antennas.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| format!("vla-like-y, arm {} m", args.arm_length)),
+            "array": args.array.map(|a| a.name().to_string()).or_else(|| args.antennas.as_ref().map(|p| p.display().to_string())).unwrap_or_else(|| format!("vla-like-y, arm {} m", args.arm_length)),
+            "frequency_channels": args.frequency_channels, "bandwidth_mhz": args.bandwidth_mhz,
             "latitude_deg": base.latitude_deg, "declination_deg": base.declination_deg,
             "hour_angle_h": [base.hour_angle_start_h, base.hour_angle_end_h], "times": base.times,
             "wavelength_m": base.wavelength_m, "min_elevation_deg": base.min_elevation_deg,
@@ -637,9 +656,8 @@ mod tests {
             out.display()
         )))
         .unwrap();
-        let (shape, uv) = read(&out.join("uv_00001.npy"));
-        assert_eq!(shape[1], 2);
-        assert_eq!(shape[0] as usize * 2, uv.len());
+        let uv = lofi::visibility_io::read_uv_points(&out.join("uv_00001.npy")).unwrap();
+        assert!(!uv.is_empty());
         let (shape, mask) = read(&out.join("mask_00000.npy"));
         assert_eq!(shape, vec![32, 32]);
         assert!(mask.iter().all(|&v| v == 0.0 || v == 1.0) && mask.contains(&1.0));

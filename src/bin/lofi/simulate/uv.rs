@@ -66,6 +66,11 @@ pub fn vla_like_y(arm_length_m: f64) -> Vec<[f64; 3]> {
 /// or commas; blank lines and `#` comments are ignored.
 pub fn read_antennas(path: &Path) -> Result<Vec<[f64; 3]>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    parse_antennas(&text, &path.display().to_string())
+}
+
+/// [`read_antennas`] on text; `source` names it in errors.
+pub fn parse_antennas(text: &str, source: &str) -> Result<Vec<[f64; 3]>> {
     let mut antennas = Vec::new();
     for (number, line) in text.lines().enumerate() {
         let line = line.split('#').next().unwrap_or("").trim();
@@ -77,20 +82,78 @@ pub fn read_antennas(path: &Path) -> Result<Vec<[f64; 3]>> {
             .filter(|f| !f.is_empty())
             .map(|f| f.parse::<f64>())
             .collect::<std::result::Result<_, _>>()
-            .with_context(|| format!("{}:{}: expected numbers 'E N [U]'", path.display(), number + 1))?;
+            .with_context(|| format!("{source}:{}: expected numbers 'E N [U]'", number + 1))?;
         match fields.as_slice() {
             [e, n] => antennas.push([*e, *n, 0.0]),
             [e, n, u] => antennas.push([*e, *n, *u]),
-            _ => bail!("{}:{}: expected 2 or 3 numbers (E N [U] in metres)", path.display(), number + 1),
+            _ => bail!("{source}:{}: expected 2 or 3 numbers (E N [U] in metres)", number + 1),
         }
         if antennas.last().is_some_and(|a| a.iter().any(|v| !v.is_finite())) {
-            bail!("{}:{}: positions must be finite", path.display(), number + 1);
+            bail!("{source}:{}: positions must be finite", number + 1);
         }
     }
     if antennas.len() < 2 {
-        bail!("{}: an interferometer needs at least 2 antennas, found {}", path.display(), antennas.len());
+        bail!("{source}: an interferometer needs at least 2 antennas, found {}", antennas.len());
     }
     Ok(antennas)
+}
+
+/// Real arrays, from the layouts of pyvisgen 0.9.0 (MIT; `data/arrays/`, converted to
+/// east-north-up metres by `scripts/arrays/make_array_layouts.py`, which cites the source).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Array {
+    /// MeerKAT (South Africa): 63 of its 64 13.5 m dishes, baselines up to 7.7 km.
+    Meerkat,
+    /// The VLA (New Mexico) in its B configuration: 27 antennas, baselines up to 11 km.
+    Vla,
+}
+
+impl Array {
+    pub fn name(self) -> &'static str {
+        match self {
+            Array::Meerkat => "meerkat",
+            Array::Vla => "vla",
+        }
+    }
+
+    /// Geodetic latitude of the array centre, degrees.
+    pub fn latitude_deg(self) -> f64 {
+        match self {
+            Array::Meerkat => -30.712461,
+            Array::Vla => 34.0784,
+        }
+    }
+
+    /// Antenna positions, east-north-up metres.
+    pub fn antennas(self) -> Vec<[f64; 3]> {
+        let text = match self {
+            Array::Meerkat => include_str!("../../../../data/arrays/meerkat.enu.txt"),
+            Array::Vla => include_str!("../../../../data/arrays/vla.enu.txt"),
+        };
+        parse_antennas(text, self.name()).expect("the built-in layouts parse")
+    }
+}
+
+/// Wavelengths (metres) of `channels` frequency channels evenly spread over `bandwidth_hz`
+/// centred on the frequency of `wavelength_m` (channel centres; one channel: the centre).
+pub fn channel_wavelengths(wavelength_m: f64, channels: usize, bandwidth_hz: f64) -> Vec<f64> {
+    const C: f64 = 299_792_458.0;
+    let centre = C / wavelength_m;
+    (0..channels)
+        .map(|k| {
+            let offset = if channels > 1 { (k as f64 + 0.5) / channels as f64 - 0.5 } else { 0.0 };
+            C / (centre + offset * bandwidth_hz)
+        })
+        .collect()
+}
+
+/// [`earth_rotation_uv`] for each wavelength in turn (channel-major: all of channel 0's
+/// points, then channel 1's, ...).
+pub fn multi_channel_uv(antennas: &[[f64; 3]], obs: &Observation, wavelengths_m: &[f64]) -> Vec<[f64; 2]> {
+    wavelengths_m
+        .iter()
+        .flat_map(|&wavelength_m| earth_rotation_uv(antennas, &Observation { wavelength_m, ..*obs }))
+        .collect()
 }
 
 /// The (u, v) points, in wavelengths, of every baseline at every time of the track.
@@ -193,6 +256,77 @@ mod tests {
         for r in 1..64 {
             for c in 1..64 {
                 assert_eq!(mask[r * 64 + c], mask[(64 - r) * 64 + (64 - c)]);
+            }
+        }
+    }
+
+    #[test]
+    fn real_arrays_baselines_symmetry_and_tracks() {
+        for (array, count, longest_km) in [(Array::Meerkat, 63, (7.0, 8.5)), (Array::Vla, 27, (9.0, 12.0))] {
+            let antennas = array.antennas();
+            assert_eq!(antennas.len(), count, "{array:?}");
+            let obs = Observation {
+                latitude_deg: array.latitude_deg(),
+                declination_deg: -30.0,
+                times: 16,
+                min_elevation_deg: -90.0,
+                ..Default::default()
+            };
+            let points = earth_rotation_uv(&antennas, &obs);
+            assert_eq!(
+                points.len(),
+                count * (count - 1) / 2 * 16,
+                "{array:?}: one point per baseline and time"
+            );
+            // Longest baseline (at transit it is at most the 3-D antenna separation).
+            let mut longest = 0f64;
+            for (i, a) in antennas.iter().enumerate() {
+                for b in &antennas[i + 1..] {
+                    longest = longest.max((0..3).map(|k| (a[k] - b[k]).powi(2)).sum::<f64>().sqrt());
+                }
+            }
+            assert!(longest / 1e3 > longest_km.0 && longest / 1e3 < longest_km.1, "{array:?}: {longest} m");
+            let max_uv = points.iter().map(|p| p[0].hypot(p[1])).fold(0f64, f64::max);
+            assert!(max_uv <= longest / obs.wavelength_m * (1.0 + 1e-9));
+            // Reversing the antenna order gives every baseline's conjugate (-u, -v).
+            let reversed: Vec<[f64; 3]> = antennas.iter().rev().copied().collect();
+            let mut a: Vec<(i64, i64)> =
+                points.iter().map(|p| ((p[0] * 1e3).round() as i64, (p[1] * 1e3).round() as i64)).collect();
+            let mut b: Vec<(i64, i64)> = earth_rotation_uv(&reversed, &obs)
+                .iter()
+                .map(|p| ((-p[0] * 1e3).round() as i64, (-p[1] * 1e3).round() as i64))
+                .collect();
+            a.sort_unstable();
+            b.sort_unstable();
+            assert_eq!(a, b, "{array:?}: conjugate symmetry");
+        }
+        // MeerKAT is flat to 20 m over 8 km, in the southern hemisphere.
+        assert!(Array::Meerkat.antennas().iter().all(|a| a[2].abs() < 25.0));
+        assert!(Array::Meerkat.latitude_deg() < -30.0);
+    }
+
+    #[test]
+    fn east_west_track_axis_ratio_is_sin_dec_at_every_channel() {
+        for dec in [-60.0f64, 20.0, 75.0] {
+            let obs = Observation {
+                declination_deg: dec,
+                times: 49,
+                hour_angle_start_h: -6.0,
+                hour_angle_end_h: 6.0,
+                min_elevation_deg: -90.0,
+                ..Default::default()
+            };
+            let wavelengths = channel_wavelengths(0.21, 3, 100e6);
+            assert!(wavelengths[0] > wavelengths[1] && wavelengths[1] > wavelengths[2]);
+            assert!((wavelengths[1] - 0.21).abs() < 1e-12);
+            let points = multi_channel_uv(&[[0.0, 0.0, 0.0], [500.0, 0.0, 0.0]], &obs, &wavelengths);
+            assert_eq!(points.len(), 147); // 49 times: hour angles 0 and +-6 h are sampled
+            for (channel, chunk) in points.chunks(49).enumerate() {
+                let max_u = chunk.iter().map(|p| p[0].abs()).fold(0f64, f64::max);
+                let max_v = chunk.iter().map(|p| p[1].abs()).fold(0f64, f64::max);
+                assert!((max_u - 500.0 / wavelengths[channel]).abs() < 1e-9 * max_u);
+                let ratio = max_v / max_u;
+                assert!((ratio - dec.to_radians().sin().abs()).abs() < 1e-9, "dec {dec}: ratio {ratio}");
             }
         }
     }
