@@ -12,15 +12,19 @@
 //! values in the sky's flux units (Jy for a sky in Jy per pixel), `weight` >= 0 the natural
 //! (inverse-variance) weight, 0 for flagged data.
 //!
-//! # Other formats
-//! [`read`] dispatches on the extension. FITS binary tables (`.fits`, `.uvfits`) are the seam
-//! for the FITS reader: a function returning a [`VisibilityTable`] plugs in at the marked arm.
+//! # FITS binary tables (`.fits`)
+//! The first BINTABLE extension (or the one named `VISIBILITIES`), one row per visibility, column
+//! names compared case-insensitively: `U`/`UU` and `V`/`VV` in wavelengths (a `TUNIT` other than
+//! lambda/wavelengths, such as UVFITS's seconds, is refused rather than guessed at), the data as
+//! one complex column `VIS`/`DATA` (TFORM C or M) or two real columns `RE`/`REAL` and
+//! `IM`/`IMAG`, and optionally `WEIGHT`/`WEIGHTS`. UVFITS random-group files are not read.
 
 use std::path::Path;
 
 use npyz::WriterBuilder;
 
 use crate::error::{Error, Result};
+use crate::formats::fits;
 
 /// M visibilities: coordinates in wavelengths, complex values, natural weights.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -83,17 +87,71 @@ pub fn read(path: &Path) -> Result<VisibilityTable> {
             let bytes = std::fs::read(path).map_err(|e| Error::invalid_input(format!("cannot read {source}: {e}")))?;
             read_npy(&bytes, &source)?
         }
-        // Seam for FITS binary tables (UVFITS random groups or a BINTABLE with UU, VV, DATA,
-        // WEIGHT columns): a reader returning a VisibilityTable goes here.
-        "fits" | "uvfits" | "fit" => {
-            return Err(Error::invalid_input(format!(
-                "{source}: FITS visibility tables are not supported yet; convert to .npy (columns u, v, re, im, weight)"
-            )))
-        }
+        "fits" | "fit" | "fts" => read_fits_table(path, &source)?,
         _ => return Err(Error::invalid_input(format!("{source}: unknown visibility format (use .npy)"))),
     };
     table.validate(&source)?;
     Ok(table)
+}
+
+/// The first of `names` the table has (case-insensitive).
+fn first_column<'t>(table: &'t fits::BinaryTable, names: &[&str]) -> Option<&'t fits::TableColumn> {
+    names.iter().find_map(|n| table.column(n))
+}
+
+/// One value per row of a real column, in wavelengths when `coordinate`.
+fn real_column(table: &fits::BinaryTable, names: &[&str], coordinate: bool, source: &str) -> Result<Option<Vec<f64>>> {
+    let Some(column) = first_column(table, names) else { return Ok(None) };
+    if column.repeat != 1 {
+        return Err(Error::invalid_input(format!(
+            "{source}: column {} holds {} values per row; one visibility per row is expected",
+            column.name, column.repeat
+        )));
+    }
+    if coordinate {
+        if let Some(unit) = column.unit.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
+            let u = unit.to_ascii_lowercase();
+            if !(u.contains("lambda") || u.contains("wavelength")) {
+                return Err(Error::invalid_input(format!(
+                    "{source}: column {} is in {unit:?}; u and v must be in wavelengths (TUNIT 'lambda')",
+                    column.name
+                )));
+            }
+        }
+    }
+    Ok(Some(table.real(&column.name)?.to_vec()))
+}
+
+fn read_fits_table(path: &Path, source: &str) -> Result<VisibilityTable> {
+    let table = match fits::read_binary_table(path, Some("VISIBILITIES")) {
+        Ok(t) => t,
+        Err(_) => fits::read_binary_table(path, None)?,
+    };
+    let need = |names: &[&str], what: &str, coordinate: bool| -> Result<Vec<f64>> {
+        real_column(&table, names, coordinate, source)?.ok_or_else(|| {
+            Error::invalid_input(format!("{source}: the visibility table has no {what} column (one of {names:?})"))
+        })
+    };
+    let u = need(&["U", "UU"], "u", true)?;
+    let v = need(&["V", "VV"], "v", true)?;
+    let values: Vec<[f64; 2]> = match first_column(&table, &["VIS", "DATA"]) {
+        Some(column) => {
+            if column.repeat != 1 {
+                return Err(Error::invalid_input(format!(
+                    "{source}: column {} holds {} values per row; one visibility per row is expected",
+                    column.name, column.repeat
+                )));
+            }
+            table.complex(&column.name)?.to_vec()
+        }
+        None => {
+            let re = need(&["RE", "REAL"], "real part", false)?;
+            let im = need(&["IM", "IMAG"], "imaginary part", false)?;
+            re.into_iter().zip(im).map(|(r, i)| [r, i]).collect()
+        }
+    };
+    let weights = real_column(&table, &["WEIGHT", "WEIGHTS"], false, source)?.unwrap_or_else(|| vec![1.0; u.len()]);
+    Ok(VisibilityTable { uv: u.into_iter().zip(v).map(|(u, v)| [u, v]).collect(), values, weights })
 }
 
 /// Writes the (M, 5) float64 columns layout `u, v, re, im, weight`.
@@ -422,5 +480,22 @@ mod tests {
         assert!(read(&fits).unwrap_err().to_string().contains("FITS"));
         std::fs::write(&path, b"not npy").unwrap();
         assert!(read(&path).is_err());
+    }
+
+    /// FITS binary tables written by astropy (scripts/fixtures/make_visibility_fits_fixtures.py)
+    /// read as the same values astropy wrote, saved beside them as (M, 5) .npy columns.
+    #[test]
+    fn fits_tables_written_by_astropy() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/operators");
+        for name in ["visibilities_complex", "visibilities_columns"] {
+            let table = read(&dir.join(format!("{name}.fits"))).unwrap();
+            let expected = read(&dir.join(format!("{name}_expected.npy"))).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(table.len(), 37, "{name}");
+            assert_eq!(table, expected, "{name}");
+        }
+        // The flagged row keeps weight 0 (and the file is still valid: others are > 0).
+        assert_eq!(read(&dir.join("visibilities_complex.fits")).unwrap().weights[5], 0.0);
+        let err = read(&dir.join("visibilities_seconds.fits")).unwrap_err().to_string();
+        assert!(err.contains("wavelengths") && err.contains("SECONDS"), "{err}");
     }
 }

@@ -23,7 +23,7 @@ use super::pnp::WeightingKind;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Visibilities .npy (see `lofi pnp --help`, --visibilities).
+    /// Visibilities, .npy or a FITS binary table (see `lofi pnp --help`, --visibilities).
     #[arg(long)]
     visibilities: PathBuf,
     /// Pixel size, arcseconds.

@@ -159,8 +159,8 @@ pub struct Args {
     #[arg(long, default_value_t = 1e-7)]
     cg_tolerance: f64,
     /// nufft: visibilities .npy, (M, 5) columns u, v (wavelengths), re, im, weight, or a
-    /// structured array with fields u, v, re, im (or a complex vis) and weight (see
-    /// lofi::visibility_io). The measurements of the solve (--ground-truth then only scores).
+    /// structured array with fields u, v, re, im (or a complex vis) and weight, or a FITS
+    /// binary table with columns UU, VV, VIS (or RE, IM) and WEIGHT (see lofi::visibility_io). The measurements of the solve (--ground-truth then only scores).
     #[arg(long)]
     visibilities: Option<PathBuf>,
     /// nufft: natural (each visibility by its weight) or uniform (every measured (u, v) cell
