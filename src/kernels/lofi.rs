@@ -171,7 +171,12 @@ impl LofiNet {
     /// # Panics
     /// If the model is noise-aware and `noise_level` is `None` (callers check with
     /// [`Model::check_noise_level`](crate::Model::check_noise_level) first).
-    pub fn forward_conditioned(&self, prepared: &Tensor, coords: &Tensor, noise_level: Option<&Tensor>) -> Tensor {
+    pub fn forward_conditioned(
+        &self,
+        prepared: &Tensor,
+        coords: &Tensor,
+        noise_level: Option<&Tensor>,
+    ) -> Tensor {
         let cfg = &self.config;
         // The noise-level channel, appended to every crop: (B, 1, 1, 1, 1), broadcast below.
         let level = match (&cfg.noise_level, noise_level) {
@@ -192,38 +197,47 @@ impl LofiNet {
         let c = c + i64::from(level.is_some());
         let p = coords.size()[1];
         let (n, m) = (cfg.n, cfg.m);
+        // Sampling is float32 whatever the networks' precision: a half-precision grid would put
+        // samples up to several pixels off on large inputs (bfloat16 keeps 8 significant bits),
+        // and a half-precision image would round the values sampled. Both casts are no-ops for
+        // float32 inputs.
+        let prepared = prepared.to_kind(Kind::Float);
         let coords = coords.to_kind(Kind::Float);
 
         let kind = self.network_kind();
-        // INR-LoFi: sample around a learned transform of the target coordinate.
+        // INR-LoFi: sample around a learned transform of the target coordinate. Its output is a
+        // coordinate, so it runs in its own precision (float32: `cast_networks` leaves it).
         let centre = match &self.inr {
-            Some(inr) => inr.forward(&coords.to_kind(kind)).to_kind(Kind::Float),
+            Some(inr) => inr.forward(&coords.to_kind(inr.kind())).to_kind(Kind::Float),
             None => coords,
         };
-        let mut crop = condition(sample_patches(prepared, &centre, &self.scaled_offsets(&self.patch, h, w)));
+        let mut crop = condition(sample_patches(&prepared, &centre, &self.scaled_offsets(&self.patch, h, w)));
         if let Some(ccpg) = &self.ccpg {
             for block in &ccpg.blocks {
                 // (B, C', P, N, M) -> (B, P, C' N M) in (C', N, M) order, as the reference flattens.
                 let flat = crop.permute([0, 2, 1, 3, 4]).reshape([b, p, c * n * m]);
                 let offsets = block.forward(&flat.to_kind(kind)).view([b, p, n, m, 2]);
                 let offsets = self.scaled_offsets(&offsets.to_kind(Kind::Float), h, w);
-                crop = condition(sample_patches(prepared, &centre, &offsets));
+                crop = condition(sample_patches(&prepared, &centre, &offsets));
             }
         }
 
-        let crop = crop.to_kind(kind);
+        // Only the MLPs run in the networks' precision: the float32 samples are cast here.
+        let samples = crop.to_kind(kind);
         let out = match &self.network {
             PixelNetwork::MultiMlp { per_angle, mixer } => {
                 // Angle m sees crop[..., m] flattened in (C', N) order: (M, B P, C' N).
-                let chunks = crop.permute([4, 0, 2, 1, 3]).reshape([m, b * p, c * n]);
+                let chunks = samples.permute([4, 0, 2, 1, 3]).reshape([m, b * p, c * n]);
                 let features = per_angle.forward(&chunks); // (M, B P, F)
                 let f = features.size()[2];
                 let mixed_in = features.permute([1, 0, 2]).reshape([b * p, m * f]);
                 mixer.forward(&mixed_in)
             }
-            PixelNetwork::Mlp(mlp) => mlp.forward(&crop.permute([0, 2, 1, 3, 4]).reshape([b * p, c * n * m])),
+            PixelNetwork::Mlp(mlp) => {
+                mlp.forward(&samples.permute([0, 2, 1, 3, 4]).reshape([b * p, c * n * m]))
+            }
         };
-        let out = out.view([b, p, cfg.c_out]);
+        let out = out.view([b, p, cfg.c_out]).to_kind(Kind::Float);
         if cfg.residual_learning {
             let (ci, cj) = cfg.patch_shape.centre(n, m);
             // The centre sample of the first c_out channels (Re(filtered) with the filter on).
@@ -242,7 +256,8 @@ impl LofiNet {
         }
     }
 
-    /// The same model with every MLP cast to `kind`; geometry and filter stay float32.
+    /// The same model with its pixel MLPs (MultiMLP or MLP, and the CCPG blocks, whose offsets are
+    /// relative) cast to `kind`; geometry, filter and the INR coordinate transform stay float32.
     pub fn cast_networks(&self, kind: Kind) -> LofiNet {
         let network = match &self.network {
             PixelNetwork::MultiMlp { per_angle, mixer } => PixelNetwork::MultiMlp {
@@ -261,7 +276,7 @@ impl LofiNet {
                 .ccpg
                 .as_ref()
                 .map(|c| Ccpg { blocks: c.blocks.iter().map(|b| b.to_kind(kind)).collect() }),
-            inr: self.inr.as_ref().map(|m| m.to_kind(kind)),
+            inr: self.inr.as_ref().map(|m| m.to_kind(Kind::Float)),
         }
     }
 

@@ -62,6 +62,11 @@ impl Mlp {
         x
     }
 
+    /// Kind of the weights.
+    pub fn kind(&self) -> tch::Kind {
+        self.layers[0].0.kind()
+    }
+
     /// The same network with its weights cast to `kind` (for half-precision inference).
     pub fn to_kind(&self, kind: tch::Kind) -> Mlp {
         Mlp { layers: self.layers.iter().map(|(w, b)| (w.to_kind(kind), b.to_kind(kind))).collect() }

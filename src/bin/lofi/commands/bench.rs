@@ -22,7 +22,7 @@ pub struct Args {
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     device: String,
-    /// f32, or bf16/f16 on CUDA.
+    /// Network precision: f32; bf16 or f16 on CUDA; bf16 on CPUs with avx512_bf16 or amx_bf16.
     #[arg(long, default_value = "f32")]
     precision: String,
     /// Side of the (random) input image.
@@ -147,7 +147,12 @@ fn run_pass(job: &Job<'_>, out: &mut [f32], window: Option<Window>, track_host: 
         window,
         OutputView { data: out, row_stride: cols * c_out },
         // Noise-aware models run at 25/255 (the cost does not depend on the value).
-        RunOptions { memory_budget: budget, threads, progress: None, noise_level: model.config().noise_level.map(|_| 0.1) },
+        RunOptions {
+            memory_budget: budget,
+            threads,
+            progress: None,
+            noise_level: model.config().noise_level.map(|_| 0.1),
+        },
     )?;
     let seconds = started.elapsed().as_secs_f64();
     Ok(Measured { seconds, report, host_peak: host.and_then(HostPeak::finish) })

@@ -332,7 +332,9 @@ impl TrainConfig {
     pub fn test_resize(&self) -> ResizeMode {
         match self.data.test_resize {
             Some(mode) => mode,
-            None if matches!(self.data.resize, ResizeMode::Tiles | ResizeMode::Cover) => ResizeMode::SquareArea,
+            None if matches!(self.data.resize, ResizeMode::Tiles | ResizeMode::Cover) => {
+                ResizeMode::SquareArea
+            }
             None => self.data.resize,
         }
     }

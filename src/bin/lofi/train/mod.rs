@@ -234,8 +234,13 @@ pub fn build_network(
 /// channels per sample (a noise-level channel after the old ones): its input columns are in
 /// (channel, sample) order, so the old channels' columns are copied and the new ones are zero,
 /// which makes the new model compute exactly what the old one did until training moves them.
-fn init_from_model(fresh: &mut BTreeMap<String, Tensor>, model: &lofi::LofiConfig, path: &Path) -> Result<()> {
-    let old = lofi::model_file::ModelFile::read(path).with_context(|| format!("train.init_from = {}", path.display()))?;
+fn init_from_model(
+    fresh: &mut BTreeMap<String, Tensor>,
+    model: &lofi::LofiConfig,
+    path: &Path,
+) -> Result<()> {
+    let old = lofi::model_file::ModelFile::read(path)
+        .with_context(|| format!("train.init_from = {}", path.display()))?;
     let old_channels = old.config.network_channels();
     let new_channels = model.network_channels();
     let mut copied = 0;
