@@ -225,6 +225,10 @@ pub struct TrainSection {
     /// wider here because the new model has more input channels (a noise-level channel) gets
     /// the old columns and zeros for the new ones, so the new model starts as the old one.
     pub init_from: Option<PathBuf>,
+    /// "f32" (default, deterministic on the CPU) or "bf16": mixed precision, the MLPs' products
+    /// in bfloat16 on a bfloat16 copy of the float32 parameters made every step (sampling, filter,
+    /// loss and Adam stay float32). On the CPU it needs avx512_bf16 or amx_bf16.
+    pub precision: String,
 }
 
 impl Default for TrainSection {
@@ -248,6 +252,7 @@ impl Default for TrainSection {
             threads: 0,
             log_every: 50,
             init_from: None,
+            precision: "f32".into(),
         }
     }
 }

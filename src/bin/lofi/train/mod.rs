@@ -189,6 +189,26 @@ pub struct Trainer {
     step_check: bool,
     /// What that check found.
     pub without_gradient: Vec<String>,
+    /// Kind of the MLPs' products: float32, or bfloat16 for mixed precision (`train.precision`).
+    mlp_kind: Kind,
+}
+
+/// The MLP kind of `train.precision` on `device`: float32, or bfloat16 where it runs natively.
+fn mixed_precision_kind(precision: &str, device: Device) -> Result<Kind> {
+    use lofi::device::{CpuFeatures, Precision};
+    let precision: Precision = precision.parse()?;
+    match precision {
+        Precision::F32 => Ok(Kind::Float),
+        Precision::BF16 => {
+            if device == Device::Cpu {
+                precision.check_cpu(CpuFeatures::detect())?;
+            }
+            Ok(Kind::BFloat16)
+        }
+        Precision::F16 => {
+            bail!("train.precision = \"f16\" would need loss scaling: use \"bf16\" (or \"f32\")")
+        }
+    }
 }
 
 /// A fresh or restored network on `device`, and Adam over its trainable parameters. Fresh
@@ -282,6 +302,7 @@ fn init_from_model(
 impl Trainer {
     pub fn new(cfg: TrainConfig, device: Device, from: Option<BTreeMap<String, Tensor>>) -> Result<Trainer> {
         let task = Task::new(&cfg.task, &cfg.model)?;
+        let mlp_kind = mixed_precision_kind(&cfg.train.precision, device)?;
         let (net, params, adam) = build_network(&cfg, device, from)?;
         let grid = pixel_grid(cfg.model.image_size, device);
         Ok(Trainer {
@@ -298,6 +319,7 @@ impl Trainer {
             pixels: None,
             step_check: true,
             without_gradient: Vec::new(),
+            mlp_kind,
         })
     }
 
@@ -378,7 +400,17 @@ impl Trainer {
         let wanted = target.contiguous().view([b, c, h * w]).index_select(2, &pixels).permute([0, 2, 1]);
 
         let prepared = self.net.prepare(&obs)?;
-        let out = self.net.forward_conditioned(&prepared, &coords, noise_level.as_ref());
+        let out = if self.mlp_kind == Kind::Float {
+            self.net.forward_conditioned(&prepared, &coords, noise_level.as_ref())
+        } else {
+            // Mixed precision: a differentiable bfloat16 cast of the MLPs, so that the gradients
+            // flow back to the float32 parameters Adam updates.
+            self.net.cast_networks(self.mlp_kind).forward_conditioned(
+                &prepared,
+                &coords,
+                noise_level.as_ref(),
+            )
+        };
         let loss = (out - wanted).abs().mean(Kind::Float);
         let grads = self.adam.gradients(&loss);
         if self.step_check {
