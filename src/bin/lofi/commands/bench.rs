@@ -349,8 +349,7 @@ fn reference_figures(python: &std::path::Path, size: usize, threads: usize) -> R
 /// MLPs in `precision` (f32 or bf16 mixed precision): the mean of 3 steps after one warm-up.
 fn training_rate(device: DeviceSpec, precision: Precision, threads: usize) -> Result<f64> {
     use crate::train::config::TrainConfig;
-    let mut cfg = TrainConfig::default();
-    cfg.model = LofiConfig::paper(128, 1, 1);
+    let mut cfg = TrainConfig { model: LofiConfig::paper(128, 1, 1), ..Default::default() };
     cfg.model.fourier_filtering = true;
     cfg.train.object_batch = 8;
     cfg.train.pixel_batch = 512;
@@ -418,6 +417,12 @@ fn targets(args: &Args, device: DeviceSpec) -> Result<()> {
     if cuda {
         precisions.push(Precision::F16);
     }
+    // The reference runs before and after ours (the machine's load drifts; the ratios use the
+    // mean of both runs).
+    let reference_before = match &args.reference_python {
+        Some(python) => Some(reference_figures(python, side, threads)?),
+        None => None,
+    };
     let mut ours = Vec::new();
     for &precision in &precisions {
         let model = load(precision)?;
@@ -454,15 +459,20 @@ fn targets(args: &Args, device: DeviceSpec) -> Result<()> {
         );
         train.push((precision, rate));
     }
-    if let Some(python) = &args.reference_python {
-        let reference = reference_figures(python, side, threads)?;
-        let ref_inference = reference["inference_pixels_per_s"].as_f64().unwrap_or(f64::NAN);
-        let ref_train = reference["train_samples_per_s"].as_f64().unwrap_or(f64::NAN);
+    if let (Some(python), Some(before)) = (&args.reference_python, reference_before) {
+        let after = reference_figures(python, side, threads)?;
+        let figure = |key: &str| {
+            let (a, b) = (before[key].as_f64().unwrap_or(f64::NAN), after[key].as_f64().unwrap_or(f64::NAN));
+            (a, b, 0.5 * (a + b))
+        };
+        let (inf_a, inf_b, ref_inference) = figure("inference_pixels_per_s");
+        let (train_a, train_b, ref_train) = figure("train_samples_per_s");
         println!(
-            "reference loop stand-in (scripts/reference/bench_reference_loop.py, torch {}, {} threads): \
-             inference {ref_inference:.0} pixels/s, training {ref_train:.0} samples/s",
-            reference["torch"].as_str().unwrap_or("?"),
-            reference["threads"]
+            "reference loop stand-in (scripts/reference/bench_reference_loop.py, torch {}, {} threads), run before \
+             and after ours: inference {inf_a:.0} and {inf_b:.0} pixels/s, training {train_a:.0} and {train_b:.0} \
+             samples/s",
+            after["torch"].as_str().unwrap_or("?"),
+            after["threads"]
         );
         for (precision, rate) in &ours {
             let target = match precision {

@@ -606,6 +606,9 @@ pub struct ConfigFlags {
     /// [train] initialise from this .lofi model (fine-tuning; see the configuration docs).
     #[arg(long)]
     pub init_from: Option<PathBuf>,
+    /// [train] f32, or bf16: mixed precision (the MLPs' products in bfloat16).
+    #[arg(long)]
+    pub precision: Option<String>,
 
     // [eval]
     /// [eval] every: steps between evaluations (0: only at the end).
@@ -711,6 +714,7 @@ impl ConfigFlags {
         set(t, r, "threads", &self.threads)?;
         set(t, r, "log_every", &self.log_every)?;
         set(t, r, "init_from", &self.init_from)?;
+        set(t, r, "precision", &self.precision)?;
 
         let e = "eval";
         set(t, e, "every", &self.eval_every)?;
