@@ -457,7 +457,13 @@ pub struct Callbacks {
 pub type ApplyFn = dyn Fn(&[f32], &mut [f32]) -> std::result::Result<(), String> + Send;
 
 impl Callbacks {
-    fn call(&self, f: &ApplyFn, input: Vec<f32>, out_len: usize, what: &str) -> Result<Vec<f32>> {
+    fn call(
+        &self,
+        f: &ApplyFn,
+        input: Vec<f32>,
+        out_len: usize,
+        what: &str,
+    ) -> Result<Vec<f32>> {
         let mut out = vec![0f32; out_len];
         f(&input, &mut out)
             .map_err(|e| Error::invalid_argument(format!("the user operator's {what} failed: {e}")))?;

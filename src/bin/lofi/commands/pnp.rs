@@ -162,11 +162,7 @@ fn parse_anneal(text: &str, iterations: usize) -> Result<lofi::pnp::NoiseSchedul
     let sigma = |s: &str| super::parse_sigma(s).map_err(anyhow::Error::msg);
     let (start, end, count) = match parts.as_slice() {
         [a, b] => (sigma(a)?, sigma(b)?, iterations),
-        [a, b, n] => (
-            sigma(a)?,
-            sigma(b)?,
-            n.trim().parse::<usize>().with_context(|| format!("--anneal iterations '{n}'"))?,
-        ),
+        [a, b, n] => (sigma(a)?, sigma(b)?, n.trim().parse::<usize>().with_context(|| format!("--anneal iterations '{n}'"))?),
         _ => bail!("--anneal takes START,END or START,END,ITERATIONS (e.g. 50/255,2/255)"),
     };
     Ok(lofi::pnp::NoiseSchedule { sigma_start: start, sigma_end: end, iterations: count })
@@ -401,12 +397,7 @@ pub fn run(args: Args) -> Result<()> {
     if let Some(path) = &args.warm_start {
         let start = image_io::read(path)?;
         if (start.height, start.width, start.channels as i64) != (h, w, channels) {
-            bail!(
-                "the --warm-start image is {} x {} x {}, the problem {w} x {h} x {channels}",
-                start.width,
-                start.height,
-                start.channels
-            );
+            bail!("the --warm-start image is {} x {} x {}, the problem {w} x {h} x {channels}", start.width, start.height, start.channels);
         }
         pnp.set_estimate(&to_tensor(&start, device))?;
     }
@@ -418,9 +409,7 @@ pub fn run(args: Args) -> Result<()> {
         lofi::pnp::psnr(t, pnp.back_projection(), range)
     });
     let noise = match (&schedule, args.denoiser_sigma) {
-        (Some(s), _) => {
-            format!(", sigma {:.4} -> {:.4} over {} iterations", s.sigma_start, s.sigma_end, s.iterations)
-        }
+        (Some(s), _) => format!(", sigma {:.4} -> {:.4} over {} iterations", s.sigma_start, s.sigma_end, s.iterations),
         (None, Some(s)) => format!(", sigma {s:.4}"),
         (None, None) => String::new(),
     };
