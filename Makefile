@@ -20,13 +20,14 @@ endif
 CARGO ?= cargo
 LOFI := target/release/lofi
 
-.PHONY: help setup build test test-rust test-c demo bench install header fmt lint clean
+.PHONY: help setup build test test-rust test-c demo bench bench-targets install header fmt lint clean
 
 help:
 	@echo "make demo     reconstruct a bundled image with the default model (installs libtorch once)"
 	@echo "make test     every test: clippy (make lint), cargo tests, then the C/C++ tests under ctest"
 	@echo "make build    release CLI (target/release/lofi) and libraries (liblofi.so, liblofi.a)"
 	@echo "make bench    throughput and memory figures (lofi bench)"
+	@echo "make bench-targets  speed targets (f32/bf16 inference, training, denoiser) vs the reference loop"
 	@echo "make install  PREFIX=... libraries, headers, pkg-config and CMake package files"
 	@echo "make header   regenerate include/lofi.h with cbindgen"
 	@echo "make test-python  install ./python (pip) into the torch venv and run its pytest suite"
@@ -64,6 +65,10 @@ demo: build
 
 bench: build
 	$(LOFI) bench
+
+# The speed targets of issue 9 on 2 threads, beside the reference-loop stand-in (needs python with torch).
+bench-targets: build
+	$(LOFI) bench --targets --threads 2 --reference-python "$${VIRTUAL_ENV:-/usr}/bin/python"
 
 install: build
 	scripts/install.sh "$(PREFIX)"

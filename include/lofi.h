@@ -714,17 +714,18 @@ typedef struct lofi_run_report {
 #define LOFI_DEVICE_CUDA 1
 
 /**
- * float32 (the only precision on the CPU).
+ * float32 (the default; the only precision on CPUs without bfloat16 instructions).
  */
 #define LOFI_PRECISION_F32 0
 
 /**
- * bfloat16 networks (CUDA only); the filter and coordinates stay float32.
+ * bfloat16 networks (CUDA, or CPUs with avx512_bf16 or amx_bf16); the filter, the sampling and
+ * the coordinates stay float32.
  */
 #define LOFI_PRECISION_BF16 1
 
 /**
- * float16 networks (CUDA only); the filter and coordinates stay float32.
+ * float16 networks (CUDA only); the filter, the sampling and the coordinates stay float32.
  */
 #define LOFI_PRECISION_F16 2
 

@@ -148,7 +148,7 @@ static_assert(sizeof(Point) == 2 * sizeof(double) && std::is_standard_layout<Poi
 /// Where a model runs.
 enum class Device : lofi_device_kind { cpu = LOFI_DEVICE_CPU, cuda = LOFI_DEVICE_CUDA };
 
-/// Precision of the networks (half precisions on CUDA only).
+/// Precision of the networks: bf16 on CUDA or on CPUs with avx512_bf16 / amx_bf16, f16 on CUDA only.
 enum class Precision : lofi_precision {
   f32 = LOFI_PRECISION_F32,
   bf16 = LOFI_PRECISION_BF16,

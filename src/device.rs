@@ -110,3 +110,70 @@ impl fmt::Display for Precision {
         })
     }
 }
+
+/// The CPU's native bfloat16 matrix instructions, which make bfloat16 networks worth running on
+/// the CPU (without them libtorch converts every operand to float32 and bfloat16 is slower than
+/// float32).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CpuFeatures {
+    /// AVX512-BF16 (`vdpbf16ps`): Intel Cooper Lake and later, AMD Zen 4 and later.
+    pub avx512_bf16: bool,
+    /// AMX-BF16 tile matrix multiply: Intel Sapphire Rapids and later.
+    pub amx_bf16: bool,
+}
+
+/// Environment variable that makes [`CpuFeatures::detect`] report no bfloat16 instructions, so
+/// that the error path can be tested on a machine that has them. Not for production use.
+pub const ASSUME_NO_BF16_ENV: &str = "LOFI_ASSUME_NO_BF16";
+
+impl CpuFeatures {
+    /// The features of the CPU this process runs on (honouring [`ASSUME_NO_BF16_ENV`]).
+    pub fn detect() -> CpuFeatures {
+        if std::env::var_os(ASSUME_NO_BF16_ENV).is_some_and(|v| !v.is_empty() && v != "0") {
+            return CpuFeatures::default();
+        }
+        Self::detect_hardware()
+    }
+
+    /// From the flags Linux lists in /proc/cpuinfo, which it shows only when the kernel also
+    /// enables the register state (AVX-512, AMX tiles). `is_x86_feature_detected!("avx512bf16")`
+    /// is not stable at the minimum Rust version (1.88), and CPUID alone does not say whether the
+    /// OS enables the state. Elsewhere (no /proc/cpuinfo): no bfloat16 instructions assumed.
+    fn detect_hardware() -> CpuFeatures {
+        std::fs::read_to_string("/proc/cpuinfo").map(|info| Self::from_cpuinfo(&info)).unwrap_or_default()
+    }
+
+    /// Parses the `flags` line of /proc/cpuinfo text.
+    pub fn from_cpuinfo(info: &str) -> CpuFeatures {
+        let Some(flags) = info.lines().find(|l| l.starts_with("flags")) else {
+            return CpuFeatures::default();
+        };
+        let has = |name: &str| flags.split_whitespace().any(|f| f == name);
+        CpuFeatures { avx512_bf16: has("avx512_bf16"), amx_bf16: has("amx_bf16") && has("amx_tile") }
+    }
+
+    /// Whether bfloat16 matrix products run natively.
+    pub fn has_native_bf16(&self) -> bool {
+        self.avx512_bf16 || self.amx_bf16
+    }
+}
+
+impl Precision {
+    /// Checks that this precision can run on the CPU with `features`: float32 always; bfloat16
+    /// with native bfloat16 matrix instructions; float16 never (libtorch's CPU float16 products
+    /// are emulated and slower than float32).
+    pub fn check_cpu(self, features: CpuFeatures) -> Result<()> {
+        match self {
+            Precision::F32 => Ok(()),
+            Precision::BF16 if features.has_native_bf16() => Ok(()),
+            Precision::BF16 => Err(Error::invalid_argument(
+                "precision bf16 on the CPU needs native bfloat16 matrix instructions (avx512_bf16 or amx_bf16), \
+                 which this CPU lacks; use f32 on this CPU, or bf16 on CUDA",
+            )),
+            Precision::F16 => Err(Error::invalid_argument(
+                "precision f16 is available on CUDA only; use f32 (or bf16 where the CPU has avx512_bf16 or \
+                 amx_bf16) on the CPU",
+            )),
+        }
+    }
+}

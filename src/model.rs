@@ -14,7 +14,8 @@ use crate::model_file::ModelFile;
 #[derive(Clone, Copy, Debug, Default)]
 pub struct LoadOptions {
     pub device: DeviceSpec,
-    /// Precision of the networks; half precisions only on CUDA.
+    /// Precision of the networks: bf16 and f16 on CUDA, bf16 on CPUs with native bfloat16
+    /// matrix instructions ([`Precision::check_cpu`]).
     pub precision: Precision,
 }
 
@@ -47,19 +48,16 @@ impl Model {
     /// Builds a model from a parsed file, checking every tensor's name, shape and dtype.
     pub fn from_file(file: ModelFile, options: LoadOptions) -> Result<Model> {
         let device = options.device.resolve()?;
-        if options.precision != Precision::F32 && device == tch::Device::Cpu {
-            return Err(Error::invalid_argument(format!(
-                "precision {} is available on CUDA only; use f32 on the CPU",
-                options.precision
-            )));
+        if device == tch::Device::Cpu {
+            options.precision.check_cpu(crate::device::CpuFeatures::detect())?;
         }
         let _guard = tch::no_grad_guard();
         let mut builder = ParamBuilder::new(ParamSource::Tensors(file.tensors), device);
-        let net = LofiNet::build(&file.config, &mut builder)?;
+        let net = LofiNet::build(&file.config, &mut builder)?.for_inference();
         let params = builder.finish()?;
         let half = match options.precision {
             Precision::F32 => None,
-            p => Some(net.cast_networks(p.kind())),
+            p => Some(net.cast_networks(p.kind()).for_inference()),
         };
         log::info!(
             "loaded a LoFi model: {} parameters, trained at {1}x{1}, {2} -> {3} channels, on {4}, {5}",

@@ -279,7 +279,8 @@ impl<'m> PreparedImage<'m> {
         image.validate(model.config().c_in as usize)?;
         let _guard = tch::no_grad_guard();
         let input = image.to_tensor()?.to_device(model.device());
-        let prepared = model.net().prepare(&input)?.to_kind(model.precision().kind());
+        // float32 whatever the networks' precision: only the MLPs run in half precision.
+        let prepared = model.net().prepare(&input)?;
         Ok(PreparedImage {
             model,
             tensor: prepared,
@@ -330,7 +331,7 @@ impl<'m> PreparedImage<'m> {
         if !bool::try_from(image.isfinite().all()).unwrap_or(false) {
             return Err(Error::invalid_input("the image holds NaN or infinite values"));
         }
-        let prepared = model.net().prepare(&image)?.to_kind(model.precision().kind());
+        let prepared = model.net().prepare(&image)?;
         Ok(PreparedImage {
             model,
             tensor: prepared,

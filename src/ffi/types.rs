@@ -22,11 +22,12 @@ pub const LOFI_DEVICE_CUDA: lofi_device_kind = 1;
 
 /// Network precisions for `lofi_load_params.precision`.
 pub type lofi_precision = i32;
-/// float32 (the only precision on the CPU).
+/// float32 (the default; the only precision on CPUs without bfloat16 instructions).
 pub const LOFI_PRECISION_F32: lofi_precision = 0;
-/// bfloat16 networks (CUDA only); the filter and coordinates stay float32.
+/// bfloat16 networks (CUDA, or CPUs with avx512_bf16 or amx_bf16); the filter, the sampling and
+/// the coordinates stay float32.
 pub const LOFI_PRECISION_BF16: lofi_precision = 1;
-/// float16 networks (CUDA only); the filter and coordinates stay float32.
+/// float16 networks (CUDA only); the filter, the sampling and the coordinates stay float32.
 pub const LOFI_PRECISION_F16: lofi_precision = 2;
 
 /// How to load a model. Start from `lofi_default_load_params()`.

@@ -55,16 +55,35 @@ pub fn resolution_scale(image_size: i64, height: i64, width: i64, device: Device
 /// * `offsets`: (N, M, 2) shared by every pixel, or (B, P, N, M, 2) per pixel (CCPG), already
 ///   multiplied by `patch_scale` and the resolution scale, in the same units as `2 * coords`.
 ///
-/// Returns the crop (B, C, P, N, M).
+/// Returns the crop (B, C, P, N, M) (a permuted view of [`sample_patches_by_angle`]'s).
 pub fn sample_patches(image: &Tensor, coords: &Tensor, offsets: &Tensor) -> Tensor {
+    sample_patches_by_angle(image, coords, offsets).permute([0, 1, 3, 4, 2])
+}
+
+/// As [`sample_patches`], laid out for the per-angle MLPs: returns (B, C, M, P, N), so that with
+/// one image and one channel the M inputs (P, N) are a view, not a copy. The grid is built in
+/// that order directly, and (x = column, y = row) swapped on the small centre and offset tensors
+/// rather than on the whole grid.
+pub fn sample_patches_by_angle(image: &Tensor, coords: &Tensor, offsets: &Tensor) -> Tensor {
     let (b, c, _, _) = image.size4().expect("image is (B, C, H, W)");
     let p = coords.size()[1];
-    let (n, m) = {
-        let s = offsets.size();
-        (s[s.len() - 3], s[s.len() - 2])
+    let dims = offsets.size();
+    let (n, m) = (dims[dims.len() - 3], dims[dims.len() - 2]);
+    // grid_sample wants (x = column, y = row): swap the two on the small tensors.
+    let centre = (coords * 2.0).flip([-1]).view([b, 1, p, 1, 2]);
+    let offsets = if dims.len() == 5 {
+        offsets.flip([-1]).permute([0, 3, 1, 2, 4]) // (B, M, P, N, 2)
+    } else {
+        offsets.reshape([n, m, 2]).flip([-1]).permute([1, 0, 2]).reshape([1, m, 1, n, 2])
     };
-    let centre = (coords * 2.0).view([b, p, 1, 1, 2]);
-    let grid = (centre + offsets).view([b, p * n, m, 2]).flip([-1]); // grid_sample wants (x=col, y=row)
+    // A broadcast sum follows the permuted layout of its inputs: without autograd, write it into
+    // a tensor of this layout; with it (training; out= has no gradient), reshape, which copies.
+    let grid = if centre.requires_grad() || offsets.requires_grad() {
+        (centre + offsets).reshape([b, m, p * n, 2])
+    } else {
+        let grid = Tensor::empty([b, m, p, n, 2], (Kind::Float, coords.device()));
+        centre.add_out(&grid, &offsets).view([b, m, p * n, 2])
+    };
     let grid = grid.to_kind(image.kind());
-    image.grid_sampler(&grid, BICUBIC, REFLECTION, true).view([b, c, p, n, m])
+    image.grid_sampler(&grid, BICUBIC, REFLECTION, true).view([b, c, m, p, n])
 }

@@ -8,7 +8,7 @@
 use tch::{Kind, Tensor};
 
 use super::filter::apply_filter;
-use super::geometry::{initial_patch, resolution_scale, sample_patches};
+use super::geometry::{initial_patch, resolution_scale, sample_patches_by_angle};
 use super::mlp::{Mlp, MlpBank};
 use super::params::{Init, ParamBuilder, ParamStore};
 use crate::config::{LofiConfig, Network, PatchShape};
@@ -100,7 +100,7 @@ impl LofiNet {
                     cfg.num_layers,
                     cfg.hidden_dim,
                 )?;
-                PixelNetwork::MultiMlp { per_angle: MlpBank { mlps }, mixer }
+                PixelNetwork::MultiMlp { per_angle: MlpBank::new(mlps), mixer }
             }
             Network::MLP => {
                 PixelNetwork::Mlp(Mlp::new(p, "MLP", features, cfg.c_out, cfg.num_layers, cfg.hidden_dim)?)
@@ -171,7 +171,12 @@ impl LofiNet {
     /// # Panics
     /// If the model is noise-aware and `noise_level` is `None` (callers check with
     /// [`Model::check_noise_level`](crate::Model::check_noise_level) first).
-    pub fn forward_conditioned(&self, prepared: &Tensor, coords: &Tensor, noise_level: Option<&Tensor>) -> Tensor {
+    pub fn forward_conditioned(
+        &self,
+        prepared: &Tensor,
+        coords: &Tensor,
+        noise_level: Option<&Tensor>,
+    ) -> Tensor {
         let cfg = &self.config;
         // The noise-level channel, appended to every crop: (B, 1, 1, 1, 1), broadcast below.
         let level = match (&cfg.noise_level, noise_level) {
@@ -179,11 +184,12 @@ impl LofiNet {
             (Some(_), None) => panic!("a noise-aware model needs the noise level"),
             (None, _) => None,
         };
+        // Crops are laid out (B, C', M, P, N): see `sample_patches_by_angle`.
         let condition = |crop: Tensor| -> Tensor {
             match &level {
                 Some(s) => {
-                    let (b, _, p, n, m) = crop.size5().expect("crop is (B, C', P, N, M)");
-                    Tensor::cat(&[crop, s.expand([b, 1, p, n, m], true)], 1)
+                    let (b, _, m, p, n) = crop.size5().expect("crop is (B, C', M, P, N)");
+                    Tensor::cat(&[crop, s.expand([b, 1, m, p, n], true)], 1)
                 }
                 None => crop,
             }
@@ -192,46 +198,84 @@ impl LofiNet {
         let c = c + i64::from(level.is_some());
         let p = coords.size()[1];
         let (n, m) = (cfg.n, cfg.m);
+        // Sampling is float32 whatever the networks' precision: a half-precision grid would put
+        // samples up to several pixels off on large inputs (bfloat16 keeps 8 significant bits),
+        // and a half-precision image would round the values sampled. Both casts are no-ops for
+        // float32 inputs.
+        let prepared = prepared.to_kind(Kind::Float);
         let coords = coords.to_kind(Kind::Float);
 
         let kind = self.network_kind();
-        // INR-LoFi: sample around a learned transform of the target coordinate.
+        // INR-LoFi: sample around a learned transform of the target coordinate. Its output is a
+        // coordinate, so it runs in its own precision (float32: `cast_networks` leaves it).
         let centre = match &self.inr {
-            Some(inr) => inr.forward(&coords.to_kind(kind)).to_kind(Kind::Float),
+            Some(inr) => inr.forward(&coords.to_kind(inr.kind())).to_kind(Kind::Float),
             None => coords,
         };
-        let mut crop = condition(sample_patches(prepared, &centre, &self.scaled_offsets(&self.patch, h, w)));
+        let mut crop =
+            condition(sample_patches_by_angle(&prepared, &centre, &self.scaled_offsets(&self.patch, h, w)));
         if let Some(ccpg) = &self.ccpg {
             for block in &ccpg.blocks {
-                // (B, C', P, N, M) -> (B, P, C' N M) in (C', N, M) order, as the reference flattens.
-                let flat = crop.permute([0, 2, 1, 3, 4]).reshape([b, p, c * n * m]);
+                // (B, C', M, P, N) -> (B, P, C' N M) in (C', N, M) order, as the reference flattens.
+                let flat = crop.permute([0, 3, 1, 4, 2]).reshape([b, p, c * n * m]);
                 let offsets = block.forward(&flat.to_kind(kind)).view([b, p, n, m, 2]);
                 let offsets = self.scaled_offsets(&offsets.to_kind(Kind::Float), h, w);
-                crop = condition(sample_patches(prepared, &centre, &offsets));
+                crop = condition(sample_patches_by_angle(&prepared, &centre, &offsets));
             }
         }
 
-        let crop = crop.to_kind(kind);
+        // Only the MLPs run in the networks' precision: the float32 samples are cast here.
+        let samples = crop.to_kind(kind);
         let out = match &self.network {
             PixelNetwork::MultiMlp { per_angle, mixer } => {
-                // Angle m sees crop[..., m] flattened in (C', N) order: (M, B P, C' N).
-                let chunks = crop.permute([4, 0, 2, 1, 3]).reshape([m, b * p, c * n]);
+                // Angle m sees its samples flattened in (C', N) order: (M, B P, C' N); a view for
+                // one image of one channel.
+                let chunks = samples.permute([2, 0, 3, 1, 4]).reshape([m, b * p, c * n]);
                 let features = per_angle.forward(&chunks); // (M, B P, F)
                 let f = features.size()[2];
                 let mixed_in = features.permute([1, 0, 2]).reshape([b * p, m * f]);
                 mixer.forward(&mixed_in)
             }
-            PixelNetwork::Mlp(mlp) => mlp.forward(&crop.permute([0, 2, 1, 3, 4]).reshape([b * p, c * n * m])),
+            PixelNetwork::Mlp(mlp) => {
+                mlp.forward(&samples.permute([0, 3, 1, 4, 2]).reshape([b * p, c * n * m]))
+            }
         };
-        let out = out.view([b, p, cfg.c_out]);
+        let out = out.view([b, p, cfg.c_out]).to_kind(Kind::Float);
         if cfg.residual_learning {
             let (ci, cj) = cfg.patch_shape.centre(n, m);
             // The centre sample of the first c_out channels (Re(filtered) with the filter on).
-            let mid = crop.narrow(1, 0, cfg.c_out).select(4, cj).select(3, ci).permute([0, 2, 1]);
+            let mid = crop.narrow(1, 0, cfg.c_out).select(4, ci).select(2, cj).permute([0, 2, 1]);
             mid - out
         } else {
             out
         }
+    }
+
+    /// For inference: stacks the per-angle MLPs' weights once ([`MlpBank::stacked`]) instead of at
+    /// every batch. Not for training: the stacked copies would not follow the parameters.
+    pub fn for_inference(self) -> LofiNet {
+        let network = match self.network {
+            PixelNetwork::MultiMlp { per_angle, mixer } => {
+                PixelNetwork::MultiMlp { per_angle: per_angle.stacked(), mixer }
+            }
+            other => other,
+        };
+        LofiNet { network, ..self }
+    }
+
+    /// Floating-point operations of the matrix products for one output pixel (2 per
+    /// multiply-add of every Linear layer: per-angle MLPs, mixer or MLP, CCPG blocks, INR). The
+    /// sampling and the filter are not counted: they are a few per cent at most.
+    pub fn flops_per_pixel(&self) -> f64 {
+        let mlp = |m: &Mlp| m.layers.iter().map(|(w, _)| 2.0 * w.numel() as f64).sum::<f64>();
+        let network = match &self.network {
+            PixelNetwork::MultiMlp { per_angle, mixer } => {
+                per_angle.mlps.iter().map(mlp).sum::<f64>() + mlp(mixer)
+            }
+            PixelNetwork::Mlp(m) => mlp(m),
+        };
+        let ccpg = self.ccpg.as_ref().map_or(0.0, |c| c.blocks.iter().map(mlp).sum());
+        network + ccpg + self.inr.as_ref().map_or(0.0, mlp)
     }
 
     /// Kind of the network weights (float32, or a half precision for inference).
@@ -242,11 +286,14 @@ impl LofiNet {
         }
     }
 
-    /// The same model with every MLP cast to `kind`; geometry and filter stay float32.
+    /// The same model with its pixel MLPs (MultiMLP or MLP, and the CCPG blocks, whose offsets are
+    /// relative) cast to `kind`; geometry, filter and the INR coordinate transform stay float32.
+    /// The casts are differentiable: mixed-precision training runs a cast of its float32
+    /// parameters every step and the gradients reach them.
     pub fn cast_networks(&self, kind: Kind) -> LofiNet {
         let network = match &self.network {
             PixelNetwork::MultiMlp { per_angle, mixer } => PixelNetwork::MultiMlp {
-                per_angle: MlpBank { mlps: per_angle.mlps.iter().map(|m| m.to_kind(kind)).collect() },
+                per_angle: MlpBank::new(per_angle.mlps.iter().map(|m| m.to_kind(kind)).collect()),
                 mixer: mixer.to_kind(kind),
             },
             PixelNetwork::Mlp(mlp) => PixelNetwork::Mlp(mlp.to_kind(kind)),
@@ -261,7 +308,7 @@ impl LofiNet {
                 .ccpg
                 .as_ref()
                 .map(|c| Ccpg { blocks: c.blocks.iter().map(|b| b.to_kind(kind)).collect() }),
-            inr: self.inr.as_ref().map(|m| m.to_kind(kind)),
+            inr: self.inr.as_ref().map(|m| m.to_kind(Kind::Float)),
         }
     }
 

@@ -56,10 +56,17 @@ impl Mlp {
         for (k, (w, b)) in self.layers.iter().enumerate() {
             x = x.linear(w, Some(b));
             if k < last {
-                x = x.relu();
+                // In place: the product's output is fresh, and ReLU's backward needs only its
+                // own output.
+                x = x.relu_();
             }
         }
         x
+    }
+
+    /// Kind of the weights.
+    pub fn kind(&self) -> tch::Kind {
+        self.layers[0].0.kind()
     }
 
     /// The same network with its weights cast to `kind` (for half-precision inference).
@@ -73,20 +80,47 @@ impl Mlp {
 #[derive(Debug)]
 pub struct MlpBank {
     pub mlps: Vec<Mlp>,
+    /// Per layer, the weights stacked (M, out, in) and the biases (M, 1, out), made once for
+    /// inference ([`stacked`](Self::stacked)); empty when training, where every step stacks the
+    /// current parameters so that gradients reach them.
+    cache: Vec<(Tensor, Tensor)>,
 }
 
 impl MlpBank {
+    pub fn new(mlps: Vec<Mlp>) -> MlpBank {
+        MlpBank { mlps, cache: Vec::new() }
+    }
+
+    /// The same bank with its weights stacked once (for inference: a copy of the weights that
+    /// later parameter updates would not reach).
+    pub fn stacked(self) -> MlpBank {
+        let cache = tch::no_grad(|| (0..self.mlps[0].layers.len()).map(|k| self.stack_layer(k)).collect());
+        MlpBank { cache, ..self }
+    }
+
+    fn stack_layer(&self, k: usize) -> (Tensor, Tensor) {
+        let w = Tensor::stack(&self.mlps.iter().map(|m| &m.layers[k].0).collect::<Vec<_>>(), 0);
+        let b = Tensor::stack(&self.mlps.iter().map(|m| &m.layers[k].1).collect::<Vec<_>>(), 0);
+        (w, b.unsqueeze(1))
+    }
+
     /// x: (M, P, input) -> (M, P, output); MLP m sees x[m].
     pub fn forward(&self, x: &Tensor) -> Tensor {
         let depth = self.mlps[0].layers.len();
         let mut x = x.shallow_clone();
         for k in 0..depth {
+            let stacked;
+            let (w, b) = match self.cache.get(k) {
+                Some((w, b)) => (w, b),
+                None => {
+                    stacked = self.stack_layer(k);
+                    (&stacked.0, &stacked.1)
+                }
+            };
             // (M, out, in) -> (M, in, out), so that x (M, P, in) @ w gives (M, P, out).
-            let w = Tensor::stack(&self.mlps.iter().map(|m| &m.layers[k].0).collect::<Vec<_>>(), 0);
-            let b = Tensor::stack(&self.mlps.iter().map(|m| &m.layers[k].1).collect::<Vec<_>>(), 0);
-            x = b.unsqueeze(1).baddbmm(&x, &w.transpose(1, 2), 1.0, 1.0);
+            x = b.baddbmm(&x, &w.transpose(1, 2), 1.0, 1.0);
             if k + 1 < depth {
-                x = x.relu();
+                x = x.relu_();
             }
         }
         x

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <thread>
 #include <type_traits>
@@ -83,6 +84,12 @@ void test_load_and_ownership() {
 
   lofi::LoadParams bad;
   bad.precision = lofi::Precision::bf16;
+  // bf16 runs on CPUs with bfloat16 instructions: make the library see none, for the error.
+  setenv("LOFI_ASSUME_NO_BF16", "1", 1);
+  CHECK(throws_error([&] { lofi::Model::load(fixture("tiny-gray.lofi"), bad); }, LOFI_STATUS_INVALID_ARGUMENT,
+                     "avx512_bf16"));
+  unsetenv("LOFI_ASSUME_NO_BF16");
+  bad.precision = lofi::Precision::f16;
   CHECK(throws_error([&] { lofi::Model::load(fixture("tiny-gray.lofi"), bad); }, LOFI_STATUS_INVALID_ARGUMENT,
                      "CUDA only"));
   lofi::LoadParams cuda;

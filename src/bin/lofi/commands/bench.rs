@@ -22,7 +22,7 @@ pub struct Args {
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     device: String,
-    /// f32, or bf16/f16 on CUDA.
+    /// Network precision: f32; bf16 or f16 on CUDA; bf16 on CPUs with avx512_bf16 or amx_bf16.
     #[arg(long, default_value = "f32")]
     precision: String,
     /// Side of the (random) input image.
@@ -40,9 +40,21 @@ pub struct Args {
     /// CPU threads (0: libtorch's default).
     #[arg(long, default_value_t = 0)]
     threads: usize,
-    /// Compare a half-precision run with float32 on the same input (CUDA only).
+    /// Compare a half-precision run with float32 on the same input.
     #[arg(long)]
     compare_precision: bool,
+    /// Print the figures of the speed targets instead of the table: the paper-size model at
+    /// 384^2 in f32 and bf16, training samples/s (f32, bf16), the shipped denoiser at 512^2 on 2
+    /// threads and, on CUDA, the achieved TFLOP/s against the device's matrix-product rate.
+    #[arg(long)]
+    targets: bool,
+    /// With --targets: a Python with torch that runs scripts/reference/bench_reference_loop.py
+    /// (the reference's loops, timed in the same run), e.g. $VIRTUAL_ENV/bin/python.
+    #[arg(long)]
+    reference_python: Option<PathBuf>,
+    /// With --targets: the shipped denoiser to time.
+    #[arg(long, default_value = "models/denoise-gray.lofi")]
+    denoiser: PathBuf,
 }
 
 /// Resident-set high-water mark of this process, resettable (Linux): the CPU counterpart of the
@@ -147,7 +159,12 @@ fn run_pass(job: &Job<'_>, out: &mut [f32], window: Option<Window>, track_host: 
         window,
         OutputView { data: out, row_stride: cols * c_out },
         // Noise-aware models run at 25/255 (the cost does not depend on the value).
-        RunOptions { memory_budget: budget, threads, progress: None, noise_level: model.config().noise_level.map(|_| 0.1) },
+        RunOptions {
+            memory_budget: budget,
+            threads,
+            progress: None,
+            noise_level: model.config().noise_level.map(|_| 0.1),
+        },
     )?;
     let seconds = started.elapsed().as_secs_f64();
     Ok(Measured { seconds, report, host_peak: host.and_then(HostPeak::finish) })
@@ -163,6 +180,9 @@ fn peak_text(m: &Measured, cuda: bool) -> String {
 
 pub fn run(args: Args) -> Result<()> {
     let device: DeviceSpec = args.device.parse()?;
+    if args.targets {
+        return targets(&args, device);
+    }
     let precision: Precision = args.precision.parse()?;
     let model = match &args.model {
         Some(path) => Model::load(path, LoadOptions { device, precision })?,
@@ -296,6 +316,190 @@ pub fn run(args: Args) -> Result<()> {
             model.precision(),
             max_err / scale
         );
+    }
+    Ok(())
+}
+
+/// Seconds of the whole `size`^2 reconstruction of `input` (after a 64^2 warm-up).
+fn time_grid(model: &Model, input: &Image, size: usize, threads: usize) -> Result<f64> {
+    let c_out = model.config().c_out as usize;
+    let budget = engine::DEFAULT_MEMORY_BUDGET;
+    let mut warm = vec![0f32; 64 * 64 * c_out];
+    run_once(&Job { model, input, size: 64, budget, threads }, &mut warm, None, false)?;
+    let mut out = vec![0f32; size * size * c_out];
+    Ok(run_once(&Job { model, input, size, budget, threads }, &mut out, None, false)?.seconds)
+}
+
+/// The reference stand-in's JSON figures (scripts/reference/bench_reference_loop.py).
+fn reference_figures(python: &std::path::Path, size: usize, threads: usize) -> Result<serde_json::Value> {
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/reference/bench_reference_loop.py");
+    let out = std::process::Command::new(python)
+        .arg(&script)
+        .args(["--size", &size.to_string(), "--threads", &threads.to_string()])
+        .output()
+        .map_err(|e| anyhow::anyhow!("cannot run {}: {e}", python.display()))?;
+    if !out.status.success() {
+        bail!("{} failed: {}", script.display(), String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+/// Training samples per second of the paper-size model, 8 objects x 512 pixels per step, with the
+/// MLPs in `precision` (f32 or bf16 mixed precision): the mean of 3 steps after one warm-up.
+fn training_rate(device: DeviceSpec, precision: Precision, threads: usize) -> Result<f64> {
+    use crate::train::config::TrainConfig;
+    let mut cfg = TrainConfig { model: LofiConfig::paper(128, 1, 1), ..Default::default() };
+    cfg.model.fourier_filtering = true;
+    cfg.train.object_batch = 8;
+    cfg.train.pixel_batch = 512;
+    cfg.train.device = device.to_string();
+    cfg.train.threads = threads;
+    cfg.train.precision = precision.to_string();
+    let device = device.resolve()?;
+    let mut trainer = crate::train::Trainer::new(cfg, device, None)?;
+    tch::manual_seed(1);
+    let data = crate::train::TrainSet {
+        sources: tch::Tensor::rand([16, 1, 128, 128], (tch::Kind::Float, device)),
+        observations: None,
+    };
+    let _ = trainer.train_step(&data)?.0.double_value(&[]);
+    let started = Instant::now();
+    let mut samples = 0;
+    for _ in 0..3 {
+        let (loss, n) = trainer.train_step(&data)?;
+        let _ = loss.double_value(&[]); // waits for the device
+        samples += n;
+    }
+    Ok(samples as f64 / started.elapsed().as_secs_f64())
+}
+
+/// The device's float matrix-product rate in `kind` (FLOP/s): square products of 8192 on CUDA.
+fn matmul_rate(device: tch::Device, kind: tch::Kind) -> f64 {
+    let n = 8192i64;
+    let a = tch::Tensor::rand([n, n], (kind, device));
+    let b = tch::Tensor::rand([n, n], (kind, device));
+    let _ = a.matmul(&b).sum(tch::Kind::Float).double_value(&[]);
+    let reps = 10;
+    let started = Instant::now();
+    let mut acc = a.matmul(&b);
+    for _ in 1..reps {
+        acc = a.matmul(&b);
+    }
+    let _ = acc.sum(tch::Kind::Float).double_value(&[]);
+    2.0 * (n * n * n) as f64 * reps as f64 / started.elapsed().as_secs_f64()
+}
+
+/// `lofi bench --targets`: the figures of the speed targets, each beside its target.
+fn targets(args: &Args, device: DeviceSpec) -> Result<()> {
+    use lofi::device::CpuFeatures;
+    let threads = args.threads;
+    let cuda = matches!(device, DeviceSpec::Cuda(_));
+    let bf16 = cuda || CpuFeatures::detect().has_native_bf16();
+    if threads > 0 {
+        tch::set_num_threads(threads as i32);
+    }
+    println!(
+        "lofi bench --targets: device {device}, libtorch threads {}, bf16 {}",
+        tch::get_num_threads(),
+        if bf16 { "native" } else { "not available (no avx512_bf16 / amx_bf16)" }
+    );
+    // The paper-size model (random weights: the cost does not depend on them), loaded from bytes as
+    // a file would be, in each precision.
+    let bytes = default_model(DeviceSpec::Cpu)?.to_bytes()?;
+    let load = |precision| Model::load_from_memory(&bytes, LoadOptions { device, precision });
+    let side = 384;
+    let input = random_input(side, 1);
+    let mut precisions = vec![Precision::F32];
+    if bf16 {
+        precisions.push(Precision::BF16);
+    }
+    if cuda {
+        precisions.push(Precision::F16);
+    }
+    // The reference runs before and after ours (the machine's load drifts; the ratios use the
+    // mean of both runs).
+    let reference_before = match &args.reference_python {
+        Some(python) => Some(reference_figures(python, side, threads)?),
+        None => None,
+    };
+    let mut ours = Vec::new();
+    for &precision in &precisions {
+        let model = load(precision)?;
+        let seconds = time_grid(&model, &input, side, threads)?;
+        let rate = (side * side) as f64 / seconds;
+        let flops = model.pixel_net().flops_per_pixel() * rate;
+        println!(
+            "inference, paper-size model ({} parameters, {:.1} MFLOP/pixel), {side}^2, {precision}: {seconds:.2} s, \
+             {rate:.0} pixels/s, {:.1} GFLOP/s",
+            model.parameter_count(),
+            model.pixel_net().flops_per_pixel() / 1e6,
+            flops / 1e9
+        );
+        if cuda {
+            let kind = if precision == Precision::F32 { tch::Kind::Float } else { precision.kind() };
+            let peak = matmul_rate(model.device(), kind);
+            println!(
+                "  GPU: {:.1} TFLOP/s achieved, {:.1} % of this device's measured {:.1} TFLOP/s ({precision} matmul); \
+                 target >= {} M pixels/s: {:.2} M",
+                flops / 1e12,
+                100.0 * flops / peak,
+                peak / 1e12,
+                if precision == Precision::F32 { 8 } else { 20 },
+                rate / 1e6
+            );
+        }
+        ours.push((precision, rate));
+    }
+    let mut train = Vec::new();
+    for &precision in precisions.iter().filter(|p| **p != Precision::F16) {
+        let rate = training_rate(device, precision, threads)?;
+        println!(
+            "training, paper-size model, 8 objects x 512 pixels per step, {precision}: {rate:.0} samples/s"
+        );
+        train.push((precision, rate));
+    }
+    if let (Some(python), Some(before)) = (&args.reference_python, reference_before) {
+        let after = reference_figures(python, side, threads)?;
+        let figure = |key: &str| {
+            let (a, b) = (before[key].as_f64().unwrap_or(f64::NAN), after[key].as_f64().unwrap_or(f64::NAN));
+            (a, b, 0.5 * (a + b))
+        };
+        let (inf_a, inf_b, ref_inference) = figure("inference_pixels_per_s");
+        let (train_a, train_b, ref_train) = figure("train_samples_per_s");
+        println!(
+            "reference loop stand-in (scripts/reference/bench_reference_loop.py, torch {}, {} threads), run before \
+             and after ours: inference {inf_a:.0} and {inf_b:.0} pixels/s, training {train_a:.0} and {train_b:.0} \
+             samples/s",
+            after["torch"].as_str().unwrap_or("?"),
+            after["threads"]
+        );
+        for (precision, rate) in &ours {
+            let target = match precision {
+                Precision::F32 => " (target >= 1.25x)",
+                Precision::BF16 => " (target >= 2.5x)",
+                Precision::F16 => "",
+            };
+            println!("  inference {precision}: {:.2}x the reference loop{target}", rate / ref_inference);
+        }
+        for (precision, rate) in &train {
+            let target = if *precision == Precision::F32 { " (target >= 1.5x)" } else { "" };
+            println!("  training {precision}: {:.2}x the reference loop{target}", rate / ref_train);
+        }
+    }
+    if args.denoiser.exists() {
+        let input = random_input(512, 1);
+        for &precision in precisions.iter().filter(|p| **p != Precision::F16) {
+            let model = Model::load(&args.denoiser, LoadOptions { device, precision })?;
+            // The target is for two cores: two threads whatever --threads says.
+            let seconds = time_grid(&model, &input, 512, 2)?;
+            println!(
+                "shipped denoiser {} at 512^2, {precision}, 2 threads: {seconds:.2} s (target <= 2 s)",
+                args.denoiser.display()
+            );
+        }
+    } else {
+        println!("shipped denoiser: {} not found (--denoiser)", args.denoiser.display());
     }
     Ok(())
 }

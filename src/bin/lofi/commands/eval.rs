@@ -65,6 +65,9 @@ pub struct Args {
     /// Working-memory budget of each reconstruction, e.g. 512MiB.
     #[arg(long, default_value = "512MiB")]
     memory_budget: String,
+    /// Network precision: f32; bf16 or f16 on CUDA; bf16 on CPUs with avx512_bf16 or amx_bf16.
+    #[arg(long, default_value = "f32")]
+    precision: String,
 }
 
 fn note<'a>(notes: Option<&'a serde_json::Value>, key: &str) -> Option<&'a serde_json::Value> {
@@ -77,7 +80,8 @@ pub fn run(args: Args) -> Result<()> {
         _ => DeviceSpec::Cpu,
     };
     let budget = lofi::engine::parse_bytes(&args.memory_budget)?;
-    let model = lofi::Model::load(&args.model, LoadOptions { device, precision: Precision::F32 })?;
+    let precision: Precision = args.precision.parse()?;
+    let model = lofi::Model::load(&args.model, LoadOptions { device, precision })?;
     let notes = model.notes();
     let kind = match args.task {
         Some(k) => k,

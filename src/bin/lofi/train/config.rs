@@ -225,6 +225,10 @@ pub struct TrainSection {
     /// wider here because the new model has more input channels (a noise-level channel) gets
     /// the old columns and zeros for the new ones, so the new model starts as the old one.
     pub init_from: Option<PathBuf>,
+    /// "f32" (default, deterministic on the CPU) or "bf16": mixed precision, the MLPs' products
+    /// in bfloat16 on a bfloat16 copy of the float32 parameters made every step (sampling, filter,
+    /// loss and Adam stay float32). On the CPU it needs avx512_bf16 or amx_bf16.
+    pub precision: String,
 }
 
 impl Default for TrainSection {
@@ -248,6 +252,7 @@ impl Default for TrainSection {
             threads: 0,
             log_every: 50,
             init_from: None,
+            precision: "f32".into(),
         }
     }
 }
@@ -332,7 +337,9 @@ impl TrainConfig {
     pub fn test_resize(&self) -> ResizeMode {
         match self.data.test_resize {
             Some(mode) => mode,
-            None if matches!(self.data.resize, ResizeMode::Tiles | ResizeMode::Cover) => ResizeMode::SquareArea,
+            None if matches!(self.data.resize, ResizeMode::Tiles | ResizeMode::Cover) => {
+                ResizeMode::SquareArea
+            }
             None => self.data.resize,
         }
     }
@@ -599,6 +606,9 @@ pub struct ConfigFlags {
     /// [train] initialise from this .lofi model (fine-tuning; see the configuration docs).
     #[arg(long)]
     pub init_from: Option<PathBuf>,
+    /// [train] f32, or bf16: mixed precision (the MLPs' products in bfloat16).
+    #[arg(long)]
+    pub precision: Option<String>,
 
     // [eval]
     /// [eval] every: steps between evaluations (0: only at the end).
@@ -704,6 +714,7 @@ impl ConfigFlags {
         set(t, r, "threads", &self.threads)?;
         set(t, r, "log_every", &self.log_every)?;
         set(t, r, "init_from", &self.init_from)?;
+        set(t, r, "precision", &self.precision)?;
 
         let e = "eval";
         set(t, e, "every", &self.eval_every)?;
