@@ -91,16 +91,6 @@
 #define LOFI_MAX_COORDINATE 1e6
 
 /**
- * Kernel width in grid cells.
- */
-#define KERNEL_WIDTH 6
-
-/**
- * Oversampling factor of the FFT grid.
- */
-#define OVERSAMPLING 2
-
-/**
  * Result of every fallible call.
  */
 typedef enum lofi_status {
