@@ -211,7 +211,7 @@ impl NpyOutput {
     /// Writes whole rows starting at `row0` (`values` holds a whole number of rows).
     pub fn write_rows(&self, row0: usize, values: &[f32]) -> Result<()> {
         let rows = values.len() / self.row_values;
-        if values.len() % self.row_values != 0 || row0 + rows > self.height {
+        if !values.len().is_multiple_of(self.row_values) || row0 + rows > self.height {
             return Err(Error::invalid_argument(format!(
                 "{} values at row {row0} are not whole rows of {} inside the {} rows of {}",
                 values.len(),

@@ -512,6 +512,19 @@ fn check_region_args(
     window: Option<Window>,
     out: &OutputView<'_>,
 ) -> Result<(GridJob, Window)> {
+    let (job, window) = check_grid(region, grid_width, grid_height, window)?;
+    let c_out = model.config().c_out as usize;
+    check_output(out.data.len(), window.rows, window.cols * c_out, out.row_stride)?;
+    Ok((job, window))
+}
+
+/// Checks a region, its output grid and the window of it to compute.
+fn check_grid(
+    region: Region,
+    grid_width: usize,
+    grid_height: usize,
+    window: Option<Window>,
+) -> Result<(GridJob, Window)> {
     region.validate()?;
     if grid_width == 0 || grid_height == 0 {
         return Err(Error::invalid_argument(format!("output size {grid_width} x {grid_height} is empty")));
@@ -536,8 +549,6 @@ fn check_region_args(
             window.cols, window.rows, window.col0, window.row0
         )));
     }
-    let c_out = model.config().c_out as usize;
-    check_output(out.data.len(), window.rows, window.cols * c_out, out.row_stride)?;
     Ok((GridJob { region, grid_width, grid_height }, window))
 }
 

@@ -371,6 +371,11 @@ impl<'a> Streamer<'a> {
         self.plan
     }
 
+    /// Output samples per tile (rows, columns); a tile is one batch.
+    pub fn tile(&self) -> [usize; 2] {
+        self.tile
+    }
+
     /// Whether batches read windows of the input (false: the whole image is on the device).
     pub fn is_streaming(&self) -> bool {
         matches!(self.input, Input::Streamed { .. })
@@ -560,6 +565,70 @@ impl<'a> Streamer<'a> {
         }
         Ok(batches)
     }
+}
+
+/// Reconstructs grid rows `rows` of `job` from `source` in bands of whole output rows, handing
+/// each band (its first grid row and its (band rows, grid_width, c_out) values) to `sink` before
+/// the next is computed: the command line writes huge outputs to disk this way, and an MPI rank
+/// its share of the rows. A band holds at most `band_bytes` of output (at least one tile's rows);
+/// it is output staging, outside the budget, like the caller's buffer of
+/// [`reconstruct_region`](super::reconstruct_region). Progress counts the pixels of all bands.
+pub fn reconstruct_rows(
+    model: &Model,
+    source: &dyn InputSource,
+    job: GridJob,
+    rows: Range<usize>,
+    band_bytes: usize,
+    options: super::RunOptions<'_>,
+    sink: &mut dyn FnMut(usize, &[f32]) -> Result<()>,
+) -> Result<super::RunReport> {
+    crate::error::catch_torch(move || {
+        let c_out = model.config().c_out as usize;
+        super::check_grid(job.region, job.grid_width, job.grid_height, None)?;
+        if rows.is_empty() || rows.end > job.grid_height {
+            return Err(Error::invalid_argument(format!(
+                "rows {}..{} are empty or outside the {} rows of the output grid",
+                rows.start, rows.end, job.grid_height
+            )));
+        }
+        model.check_noise_level(options.noise_level)?;
+        let _threads = super::ThreadScope::new(options.threads);
+        let memory = super::cuda_memory::PeakTracker::start(model.device());
+        let streamer = Streamer::new(
+            model,
+            source,
+            Some((&job, rows.clone())),
+            options.memory_budget,
+            options.noise_level,
+        )?;
+        let row_values = job.grid_width * c_out;
+        let tile_rows = streamer.tile[0];
+        let band_rows = (tile_rows * (band_bytes / (tile_rows * row_values * 4)).max(1)).min(rows.len());
+        let mut band = crate::error::try_vec(band_rows * row_values, "a band of output rows")?;
+        band.resize(band_rows * row_values, 0f32);
+        let super::RunOptions { mut progress, .. } = options;
+        let total = rows.len() * job.grid_width;
+        let (mut batches, mut before) = (0, 0);
+        for row0 in rows.clone().step_by(band_rows) {
+            let n = band_rows.min(rows.end - row0);
+            let window = Window { col0: 0, row0, cols: job.grid_width, rows: n };
+            let mut forward = |p: Progress| match progress.as_mut() {
+                Some(cb) => cb(Progress { done: before + p.done, total }),
+                None => true,
+            };
+            let mut band_progress: Option<&mut dyn FnMut(Progress) -> bool> = Some(&mut forward);
+            let values = &mut band[..n * row_values];
+            batches += streamer.run_grid(
+                &job,
+                window,
+                OutputView { data: values, row_stride: row_values },
+                &mut band_progress,
+            )?;
+            sink(row0, values)?;
+            before += n * job.grid_width;
+        }
+        Ok(super::RunReport::new(streamer.plan(), total, batches, memory.measure()))
+    })
 }
 
 #[cfg(test)]
