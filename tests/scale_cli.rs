@@ -208,3 +208,28 @@ fn two_mpi_ranks_equal_one_process() {
     assert_eq!(ranks, [0, 1], "both ranks ran: {json}");
     assert_eq!(std::fs::read(&parallel).unwrap(), std::fs::read(&single).unwrap());
 }
+
+/// `--device cpu,cpu`: two replicas (standing in for two GPUs), bands dealt out; the same file.
+#[test]
+fn a_device_list_deals_bands_and_writes_the_same_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = noisy_input(dir.path(), 64, 48);
+    let model = "models/denoise-gray.lofi";
+    let single = dir.path().join("single.npy");
+    ok(lofi().args(reconstruct_args(model, &input, &single, Some("25/255"))).output().unwrap());
+    let dealt = dir.path().join("dealt.npy");
+    let json = ok(lofi()
+        .args(reconstruct_args(model, &input, &dealt, Some("25/255")))
+        .args(["--device", "cpu,cpu"])
+        .output()
+        .unwrap());
+    let report: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+    assert_eq!(report["pixels"], 64 * 48);
+    assert_eq!(std::fs::read(&dealt).unwrap(), std::fs::read(&single).unwrap());
+    let bad = lofi()
+        .args(reconstruct_args(model, &input, &dealt, Some("25/255")))
+        .args(["--device", "cpu,tpu"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("unknown device"));
+}

@@ -215,3 +215,50 @@ fn unbounded_models_fall_back_to_the_whole_image() {
     }
     assert!(engine::stream::reach(&built(tiny(false)), 50, 40).is_some());
 }
+
+/// Several devices (two CPU replicas standing in for GPUs): bands dealt out, the result equals one
+/// device's bit for bit, with and without the filter.
+#[test]
+fn bands_dealt_to_several_devices_equal_one_device() {
+    for (path, sigma) in
+        [("tests/fixtures/models/tiny-gray.lofi", None), ("models/denoise-gray.lofi", Some(0.1))]
+    {
+        let replicas = [load(path), load(path), load(path)];
+        let (h, w) = (70, 60);
+        let img = image(h, w, 1);
+        let view = ImageView { data: &img, height: h, width: w, channels: 1, row_stride: w };
+        let job = engine::GridJob { region: Region::whole(h, w), grid_width: w, grid_height: h };
+        let mut got = vec![f32::NAN; h * w];
+        let mut bands = 0;
+        let models: Vec<&Model> = replicas.iter().collect();
+        let report = engine::stream::reconstruct_rows_on_devices(
+            &models,
+            &view,
+            job,
+            0..h,
+            // A few rows per band: many bands for three devices.
+            4 * w * 4,
+            options(24 << 20, sigma),
+            &mut |row0, values| {
+                got[row0 * w..row0 * w + values.len()].copy_from_slice(values);
+                bands += 1;
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert!(bands >= 3 && report.pixels == h * w, "{bands} bands");
+        let mut want = vec![f32::NAN; h * w];
+        engine::reconstruct_region_whole_image(
+            &replicas[0],
+            view,
+            Region::whole(h, w),
+            w,
+            h,
+            None,
+            OutputView { data: &mut want, row_stride: w },
+            options(24 << 20, sigma),
+        )
+        .unwrap();
+        assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "{path}");
+    }
+}

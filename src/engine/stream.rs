@@ -631,6 +631,122 @@ pub fn reconstruct_rows(
     })
 }
 
+/// [`reconstruct_rows`] on several devices: one model replica per device (`models`, the same
+/// model loaded once per device), output bands dealt out to them as each finishes its last. Every
+/// device plans with the whole budget (it is per device) and reads its own windows of the input;
+/// a model with the Fourier filter computes the filtered image once per device. Each band is
+/// computed by exactly one device with the arithmetic of one, so the result equals one device's
+/// (bit for bit on CPUs with one thread each). `sink` runs on the calling thread, bands in the
+/// order they complete.
+pub fn reconstruct_rows_on_devices(
+    models: &[&Model],
+    source: &(dyn InputSource + Sync),
+    job: GridJob,
+    rows: Range<usize>,
+    band_bytes: usize,
+    options: super::RunOptions<'_>,
+    sink: &mut dyn FnMut(usize, &[f32]) -> Result<()>,
+) -> Result<super::RunReport> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let Some(&first) = models.first() else {
+        return Err(Error::invalid_argument("no device to run on"));
+    };
+    if models.len() == 1 {
+        return reconstruct_rows(first, source, job, rows, band_bytes, options, sink);
+    }
+    if let Some(m) =
+        models.iter().find(|m| m.config() != first.config() || m.parameter_count() != first.parameter_count())
+    {
+        return Err(Error::invalid_argument(format!(
+            "the replicas differ: the model on {} is not the one on {}",
+            m.device_spec(),
+            first.device_spec()
+        )));
+    }
+    super::check_grid(job.region, job.grid_width, job.grid_height, None)?;
+    if rows.is_empty() || rows.end > job.grid_height {
+        return Err(Error::invalid_argument(format!(
+            "rows {}..{} are empty or outside the {} rows of the output grid",
+            rows.start, rows.end, job.grid_height
+        )));
+    }
+    first.check_noise_level(options.noise_level)?;
+    let _threads = super::ThreadScope::new(options.threads);
+    let super::RunOptions { memory_budget, noise_level, mut progress, .. } = options;
+    let row_values = job.grid_width * first.config().c_out as usize;
+    // Bands of whole tiles of the first replica's plan (all replicas of one model on devices of
+    // one kind plan alike); at least one band per device where the rows allow.
+    let (tile_rows, plan) = {
+        let streamer = Streamer::new(first, source, Some((&job, rows.clone())), memory_budget, noise_level)?;
+        (streamer.tile[0], streamer.plan)
+    };
+    let per_device = rows.len().div_ceil(models.len());
+    let band_rows = (tile_rows * (band_bytes / (tile_rows * row_values * 4)).max(1)).min(per_device).max(1);
+    let bands: Vec<usize> = rows.clone().step_by(band_rows).collect();
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Result<(usize, Vec<f32>, usize)>>(models.len());
+    let total = rows.len() * job.grid_width;
+    std::thread::scope(|scope| {
+        for &model in models {
+            let (tx, next, stop, bands, rows) = (tx.clone(), &next, &stop, &bands, rows.clone());
+            scope.spawn(move || {
+                let work = || -> Result<()> {
+                    let streamer =
+                        Streamer::new(model, source, Some((&job, rows.clone())), memory_budget, noise_level)?;
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= bands.len() || stop.load(Ordering::Relaxed) {
+                            return Ok(());
+                        }
+                        let row0 = bands[i];
+                        let n = band_rows.min(rows.end - row0);
+                        let mut values = crate::error::try_vec(n * row_values, "a band of output rows")?;
+                        values.resize(n * row_values, 0f32);
+                        let window = Window { col0: 0, row0, cols: job.grid_width, rows: n };
+                        let out = OutputView { data: &mut values, row_stride: row_values };
+                        let batches = streamer.run_grid(&job, window, out, &mut None)?;
+                        if tx.send(Ok((row0, values, batches))).is_err() {
+                            return Ok(());
+                        }
+                    }
+                };
+                if let Err(e) = crate::error::catch_torch(work) {
+                    stop.store(true, Ordering::Relaxed);
+                    let _ = tx.send(Err(e));
+                }
+            });
+        }
+        drop(tx);
+        let (mut done, mut batches) = (0, 0);
+        let mut failure = None;
+        for message in rx.iter() {
+            if failure.is_some() {
+                continue;
+            }
+            let step = message.and_then(|(row0, values, b)| {
+                sink(row0, &values)?;
+                done += values.len() / row_values * job.grid_width;
+                batches += b;
+                let keep_going = progress.as_mut().is_none_or(|cb| cb(Progress { done, total }));
+                if keep_going {
+                    Ok(())
+                } else {
+                    Err(Error::Cancelled)
+                }
+            });
+            if let Err(e) = step {
+                stop.store(true, Ordering::Relaxed);
+                failure = Some(e);
+            }
+        }
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        Ok(super::RunReport::new(plan, total, batches, None))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::reachable;

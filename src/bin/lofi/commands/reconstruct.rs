@@ -33,7 +33,8 @@ pub struct Args {
     /// Default: the whole image, 0,0,W-1,H-1.
     #[arg(long, value_parser = parse_region, allow_hyphen_values = true)]
     region: Option<Region>,
-    /// cpu, cuda or cuda:N.
+    /// cpu, cuda or cuda:N; a list (cuda:0,cuda:1) runs one model replica per device, output
+    /// bands dealt out to them.
     #[arg(long, default_value = "cpu")]
     device: String,
     /// Working-memory budget (device memory on CUDA), e.g. 512MiB.
@@ -104,7 +105,7 @@ fn parse_region(text: &str) -> Result<Region, String> {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let device: DeviceSpec = args.device.parse()?;
+    let devices: Vec<DeviceSpec> = args.device.split(',').map(str::parse).collect::<Result<_, _>>()?;
     let precision: Precision = args.precision.parse()?;
     let budget = parse_bytes(&args.memory_budget)?;
     let band_bytes = parse_bytes(&args.band_size)?;
@@ -115,7 +116,12 @@ pub fn run(args: Args) -> Result<()> {
     if ranks > 1 && !is_npy(&args.output) {
         bail!("under MPI ({ranks} processes) the output must be .npy: each rank writes its rows into it");
     }
-    let model = lofi::Model::load(&args.model, LoadOptions { device, precision })?;
+    let models = devices
+        .iter()
+        .map(|&device| lofi::Model::load(&args.model, LoadOptions { device, precision }))
+        .collect::<Result<Vec<_>, _>>()?;
+    let replicas: Vec<&lofi::Model> = models.iter().collect();
+    let model = replicas[0];
     if let (Some(range), None) = (&model.config().noise_level, args.sigma) {
         bail!(
             "{} is noise-level aware: give the input's noise level with --sigma (e.g. --sigma 25/255; trained for [{:.4}, {:.4}])",
@@ -131,7 +137,7 @@ pub fn run(args: Args) -> Result<()> {
 
     // A .npy input stays on disk (memory-mapped in bands); other formats are decoded whole.
     let (mapped, decoded, view);
-    let source: &dyn InputSource = if is_npy(&args.input) {
+    let source: &(dyn InputSource + Sync) = if is_npy(&args.input) {
         mapped = NpyInput::open(&args.input)?;
         &mapped
     } else {
@@ -186,8 +192,8 @@ pub fn run(args: Args) -> Result<()> {
     let job = GridJob { region, grid_width: width, grid_height: height };
     let report = if is_npy(&args.output) {
         let output = NpyOutput::create(&args.output, height, width, c_out)?;
-        let report = engine::stream::reconstruct_rows(
-            &model,
+        let report = engine::stream::reconstruct_rows_on_devices(
+            &replicas,
             source,
             job,
             rows.clone(),
@@ -200,8 +206,8 @@ pub fn run(args: Args) -> Result<()> {
     } else {
         let mut image = Image::zeros(height, width, c_out);
         let row_values = width * c_out;
-        let report = engine::stream::reconstruct_rows(
-            &model,
+        let report = engine::stream::reconstruct_rows_on_devices(
+            &replicas,
             source,
             job,
             rows.clone(),
@@ -244,7 +250,7 @@ pub fn run(args: Args) -> Result<()> {
         if c_out == 1 { "" } else { "s" },
         in_w,
         in_h,
-        model.device_spec(),
+        devices.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(","),
         seconds,
         report.batches,
         if report.batches == 1 { "" } else { "es" },
