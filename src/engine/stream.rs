@@ -136,6 +136,35 @@ pub fn reach(model: &Model, height: usize, width: usize) -> Option<[f64; 2]> {
     reach.iter().all(|r| r.is_finite() && *r < super::MAX_COORDINATE).then_some(reach)
 }
 
+/// Whether libtorch accepts a view whose data pointer lies before its buffer (the window trick,
+/// see the module's notes) on `device`. Always on the CPU; on CUDA, `from_blob` may ask the driver
+/// which device a pointer belongs to, so it is tried once per device and the whole-image path used
+/// where it is refused.
+fn shifted_views_work(device: Device) -> bool {
+    if device == Device::Cpu {
+        return true;
+    }
+    static CHECKED: parking_lot::Mutex<Vec<(Device, bool)>> = parking_lot::Mutex::new(Vec::new());
+    let mut checked = CHECKED.lock();
+    if let Some(&(_, works)) = checked.iter().find(|(d, _)| *d == device) {
+        return works;
+    }
+    let probe = crate::error::catch_torch(|| {
+        let window = Tensor::zeros([1, 1, 4, 4], (Kind::Float, device));
+        let base = (window.data_ptr() as *const u8).wrapping_sub(4 * 4 * 8);
+        // SAFETY: as in `Streamer::run_batch`; only [8, 12) x [0, 4) of the view is read.
+        let view = unsafe { Tensor::f_from_blob(base, &[1, 1, 12, 4], &[16, 16, 4, 1], Kind::Float, device)? };
+        let sum = f64::try_from(view.narrow(2, 8, 4).sum(Kind::Float)).map_err(crate::error::Error::from)?;
+        Ok(sum == 0.0)
+    });
+    let works = probe.unwrap_or(false);
+    if !works {
+        log::info!("{device:?} refuses shifted views of a window: input streaming is off there (whole image)");
+    }
+    checked.push((device, works));
+    works
+}
+
 /// The pixels of an axis of `n` pixels that bicubic, reflection-padded sampling at positions
 /// `[lo, hi]` (pixel units) `reach` pixels around can read.
 fn reachable(lo: f64, hi: f64, reach: f64, n: usize) -> Range<usize> {
@@ -243,7 +272,8 @@ impl<'a> Streamer<'a> {
         let c_in = cfg.c_in as usize;
         check_shape(source.height(), source.width(), source.channels(), c_in)?;
         let (height, width) = (source.height(), source.width());
-        let reach = reach(model, height, width);
+        let bounded = reach(model, height, width);
+        let reach = bounded.filter(|_| shifted_views_work(model.device()));
         let rows_needed = match (reach, &job) {
             (Some(reach), Some((job, rows))) if !rows.is_empty() => {
                 let (a, b) = (job.y(rows.start), job.y(rows.end - 1));
@@ -265,10 +295,12 @@ impl<'a> Streamer<'a> {
         let per_pixel = bytes_per_pixel(cfg, net_bytes);
         let (input, fixed, reach_px) = match reach {
             None => {
-                log::info!(
-                    "this model's sampling geometry is learned per pixel (CCPG or INR-LoFi), so a batch can \
-                     reach anywhere in the input: the whole prepared image goes to the device (no input streaming)"
-                );
+                if bounded.is_none() {
+                    log::info!(
+                        "this model's sampling geometry is learned per pixel (CCPG or INR-LoFi), so a batch can \
+                         reach anywhere in the input: the whole prepared image goes to the device (no input streaming)"
+                    );
+                }
                 let image_bytes = budget::bytes_for_image(cfg, height, width, net_bytes);
                 let mut data = Vec::new();
                 source.read_block(0..height, 0..width, &mut data)?;
