@@ -788,13 +788,13 @@ mod tests {
         // Inside: floor +- the bicubic support and the margin.
         assert_eq!(reachable(10.0, 12.0, 0.0, 100), 6..18);
         // Near the top edge, [-1.x, ...] reflects back into [1, ...].
-        let r = reachable(0.0, 2.0, 3.0, 100);
-        assert_eq!(r.start, 0);
-        assert!(r.end >= 11);
+        // [0 - 3, 2 + 3] -> taps [-8, 10]: [0, 10] and the reflection of [-8, -1], [1, 8].
+        assert_eq!(reachable(0.0, 2.0, 3.0, 100), 0..11);
+        assert_eq!(reachable(0.0, 0.0, 12.0, 100), 0..18);
         // Near the bottom edge.
-        let r = reachable(97.0, 99.0, 2.0, 100);
-        assert_eq!(r.end, 100);
-        assert!(r.start <= 90);
+        assert_eq!(reachable(97.0, 99.0, 2.0, 100), 91..100);
+        // Reflected beyond what the unreflected part reaches: [99 - 14, 99 + 15] reads down to 84.
+        assert_eq!(reachable(99.0, 99.0, 10.0, 100), 84..100);
         // Beyond the image: the whole axis.
         assert_eq!(reachable(-500.0, 0.0, 1.0, 100), 0..100);
         assert_eq!(reachable(f64::NAN, 1.0, 1.0, 100), 0..100);

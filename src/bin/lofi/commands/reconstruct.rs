@@ -191,18 +191,37 @@ pub fn run(args: Args) -> Result<()> {
     };
     let job = GridJob { region, grid_width: width, grid_height: height };
     let report = if is_npy(&args.output) {
-        let output = NpyOutput::create(&args.output, height, width, c_out)?;
-        let report = engine::stream::reconstruct_rows_on_devices(
+        // Created at the first band, once the input is checked and the plan made: a refused call
+        // leaves no file behind. A single process removes it again if a later band fails (ranks
+        // leave it: the others are writing to it).
+        let mut output: Option<NpyOutput> = None;
+        let result = engine::stream::reconstruct_rows_on_devices(
             &replicas,
             source,
             job,
             rows.clone(),
             band_bytes,
             options,
-            &mut |row0, values| output.write_rows(row0, values),
-        )?;
-        output.finish()?;
-        report
+            &mut |row0, values| {
+                if output.is_none() {
+                    output = Some(NpyOutput::create(&args.output, height, width, c_out)?);
+                }
+                output.as_ref().expect("created above").write_rows(row0, values)
+            },
+        );
+        match (result, output) {
+            (Ok(report), Some(output)) => {
+                output.finish()?;
+                report
+            }
+            (Ok(_), None) => bail!("no rows were written to {}", args.output.display()),
+            (Err(e), output) => {
+                if output.is_some() && ranks == 1 {
+                    let _ = std::fs::remove_file(&args.output);
+                }
+                return Err(e.into());
+            }
+        }
     } else {
         let mut image = Image::zeros(height, width, c_out);
         let row_values = width * c_out;
