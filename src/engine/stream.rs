@@ -153,16 +153,151 @@ fn shifted_views_work(device: Device) -> bool {
         let window = Tensor::zeros([1, 1, 4, 4], (Kind::Float, device));
         let base = (window.data_ptr() as *const u8).wrapping_sub(4 * 4 * 8);
         // SAFETY: as in `Streamer::run_batch`; only [8, 12) x [0, 4) of the view is read.
-        let view = unsafe { Tensor::f_from_blob(base, &[1, 1, 12, 4], &[16, 16, 4, 1], Kind::Float, device)? };
+        let view =
+            unsafe { Tensor::f_from_blob(base, &[1, 1, 12, 4], &[16, 16, 4, 1], Kind::Float, device)? };
         let sum = f64::try_from(view.narrow(2, 8, 4).sum(Kind::Float)).map_err(crate::error::Error::from)?;
         Ok(sum == 0.0)
     });
     let works = probe.unwrap_or(false);
     if !works {
-        log::info!("{device:?} refuses shifted views of a window: input streaming is off there (whole image)");
+        log::info!(
+            "{device:?} refuses shifted views of a window: input streaming is off there (whole image)"
+        );
     }
     checked.push((device, works));
     works
+}
+
+/// Bytes of the input's share that do not depend on the batch: the whole prepared image for a
+/// model of unbounded reach, the filtered image on the CPU for a filter model (working memory of
+/// the call there; on a GPU it stays on the host, outside the device budget), else nothing.
+fn fixed_bytes(model: &Model, height: usize, width: usize, reach: Option<[f64; 2]>) -> usize {
+    let cfg = model.config();
+    let whole = || budget::bytes_for_image(cfg, height, width, model.precision().bytes());
+    match reach {
+        None => whole(),
+        Some(_) if cfg.fourier_filtering && model.device() == Device::Cpu => whole(),
+        Some(_) => 0,
+    }
+}
+
+/// How output tiles map to input windows for one call.
+struct Tiling {
+    /// Input size (rows, columns).
+    input: [usize; 2],
+    /// Output grid of the call (rows, columns; `usize::MAX` for points).
+    job: [usize; 2],
+    /// Input pixels between neighbouring samples (rows, columns).
+    step: [f64; 2],
+    /// The model's reach in input pixels; `None`: no windows (the whole image).
+    reach: Option<[f64; 2]>,
+    window_pixel: usize,
+    /// Bytes counted in the fixed part for the filter's FFT buffers, free again once the filtered
+    /// image is made: the windows cut from it reuse them (CPU filter models).
+    reusable: usize,
+}
+
+impl Tiling {
+    /// Bytes of the window a tile of `tile` output samples reads.
+    fn window_bytes(&self, tile: [usize; 2]) -> usize {
+        let Some(reach) = self.reach else { return 0 };
+        let extent = |a: usize| {
+            let span =
+                tile[a].saturating_sub(1) as f64 * self.step[a] + 2.0 * (reach[a] + 2.0 + MARGIN) + 2.0;
+            (span.ceil() as usize).min(self.input[a])
+        };
+        extent(0) * extent(1) * self.window_pixel
+    }
+
+    /// The tile (output rows, columns) of a batch of `pixels`: the whole job when it fits, else
+    /// about square (whole rows when the job is narrow).
+    fn tile_of(&self, pixels: usize) -> [usize; 2] {
+        let [rows, cols] = self.job;
+        if rows.saturating_mul(cols) <= pixels {
+            return self.job;
+        }
+        let side = ((pixels as f64).sqrt() as usize).max(1);
+        let tile_cols = if cols <= 2 * side { cols } else { side };
+        [(pixels / tile_cols).clamp(1, rows), tile_cols]
+    }
+}
+
+/// The batch plan under `budget`: the largest batch whose tile's window, the batch and the fixed
+/// part fit. Returns the plan, the tile (output rows, columns) and the window's allowance.
+fn plan_tiles(
+    model: &Model,
+    tiling: &Tiling,
+    budget: usize,
+    fixed: usize,
+) -> Result<(BatchPlan, [usize; 2], usize)> {
+    let per_pixel = bytes_per_pixel(model.config(), model.precision().bytes());
+    let window = |pixels: usize| tiling.window_bytes(tiling.tile_of(pixels)).saturating_sub(tiling.reusable);
+    let cost = |pixels: usize| fixed.saturating_add(pixels * per_pixel).saturating_add(window(pixels));
+    let too_small = || {
+        let [height, width] = tiling.input;
+        Error::BudgetTooSmall(format!(
+            "a memory budget of {} is too small: this model on a {width} x {height} image needs at least {} \
+             ({} for the prepared image{}, {} per pixel, batches of {BATCH_QUANTUM} pixels)",
+            format_bytes(budget),
+            format_bytes(cost(BATCH_QUANTUM)),
+            format_bytes(fixed + window(BATCH_QUANTUM)),
+            if tiling.reach.is_some() { " and its window" } else { "" },
+            format_bytes(per_pixel),
+        ))
+    };
+    let work = tiling.job[0].saturating_mul(tiling.job[1]);
+    let mut quanta = budget.saturating_sub(fixed) / (per_pixel * BATCH_QUANTUM);
+    if work != usize::MAX {
+        quanta = quanta.min(work.div_ceil(BATCH_QUANTUM));
+    }
+    if quanta == 0 {
+        return Err(too_small());
+    }
+    while cost(quanta * BATCH_QUANTUM) > budget {
+        if quanta == 1 {
+            return Err(too_small());
+        }
+        let over = cost(quanta * BATCH_QUANTUM) - budget;
+        quanta = quanta.saturating_sub(over.div_ceil(per_pixel * BATCH_QUANTUM).max(1)).max(1);
+    }
+    let batch_pixels = quanta * BATCH_QUANTUM;
+    let tile = tiling.tile_of(batch_pixels);
+    let window_allowance = tiling.window_bytes(tile);
+    let plan =
+        BatchPlan { batch_pixels, bytes_per_pixel: per_pixel, image_bytes: fixed + window(batch_pixels) };
+    Ok((plan, tile, window_allowance))
+}
+
+/// The smallest budget a reconstruction of a `width` x `height` input runs with: batches of one
+/// quantum, on grids of up to one sample per input pixel and on points (a coarser grid reads
+/// wider windows and may need more; its error states how much).
+pub fn minimum_budget(model: &Model, height: usize, width: usize) -> usize {
+    let reach = reach(model, height, width).filter(|_| shifted_views_work(model.device()));
+    let tiling = Tiling {
+        input: [height, width],
+        job: [height, width],
+        step: [1.0, 1.0],
+        reach,
+        window_pixel: window_pixel_bytes(model),
+        reusable: reusable_bytes(model, height, width, reach),
+    };
+    let per_pixel = bytes_per_pixel(model.config(), model.precision().bytes());
+    fixed_bytes(model, height, width, reach)
+        + per_pixel * BATCH_QUANTUM
+        + tiling.window_bytes(tiling.tile_of(BATCH_QUANTUM)).saturating_sub(tiling.reusable)
+}
+
+/// The filter's FFT buffers that [`fixed_bytes`] counts (see `budget::bytes_for_image`) and that
+/// are free again while batches run: on the CPU, for a filter model that streams.
+fn reusable_bytes(model: &Model, height: usize, width: usize, reach: Option<[f64; 2]>) -> usize {
+    let cfg = model.config();
+    if reach.is_none() || !cfg.fourier_filtering || model.device() != Device::Cpu {
+        return 0;
+    }
+    let pad = crate::config::FILTER_PAD as usize;
+    let padded = ((height + 2 * pad) * (width + 2 * pad)) as f64;
+    let c_f = cfg.filter_channels() as f64;
+    (padded * (8.0 * (cfg.spectrum_channels() as f64 + 3.0 * c_f) + 16.0 * c_f)) as usize
 }
 
 /// The pixels of an axis of `n` pixels that bicubic, reflection-padded sampling at positions
@@ -285,15 +420,24 @@ impl<'a> Streamer<'a> {
         let _guard = tch::no_grad_guard();
         let device = model.device();
         let kind = model.precision().kind();
-        let net_bytes = model.precision().bytes();
         let budget =
             if device == Device::Cpu { budget::host_budget(budget, budget::host_memory()) } else { budget };
         let (job_rows, job_cols, step) = match job {
             Some((job, _)) => (job.grid_height, job.grid_width, job.step()),
             None => (usize::MAX, usize::MAX, [1.0, 1.0]),
         };
-        let per_pixel = bytes_per_pixel(cfg, net_bytes);
-        let (input, fixed, reach_px) = match reach {
+        // Planned before the input is prepared: a budget too small fails before any work.
+        let tiling = Tiling {
+            input: [height, width],
+            job: [job_rows, job_cols],
+            step,
+            reach,
+            window_pixel: window_pixel_bytes(model),
+            reusable: reusable_bytes(model, height, width, reach),
+        };
+        let (plan, tile, window_allowance) =
+            plan_tiles(model, &tiling, budget, fixed_bytes(model, height, width, reach))?;
+        let input = match reach {
             None => {
                 if bounded.is_none() {
                     log::info!(
@@ -301,12 +445,11 @@ impl<'a> Streamer<'a> {
                          reach anywhere in the input: the whole prepared image goes to the device (no input streaming)"
                     );
                 }
-                let image_bytes = budget::bytes_for_image(cfg, height, width, net_bytes);
                 let mut data = Vec::new();
                 source.read_block(0..height, 0..width, &mut data)?;
                 let view = ImageView { data: &data, height, width, channels: c_in, row_stride: width * c_in };
                 let prepared = model.net().prepare(&view.to_tensor()?.to_device(device))?.to_kind(kind);
-                (Input::Whole(prepared), image_bytes, None)
+                Input::Whole(prepared)
             }
             Some(reach) => {
                 let filtered = match &model.net().filter {
@@ -330,69 +473,9 @@ impl<'a> Streamer<'a> {
                     }
                     None => None,
                 };
-                // On the CPU the filtered image is working memory of the call; on a GPU it stays on
-                // the host, outside the device budget.
-                let fixed = if filtered.is_some() && device == Device::Cpu {
-                    budget::bytes_for_image(cfg, height, width, net_bytes)
-                } else {
-                    0
-                };
-                (Input::Streamed { filtered, reach }, fixed, Some(reach))
+                Input::Streamed { filtered, reach }
             }
         };
-        let window_pixel = window_pixel_bytes(model);
-        let window_bytes = |tile: [usize; 2]| -> usize {
-            let Some(reach) = reach_px else { return 0 };
-            let extent = |n: usize, step: f64, reach: f64, side: usize| {
-                let span = (n.saturating_sub(1)) as f64 * step + 2.0 * (reach + 2.0 + MARGIN) + 2.0;
-                (span.ceil() as usize).min(side)
-            };
-            extent(tile[0], step[0], reach[0], height)
-                * extent(tile[1], step[1], reach[1], width)
-                * window_pixel
-        };
-        let tile_of = |pixels: usize| -> [usize; 2] {
-            if job_rows.saturating_mul(job_cols) <= pixels {
-                return [job_rows, job_cols];
-            }
-            let side = ((pixels as f64).sqrt() as usize).max(1);
-            let cols = if job_cols <= 2 * side { job_cols } else { side };
-            [(pixels / cols).clamp(1, job_rows), cols]
-        };
-        let work = job_rows.saturating_mul(job_cols);
-        let too_small = |minimum: usize| {
-            Error::BudgetTooSmall(format!(
-                "a memory budget of {} is too small: this model on a {width} x {height} image needs at least {} \
-                 ({} for the prepared image{}, {} per pixel, batches of {BATCH_QUANTUM} pixels)",
-                format_bytes(budget),
-                format_bytes(minimum),
-                format_bytes(fixed + window_bytes(tile_of(BATCH_QUANTUM))),
-                if reach_px.is_some() { " and its window" } else { "" },
-                format_bytes(per_pixel),
-            ))
-        };
-        let cost = |pixels: usize| {
-            fixed.saturating_add(pixels * per_pixel).saturating_add(window_bytes(tile_of(pixels)))
-        };
-        let mut quanta = budget.saturating_sub(fixed) / (per_pixel * BATCH_QUANTUM);
-        if work != usize::MAX {
-            quanta = quanta.min(work.div_ceil(BATCH_QUANTUM));
-        }
-        if quanta == 0 {
-            return Err(too_small(cost(BATCH_QUANTUM)));
-        }
-        while cost(quanta * BATCH_QUANTUM) > budget {
-            if quanta == 1 {
-                return Err(too_small(cost(BATCH_QUANTUM)));
-            }
-            let over = cost(quanta * BATCH_QUANTUM) - budget;
-            quanta = quanta.saturating_sub(over.div_ceil(per_pixel * BATCH_QUANTUM).max(1)).max(1);
-        }
-        let batch_pixels = quanta * BATCH_QUANTUM;
-        let tile = tile_of(batch_pixels);
-        let window_allowance = window_bytes(tile);
-        let plan =
-            BatchPlan { batch_pixels, bytes_per_pixel: per_pixel, image_bytes: fixed + window_allowance };
         let noise_level = noise_level.map(|s| Tensor::from_slice(&[s as f32]).to_device(device));
         Ok(Streamer { model, source, input, noise_level, plan, tile, window_allowance, height, width })
     }
