@@ -85,3 +85,12 @@ lint: $(SETUP)
 clean:
 	$(CARGO) clean
 	rm -rf build
+
+# MPI (issue 11): MPICH from the PyPI wheel into the torch venv, for the 2-rank test that
+# `cargo test` runs (tests/scale_cli.rs) and the gigapixel demo (not part of `make test`).
+.PHONY: mpi bench-gigapixel
+mpi: $(SETUP)
+	scripts/install-mpich.sh
+test-rust: mpi
+bench-gigapixel: build mpi
+	scripts/bench-gigapixel.sh

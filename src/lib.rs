@@ -21,6 +21,7 @@ pub mod kernels;
 pub mod metrics;
 pub mod model;
 pub mod model_file;
+pub mod npy_bands;
 pub mod operators;
 pub mod pnp;
 pub mod visibility_io;

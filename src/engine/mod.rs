@@ -7,10 +7,12 @@
 
 pub mod budget;
 pub mod cuda_memory;
+pub mod stream;
 
 use tch::{Device, Kind, Tensor};
 
 pub use budget::{format_bytes, parse_bytes, BatchPlan, BATCH_QUANTUM};
+pub use stream::{GridJob, InputSource, Streamer};
 
 use crate::error::{Error, Result};
 use crate::model::Model;
@@ -467,52 +469,112 @@ pub fn reconstruct_region(
     out: OutputView<'_>,
     options: RunOptions<'_>,
 ) -> Result<RunReport> {
-    crate::error::catch_torch(move || {
-        region.validate()?;
-        if grid_width == 0 || grid_height == 0 {
-            return Err(Error::invalid_argument(format!(
-                "output size {grid_width} x {grid_height} is empty"
-            )));
-        }
-        const MAX_OUTPUT_SIDE: usize = 1 << 20;
-        if grid_width > MAX_OUTPUT_SIDE || grid_height > MAX_OUTPUT_SIDE {
-            return Err(Error::invalid_argument(format!(
-                "output size {grid_width} x {grid_height} is absurd (at most {MAX_OUTPUT_SIDE} on a side)"
-            )));
-        }
-        let window = window.unwrap_or(Window { col0: 0, row0: 0, cols: grid_width, rows: grid_height });
-        let beyond =
-            |start: usize, len: usize, limit: usize| start.checked_add(len).is_none_or(|end| end > limit);
-        if window.cols == 0
-            || window.rows == 0
-            || beyond(window.col0, window.cols, grid_width)
-            || beyond(window.row0, window.rows, grid_height)
-        {
-            return Err(Error::invalid_argument(format!(
-                "the window of {} x {} samples at column {}, row {} is empty or outside the {grid_width} x {grid_height} \
-                 output grid",
-                window.cols, window.rows, window.col0, window.row0
-            )));
-        }
-        let c_out = model.config().c_out as usize;
-        check_output(out.data.len(), window.rows, window.cols * c_out, out.row_stride)?;
+    reconstruct_region_from(model, &image, region, grid_width, grid_height, window, out, options)
+}
 
+/// [`reconstruct_region`] from any [`InputSource`] (a memory-mapped file, ...), streaming the
+/// input: each batch reads only the window of the input its samples reach.
+#[allow(clippy::too_many_arguments)]
+pub fn reconstruct_region_from(
+    model: &Model,
+    source: &dyn InputSource,
+    region: Region,
+    grid_width: usize,
+    grid_height: usize,
+    window: Option<Window>,
+    out: OutputView<'_>,
+    options: RunOptions<'_>,
+) -> Result<RunReport> {
+    crate::error::catch_torch(move || {
+        let (job, window) = check_region_args(model, region, grid_width, grid_height, window, &out)?;
+        model.check_noise_level(options.noise_level)?;
+        let _threads = ThreadScope::new(options.threads);
+        let memory = cuda_memory::PeakTracker::start(model.device());
+        let streamer = Streamer::new(
+            model,
+            source,
+            Some((&job, window.row0..window.row0 + window.rows)),
+            options.memory_budget,
+            options.noise_level,
+        )?;
+        let RunOptions { mut progress, .. } = options;
+        let batches = streamer.run_grid(&job, window, out, &mut progress)?;
+        let total = window.rows * window.cols;
+        Ok(RunReport::new(streamer.plan(), total, batches, memory.measure()))
+    })
+}
+
+/// Checks a region call's arguments; returns the grid and the window of it to compute.
+fn check_region_args(
+    model: &Model,
+    region: Region,
+    grid_width: usize,
+    grid_height: usize,
+    window: Option<Window>,
+    out: &OutputView<'_>,
+) -> Result<(GridJob, Window)> {
+    let (job, window) = check_grid(region, grid_width, grid_height, window)?;
+    let c_out = model.config().c_out as usize;
+    check_output(out.data.len(), window.rows, window.cols * c_out, out.row_stride)?;
+    Ok((job, window))
+}
+
+/// Checks a region, its output grid and the window of it to compute.
+fn check_grid(
+    region: Region,
+    grid_width: usize,
+    grid_height: usize,
+    window: Option<Window>,
+) -> Result<(GridJob, Window)> {
+    region.validate()?;
+    if grid_width == 0 || grid_height == 0 {
+        return Err(Error::invalid_argument(format!("output size {grid_width} x {grid_height} is empty")));
+    }
+    const MAX_OUTPUT_SIDE: usize = 1 << 20;
+    if grid_width > MAX_OUTPUT_SIDE || grid_height > MAX_OUTPUT_SIDE {
+        return Err(Error::invalid_argument(format!(
+            "output size {grid_width} x {grid_height} is absurd (at most {MAX_OUTPUT_SIDE} on a side)"
+        )));
+    }
+    let window = window.unwrap_or(Window { col0: 0, row0: 0, cols: grid_width, rows: grid_height });
+    let beyond =
+        |start: usize, len: usize, limit: usize| start.checked_add(len).is_none_or(|end| end > limit);
+    if window.cols == 0
+        || window.rows == 0
+        || beyond(window.col0, window.cols, grid_width)
+        || beyond(window.row0, window.rows, grid_height)
+    {
+        return Err(Error::invalid_argument(format!(
+            "the window of {} x {} samples at column {}, row {} is empty or outside the {grid_width} x {grid_height} \
+             output grid",
+            window.cols, window.rows, window.col0, window.row0
+        )));
+    }
+    Ok((GridJob { region, grid_width, grid_height }, window))
+}
+
+/// [`reconstruct_region`] with the whole prepared image on the device (no input streaming): the
+/// reference the streamed path is tested against, bit for bit.
+#[allow(clippy::too_many_arguments)]
+pub fn reconstruct_region_whole_image(
+    model: &Model,
+    image: ImageView<'_>,
+    region: Region,
+    grid_width: usize,
+    grid_height: usize,
+    window: Option<Window>,
+    out: OutputView<'_>,
+    options: RunOptions<'_>,
+) -> Result<RunReport> {
+    crate::error::catch_torch(move || {
+        let (job, window) = check_region_args(model, region, grid_width, grid_height, window, &out)?;
+        let c_out = model.config().c_out as usize;
         model.check_noise_level(options.noise_level)?;
         let plan = plan_for(model, image.height, image.width, options.memory_budget)?;
         let _threads = ThreadScope::new(options.threads);
         let memory = cuda_memory::PeakTracker::start(model.device());
         let prepared = PreparedImage::new(model, image)?.attach_noise_level(options.noise_level);
 
-        let axis = |lo: f64, hi: f64, n: usize| -> Box<dyn Fn(usize) -> f64> {
-            if n == 1 {
-                Box::new(move |_| 0.5 * (lo + hi))
-            } else {
-                let step = (hi - lo) / (n as f64 - 1.0);
-                Box::new(move |i| lo + i as f64 * step)
-            }
-        };
-        let xs = axis(region.x0, region.x1, grid_width);
-        let ys = axis(region.y0, region.y1, grid_height);
         let total = window.rows * window.cols;
         let OutputView { data, row_stride } = out;
         let RunOptions { mut progress, .. } = options;
@@ -521,7 +583,7 @@ pub fn reconstruct_region(
             &plan,
             &mut |i, coords| {
                 let (r, c) = (window.row0 + i / window.cols, window.col0 + i % window.cols);
-                coords.extend_from_slice(&prepared.normalise(ys(r), xs(c)));
+                coords.extend_from_slice(&prepared.normalise(job.y(r), job.x(c)));
             },
             &mut |first, values| {
                 let values = to_host(values)?;
@@ -540,7 +602,8 @@ pub fn reconstruct_region(
 }
 
 /// Reconstructs arbitrary points `(x, y)` (column, row, in input pixel coordinates) into `out`
-/// ((points, c_out), contiguous).
+/// ((points, c_out), contiguous), streaming the input (each batch reads the window its points
+/// reach).
 pub fn reconstruct_points(
     model: &Model,
     image: ImageView<'_>,
@@ -549,25 +612,51 @@ pub fn reconstruct_points(
     options: RunOptions<'_>,
 ) -> Result<RunReport> {
     crate::error::catch_torch(move || {
-        if points.is_empty() {
-            return Err(Error::invalid_argument("no points to reconstruct"));
-        }
-        if let Some(i) = points.iter().position(|p| !check_coordinate(p[0]) || !check_coordinate(p[1])) {
-            let [x, y] = points[i];
-            return Err(Error::invalid_argument(format!(
-                "point {i} has a non-finite coordinate or one beyond +-{MAX_COORDINATE:e} pixels ({x}, {y}); \
-                 float32 coordinates lose sub-pixel precision beyond"
-            )));
-        }
+        check_points_args(model, points, out)?;
+        model.check_noise_level(options.noise_level)?;
+        let _threads = ThreadScope::new(options.threads);
+        let memory = cuda_memory::PeakTracker::start(model.device());
+        let streamer = Streamer::new(model, &image, None, options.memory_budget, options.noise_level)?;
+        let RunOptions { mut progress, .. } = options;
+        let batches = streamer.run_points(points, out, &mut progress)?;
+        Ok(RunReport::new(streamer.plan().limited_to(points.len()), points.len(), batches, memory.measure()))
+    })
+}
+
+fn check_points_args(model: &Model, points: &[[f64; 2]], out: &[f32]) -> Result<()> {
+    if points.is_empty() {
+        return Err(Error::invalid_argument("no points to reconstruct"));
+    }
+    if let Some(i) = points.iter().position(|p| !check_coordinate(p[0]) || !check_coordinate(p[1])) {
+        let [x, y] = points[i];
+        return Err(Error::invalid_argument(format!(
+            "point {i} has a non-finite coordinate or one beyond +-{MAX_COORDINATE:e} pixels ({x}, {y}); \
+             float32 coordinates lose sub-pixel precision beyond"
+        )));
+    }
+    let c_out = model.config().c_out as usize;
+    if out.len() < points.len() * c_out {
+        return Err(Error::invalid_argument(format!(
+            "the output buffer holds {} values, {} points x {c_out} channels need {}",
+            out.len(),
+            points.len(),
+            points.len() * c_out
+        )));
+    }
+    Ok(())
+}
+
+/// [`reconstruct_points`] with the whole prepared image on the device (no input streaming).
+pub fn reconstruct_points_whole_image(
+    model: &Model,
+    image: ImageView<'_>,
+    points: &[[f64; 2]],
+    out: &mut [f32],
+    options: RunOptions<'_>,
+) -> Result<RunReport> {
+    crate::error::catch_torch(move || {
+        check_points_args(model, points, out)?;
         let c_out = model.config().c_out as usize;
-        if out.len() < points.len() * c_out {
-            return Err(Error::invalid_argument(format!(
-                "the output buffer holds {} values, {} points x {c_out} channels need {}",
-                out.len(),
-                points.len(),
-                points.len() * c_out
-            )));
-        }
         model.check_noise_level(options.noise_level)?;
         let plan = plan_for(model, image.height, image.width, options.memory_budget)?;
         let _threads = ThreadScope::new(options.threads);

@@ -256,11 +256,9 @@ pub unsafe extern "C" fn lofi_memory_requirements(
         if width == 0 || height == 0 || width > 1 << 16 || height > 1 << 16 {
             return Err(Error::invalid_argument(format!("input size {width} x {height} is out of range")));
         }
-        let cfg = model.config();
-        let net_bytes = model.precision().bytes();
-        let per_pixel = crate::engine::budget::bytes_per_pixel(cfg, net_bytes);
-        let image = crate::engine::budget::bytes_for_image(cfg, height, width, net_bytes);
-        *out = (image + per_pixel * crate::engine::BATCH_QUANTUM) as u64;
+        let per_pixel = crate::engine::budget::bytes_per_pixel(model.config(), model.precision().bytes());
+        // The streamed engine's minimum: the input window of one quantum's tile, not the image.
+        *out = crate::engine::stream::minimum_budget(model, height, width) as u64;
         if let Some(p) = out_bytes_per_pixel.as_mut() {
             *p = per_pixel as u64;
         }

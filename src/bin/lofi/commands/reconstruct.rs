@@ -1,11 +1,16 @@
-use std::path::PathBuf;
-use std::time::Instant;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use lofi::device::{DeviceSpec, Precision};
-use lofi::engine::{self, format_bytes, parse_bytes, ImageView, OutputView, Region, RunOptions};
+use lofi::engine::{
+    self, format_bytes, parse_bytes, GridJob, ImageView, InputSource, Progress, Region, RunOptions,
+};
 use lofi::image_io::Image;
 use lofi::model::LoadOptions;
+use lofi::npy_bands::{NpyInput, NpyOutput};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -30,7 +35,8 @@ pub struct Args {
     /// Default: the whole image, 0,0,W-1,H-1.
     #[arg(long, value_parser = parse_region, allow_hyphen_values = true)]
     region: Option<Region>,
-    /// cpu, cuda or cuda:N.
+    /// cpu, cuda or cuda:N; a list (cuda:0,cuda:1) runs one model replica per device, output
+    /// bands dealt out to them.
     #[arg(long, default_value = "cpu")]
     device: String,
     /// Working-memory budget (device memory on CUDA), e.g. 512MiB.
@@ -56,6 +62,44 @@ pub struct Args {
     /// DICOM inputs: write the output in HU (the window's mapping inverted) instead of [0, 1].
     #[arg(long)]
     output_hu: bool,
+    /// Print the run report as JSON on stdout (pixels, batches, budget, estimated and measured
+    /// peak memory, seconds; one line per MPI rank).
+    #[arg(long)]
+    json: bool,
+    /// Output bytes held in memory at once when writing .npy in row bands.
+    #[arg(long, default_value = "32MiB")]
+    band_size: String,
+}
+
+/// This process's place among the processes an MPI launcher started (rank, size), read from the
+/// launcher's environment: MPICH/Hydra (`PMI_RANK`, `PMI_SIZE`) or Open MPI
+/// (`OMPI_COMM_WORLD_RANK`, `OMPI_COMM_WORLD_SIZE`). No MPI library is linked: the ranks share
+/// nothing but the output file, each writing its own rows.
+fn launcher_rank() -> Result<(usize, usize)> {
+    for (rank, size) in [("PMI_RANK", "PMI_SIZE"), ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE")] {
+        if let (Ok(r), Ok(n)) = (std::env::var(rank), std::env::var(size)) {
+            let (r, n): (usize, usize) = (
+                r.trim().parse().with_context(|| format!("{rank}={r} is not a rank"))?,
+                n.trim().parse().with_context(|| format!("{size}={n} is not a process count"))?,
+            );
+            if n == 0 || r >= n {
+                bail!("{rank}={r} is not below {size}={n}");
+            }
+            return Ok((r, n));
+        }
+    }
+    Ok((0, 1))
+}
+
+/// Resident set of this process from /proc/self/status (`VmRSS:` or `VmHWM:`), in bytes.
+fn status_bytes(key: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(key))?;
+    Some(line[key.len()..].trim().trim_end_matches("kB").trim().parse::<u64>().ok()? * 1024)
+}
+
+fn is_npy(path: &Path) -> bool {
+    path.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("npy"))
 }
 
 fn parse_region(text: &str) -> Result<Region, String> {
@@ -70,19 +114,24 @@ fn parse_region(text: &str) -> Result<Region, String> {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let device: DeviceSpec = args.device.parse()?;
+    let devices: Vec<DeviceSpec> = args.device.split(',').map(str::parse).collect::<Result<_, _>>()?;
     let precision: Precision = args.precision.parse()?;
     let budget = parse_bytes(&args.memory_budget)?;
+    let band_bytes = parse_bytes(&args.band_size)?;
     if args.bits != 8 && args.bits != 16 {
         bail!("--bits must be 8 or 16");
     }
     let window = args.window.as_deref().map(lofi::formats::dicom::Window::parse).transpose()?;
-    let lofi::formats::InputImage { image: input, fits_header, window } =
-        lofi::formats::read_input(&args.input, window)?;
-    if args.output_hu && window.is_none() {
-        bail!("--output-hu applies to DICOM inputs");
+    let (rank, ranks) = launcher_rank()?;
+    if ranks > 1 && !is_npy(&args.output) {
+        bail!("under MPI ({ranks} processes) the output must be .npy: each rank writes its rows into it");
     }
-    let model = lofi::Model::load(&args.model, LoadOptions { device, precision })?;
+    let models = devices
+        .iter()
+        .map(|&device| lofi::Model::load(&args.model, LoadOptions { device, precision }))
+        .collect::<Result<Vec<_>, _>>()?;
+    let replicas: Vec<&lofi::Model> = models.iter().collect();
+    let model = replicas[0];
     if let (Some(range), None) = (&model.config().noise_level, args.sigma) {
         bail!(
             "{} is noise-level aware: give the input's noise level with --sigma (e.g. --sigma 25/255; trained for [{:.4}, {:.4}])",
@@ -91,64 +140,186 @@ pub fn run(args: Args) -> Result<()> {
             range.sigma_max
         );
     }
+    // The baseline: libtorch and the model loaded, no input yet. The peak is measured from here
+    // (writing 5 to clear_refs resets the high-water mark to the current resident set).
+    let baseline = status_bytes("VmRSS:");
+    let peak_reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
+
+    // A .npy input stays on disk (memory-mapped in bands); other formats (PNG, TIFF, FITS, DICOM)
+    // are decoded whole, keeping a FITS input's header and a DICOM input's window.
+    let (mapped, decoded, view);
+    let (mut fits_header, mut window) = (None, window);
+    let source: &(dyn InputSource + Sync) = if is_npy(&args.input) {
+        mapped = NpyInput::open(&args.input)?;
+        &mapped
+    } else {
+        let input = lofi::formats::read_input(&args.input, window)?;
+        (fits_header, window) = (input.fits_header, input.window);
+        decoded = input.image;
+        view = ImageView::from_image(&decoded);
+        &view
+    };
+    if args.output_hu && window.is_none() {
+        bail!("--output-hu applies to DICOM inputs");
+    }
+    // DICOM with --output-hu: the window's mapping inverted on the way out.
+    let to_output = |values: &[f32]| -> Vec<f32> {
+        match (args.output_hu, window) {
+            (true, Some(w)) => values.iter().map(|&v| w.from_unit(v) as f32).collect(),
+            _ => values.to_vec(),
+        }
+    };
+    let (in_h, in_w) = (source.height(), source.width());
     let c_out = model.config().c_out as usize;
-    let region = args.region.unwrap_or_else(|| Region::whole(input.height, input.width));
-    let width = args.width.unwrap_or(input.width);
-    let height = args.height.unwrap_or(input.height);
+    let region = args.region.unwrap_or_else(|| Region::whole(in_h, in_w));
+    let width = args.width.unwrap_or(in_w);
+    let height = args.height.unwrap_or(in_h);
     if width == 0 || height == 0 {
         bail!("--width and --height must be at least 1");
     }
-    let values = width
+    width
         .checked_mul(height)
         .and_then(|v| v.checked_mul(c_out))
-        .filter(|&v| v <= 1 << 34)
+        .filter(|&v| v <= 1 << 36)
         .with_context(|| format!("an output of {width} x {height} is absurdly large"))?;
+    // This rank's share of the output rows.
+    let rows = height * rank / ranks..height * (rank + 1) / ranks;
+    if rows.is_empty() {
+        bail!("{ranks} processes for an output of {height} rows: rank {rank} has no rows");
+    }
 
-    let mut output = Image::zeros(height, width, c_out);
-    debug_assert_eq!(output.data.len(), values);
     let started = Instant::now();
-    let report = engine::reconstruct_region(
-        &model,
-        ImageView::from_image(&input),
-        region,
-        width,
-        height,
-        None,
-        OutputView { data: &mut output.data, row_stride: width * c_out },
-        RunOptions { memory_budget: budget, threads: args.threads, progress: None, noise_level: args.sigma },
-    )?;
+    let bar = ProgressBar::with_draw_target(Some((rows.len() * width) as u64), ProgressDrawTarget::hidden());
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:30}] {percent:>3}% {human_pos}/{human_len} px, {per_sec}, ETA {eta}",
+        )
+        .expect("a valid template")
+        .progress_chars("=> "),
+    );
+    let show_bar = rank == 0 && std::io::stderr().is_terminal();
+    let mut shown = false;
+    let mut progress = |p: Progress| {
+        if show_bar && !shown && started.elapsed() > Duration::from_secs(1) {
+            bar.set_draw_target(ProgressDrawTarget::stderr());
+            shown = true;
+        }
+        bar.set_position(p.done as u64);
+        true
+    };
+    let options = RunOptions {
+        memory_budget: budget,
+        threads: args.threads,
+        progress: Some(&mut progress),
+        noise_level: args.sigma,
+    };
+    let job = GridJob { region, grid_width: width, grid_height: height };
+    let report = if is_npy(&args.output) {
+        // Created at the first band, once the input is checked and the plan made: a refused call
+        // leaves no file behind. A single process removes it again if a later band fails (ranks
+        // leave it: the others are writing to it).
+        let mut output: Option<NpyOutput> = None;
+        let result = engine::stream::reconstruct_rows_on_devices(
+            &replicas,
+            source,
+            job,
+            rows.clone(),
+            band_bytes,
+            options,
+            &mut |row0, values| {
+                if output.is_none() {
+                    output = Some(NpyOutput::create(&args.output, height, width, c_out)?);
+                }
+                let out = output.as_ref().expect("created above");
+                if args.output_hu {
+                    out.write_rows(row0, &to_output(values))
+                } else {
+                    out.write_rows(row0, values)
+                }
+            },
+        );
+        match (result, output) {
+            (Ok(report), Some(output)) => {
+                output.finish()?;
+                report
+            }
+            (Ok(_), None) => bail!("no rows were written to {}", args.output.display()),
+            (Err(e), output) => {
+                if output.is_some() && ranks == 1 {
+                    let _ = std::fs::remove_file(&args.output);
+                }
+                return Err(e.into());
+            }
+        }
+    } else {
+        let mut image = Image::zeros(height, width, c_out);
+        let row_values = width * c_out;
+        let report = engine::stream::reconstruct_rows_on_devices(
+            &replicas,
+            source,
+            job,
+            rows.clone(),
+            usize::MAX,
+            options,
+            &mut |row0, values| {
+                image.data[row0 * row_values..row0 * row_values + values.len()].copy_from_slice(values);
+                Ok(())
+            },
+        )?;
+        if args.output_hu {
+            image.data = to_output(&image.data);
+        }
+        // The output grid samples the input at x0 + j * step: its WCS moves and scales accordingly.
+        let step = |lo: f64, hi: f64, n: usize| if n > 1 { (hi - lo) / (n as f64 - 1.0) } else { 1.0 };
+        let fits_header = fits_header.take().map(|mut h| {
+            let (sx, sy) = (step(region.x0, region.x1, width), step(region.y0, region.y1, height));
+            let x0 = if width > 1 { region.x0 } else { 0.5 * (region.x0 + region.x1) };
+            let y0 = if height > 1 { region.y0 } else { 0.5 * (region.y0 + region.y1) };
+            h.resample(x0, sx, y0, sy);
+            h
+        });
+        let mut history = lofi::formats::history_lines("reconstruct", &args.model, model.digest());
+        if let Some(w) = window {
+            history.push(format!(
+                "DICOM window center {} width {} (HU) mapped to [0, 1]{}",
+                w.center,
+                w.width,
+                if args.output_hu { ", output in HU" } else { "" }
+            ));
+        }
+        lofi::formats::write_output(&args.output, &image, args.bits, fits_header.as_ref(), &history)?;
+        report
+    };
+    bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
-    if let (true, Some(w)) = (args.output_hu, window) {
-        output.data.iter_mut().for_each(|v| *v = w.from_unit(*v) as f32);
-    }
-    // The output grid samples the input at x0 + j * step: its WCS moves and scales accordingly.
-    let step = |lo: f64, hi: f64, n: usize| if n > 1 { (hi - lo) / (n as f64 - 1.0) } else { 1.0 };
-    let fits_header = fits_header.map(|mut h| {
-        let (sx, sy) = (step(region.x0, region.x1, width), step(region.y0, region.y1, height));
-        let x0 = if width > 1 { region.x0 } else { 0.5 * (region.x0 + region.x1) };
-        let y0 = if height > 1 { region.y0 } else { 0.5 * (region.y0 + region.y1) };
-        h.resample(x0, sx, y0, sy);
-        h
-    });
-    let mut history = lofi::formats::history_lines("reconstruct", &args.model, model.digest());
-    if let Some(w) = window {
-        history.push(format!("DICOM window center {} width {} (HU) mapped to [0, 1]{}", w.center, w.width, if args.output_hu { ", output in HU" } else { "" }));
-    }
-    lofi::formats::write_output(&args.output, &output, args.bits, fits_header.as_ref(), &history)?;
+    let peak = if peak_reset { status_bytes("VmHWM:") } else { None };
     let measured = report
         .measured_peak_bytes
         .map(|b| format!(", measured peak {}", format_bytes(b as usize)))
         .unwrap_or_default();
+    let rss = match (baseline, peak) {
+        (Some(b), Some(p)) => format!(
+            ", peak RSS {} above the {} baseline",
+            format_bytes(p.saturating_sub(b) as usize),
+            format_bytes(b as usize)
+        ),
+        _ => String::new(),
+    };
+    let share = if ranks > 1 {
+        format!("rank {rank} of {ranks}: rows {}..{} of ", rows.start, rows.end)
+    } else {
+        String::new()
+    };
     eprintln!(
-        "lofi: {} x {} ({} channel{}) from a {} x {} input on {} in {:.2} s: {} batch{} of {} pixels, \
-         working memory <= {}{measured}; wrote {}",
+        "lofi: {share}{} x {} ({} channel{}) from a {} x {} input on {} in {:.2} s: {} batch{} of {} pixels, \
+         working memory <= {}{measured}{rss}; wrote {}",
         width,
         height,
         c_out,
         if c_out == 1 { "" } else { "s" },
-        input.width,
-        input.height,
-        model.device_spec(),
+        in_w,
+        in_h,
+        devices.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(","),
         seconds,
         report.batches,
         if report.batches == 1 { "" } else { "es" },
@@ -156,5 +327,25 @@ pub fn run(args: Args) -> Result<()> {
         format_bytes(report.plan.estimated_bytes()),
         args.output.display()
     );
+    if args.json {
+        let json = serde_json::json!({
+            "pixels": report.pixels,
+            "batches": report.batches,
+            "batch_pixels": report.plan.batch_pixels,
+            "budget_bytes": budget,
+            "estimated_peak_bytes": report.plan.estimated_bytes(),
+            "measured_peak_device_bytes": report.measured_peak_bytes,
+            "baseline_rss_bytes": baseline,
+            "peak_rss_bytes": peak,
+            "peak_rss_above_baseline_bytes": baseline.zip(peak).map(|(b, p)| p.saturating_sub(b)),
+            "seconds": seconds,
+            "rank": rank,
+            "ranks": ranks,
+            "rows": [rows.start, rows.end],
+            "input": [in_h, in_w],
+            "output": [height, width, c_out],
+        });
+        println!("{json}");
+    }
     Ok(())
 }
