@@ -825,6 +825,11 @@ mod tests {
     use super::*;
     use lofi::config::{LofiConfig, Network, PatchShape};
 
+    /// libtorch's random generator is one per process, and training seeds it (initialisation,
+    /// per-step draws): tests that train hold this lock so that the test harness's parallel
+    /// threads do not reseed or draw from it between a test's seeding and its draws.
+    static GLOBAL_TORCH_RNG: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
+
     fn tiny(model: LofiConfig) -> TrainConfig {
         let mut cfg = TrainConfig { model, ..Default::default() };
         cfg.train.object_batch = 2;
@@ -838,6 +843,7 @@ mod tests {
     /// reference's unused `deform_weights` and `uniform_weights` get none.
     #[test]
     fn gradients_reach_every_parameter() {
+        let _rng = GLOBAL_TORCH_RNG.lock();
         let base = LofiConfig {
             image_size: 16,
             c_in: 1,
@@ -904,6 +910,7 @@ mod tests {
     /// Without a learned geometry the base patch stays fixed.
     #[test]
     fn a_fixed_geometry_is_not_trained() {
+        let _rng = GLOBAL_TORCH_RNG.lock();
         let model = LofiConfig {
             image_size: 16,
             c_in: 1,
@@ -930,6 +937,7 @@ mod tests {
     /// rounding; elsewhere the trainer refuses it naming the instructions. f16 is refused.
     #[test]
     fn bf16_mixed_precision_trains_like_f32() {
+        let _rng = GLOBAL_TORCH_RNG.lock();
         let model = LofiConfig {
             image_size: 16,
             c_in: 1,
