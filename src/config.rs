@@ -230,7 +230,10 @@ impl LofiConfig {
             return bad(format!("recep_scale = {} is not finite", self.recep_scale));
         }
         if let Some(nl) = &self.noise_level {
-            if !(nl.sigma_min.is_finite() && nl.sigma_max.is_finite() && 0.0 <= nl.sigma_min && nl.sigma_min <= nl.sigma_max)
+            if !(nl.sigma_min.is_finite()
+                && nl.sigma_max.is_finite()
+                && 0.0 <= nl.sigma_min
+                && nl.sigma_min <= nl.sigma_max)
             {
                 return bad(format!(
                     "noise_level range [{}, {}] must satisfy 0 <= sigma_min <= sigma_max",

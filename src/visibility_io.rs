@@ -84,7 +84,8 @@ pub fn read(path: &Path) -> Result<VisibilityTable> {
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
     let table = match ext.as_str() {
         "npy" => {
-            let bytes = std::fs::read(path).map_err(|e| Error::invalid_input(format!("cannot read {source}: {e}")))?;
+            let bytes = std::fs::read(path)
+                .map_err(|e| Error::invalid_input(format!("cannot read {source}: {e}")))?;
             read_npy(&bytes, &source)?
         }
         "fits" | "fit" | "fts" => read_fits_table(path, &source)?,
@@ -100,7 +101,12 @@ fn first_column<'t>(table: &'t fits::BinaryTable, names: &[&str]) -> Option<&'t 
 }
 
 /// One value per row of a real column, in wavelengths when `coordinate`.
-fn real_column(table: &fits::BinaryTable, names: &[&str], coordinate: bool, source: &str) -> Result<Option<Vec<f64>>> {
+fn real_column(
+    table: &fits::BinaryTable,
+    names: &[&str],
+    coordinate: bool,
+    source: &str,
+) -> Result<Option<Vec<f64>>> {
     let Some(column) = first_column(table, names) else { return Ok(None) };
     if column.repeat != 1 {
         return Err(Error::invalid_input(format!(
@@ -129,7 +135,9 @@ fn read_fits_table(path: &Path, source: &str) -> Result<VisibilityTable> {
     };
     let need = |names: &[&str], what: &str, coordinate: bool| -> Result<Vec<f64>> {
         real_column(&table, names, coordinate, source)?.ok_or_else(|| {
-            Error::invalid_input(format!("{source}: the visibility table has no {what} column (one of {names:?})"))
+            Error::invalid_input(format!(
+                "{source}: the visibility table has no {what} column (one of {names:?})"
+            ))
         })
     };
     let u = need(&["U", "UU"], "u", true)?;
@@ -150,7 +158,8 @@ fn read_fits_table(path: &Path, source: &str) -> Result<VisibilityTable> {
             re.into_iter().zip(im).map(|(r, i)| [r, i]).collect()
         }
     };
-    let weights = real_column(&table, &["WEIGHT", "WEIGHTS"], false, source)?.unwrap_or_else(|| vec![1.0; u.len()]);
+    let weights =
+        real_column(&table, &["WEIGHT", "WEIGHTS"], false, source)?.unwrap_or_else(|| vec![1.0; u.len()]);
     Ok(VisibilityTable { uv: u.into_iter().zip(v).map(|(u, v)| [u, v]).collect(), values, weights })
 }
 
@@ -489,7 +498,8 @@ mod tests {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/operators");
         for name in ["visibilities_complex", "visibilities_columns"] {
             let table = read(&dir.join(format!("{name}.fits"))).unwrap();
-            let expected = read(&dir.join(format!("{name}_expected.npy"))).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let expected =
+                read(&dir.join(format!("{name}_expected.npy"))).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert_eq!(table.len(), 37, "{name}");
             assert_eq!(table, expected, "{name}");
         }

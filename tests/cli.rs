@@ -372,14 +372,27 @@ fn noise_levels_on_the_command_line() {
     fails_with(&lofi(&["reconstruct", "--model", &aware, "--input", &input, "--output", &out]), "--sigma");
     ok(&lofi(&["reconstruct", "--model", &aware, "--input", &input, "--output", &out, "--sigma", "25/255"]));
     let a = image_io::read(Path::new(&out)).unwrap();
-    ok(&lofi(&["reconstruct", "--model", &aware, "--input", &input, "--output", &out, "--sigma", "0.0980392"]));
+    ok(&lofi(&[
+        "reconstruct",
+        "--model",
+        &aware,
+        "--input",
+        &input,
+        "--output",
+        &out,
+        "--sigma",
+        "0.0980392",
+    ]));
     let b = image_io::read(Path::new(&out)).unwrap();
     let same = a.data.iter().zip(&b.data).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
     assert!(same < 1e-5, "25/255 and 0.0980392 differ by {same}");
     ok(&lofi(&["reconstruct", "--model", &aware, "--input", &input, "--output", &out, "--sigma", "0.19"]));
     let c = image_io::read(Path::new(&out)).unwrap();
     assert!(a.data.iter().zip(&c.data).any(|(x, y)| (x - y).abs() > 1e-5));
-    fails_with(&lofi(&["reconstruct", "--model", &aware, "--input", &input, "--output", &out, "--sigma", "-1"]), "non-negative");
+    fails_with(
+        &lofi(&["reconstruct", "--model", &aware, "--input", &input, "--output", &out, "--sigma", "-1"]),
+        "non-negative",
+    );
     // A fixed-level model refuses it.
     fails_with(
         &lofi(&["reconstruct", "--model", &fixed, "--input", &input, "--output", &out, "--sigma", "0.1"]),

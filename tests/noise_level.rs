@@ -85,7 +85,8 @@ fn points_and_tiles_take_the_noise_level_too() {
     let grid = run(&aware, &img, h, w, Some(0.1)).unwrap();
     let points: Vec<[f64; 2]> = vec![[3.0, 5.0], [15.0, 0.0]];
     let mut out = vec![0f32; 2];
-    let options = RunOptions { memory_budget: 8 << 20, threads: 1, noise_level: Some(0.1), ..Default::default() };
+    let options =
+        RunOptions { memory_budget: 8 << 20, threads: 1, noise_level: Some(0.1), ..Default::default() };
     engine::reconstruct_points(
         &aware,
         ImageView { data: &img, height: h, width: w, channels: 1, row_stride: w },
@@ -110,7 +111,8 @@ fn points_and_tiles_take_the_noise_level_too() {
 /// tool's `init_from` relies on to fine-tune a fixed-level model into a noise-aware one.
 #[test]
 fn zero_noise_weights_reproduce_the_fixed_level_network() {
-    let mut cfg = LofiConfig { image_size: 16, c_in: 1, c_out: 1, hidden_dim: 12, num_layers: 2, ..Default::default() };
+    let mut cfg =
+        LofiConfig { image_size: 16, c_in: 1, c_out: 1, hidden_dim: 12, num_layers: 2, ..Default::default() };
     cfg.network = lofi::Network::MultiMLP;
     cfg.n = 4;
     cfg.m = 5;

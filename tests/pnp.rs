@@ -208,13 +208,17 @@ fn total_variation_prior_removes_noise_from_a_piecewise_constant_image() {
     let out = tv.denoise(&noisy, None, &mut None).unwrap();
     let err = |t: &Tensor| (t - &clean).square().mean(Kind::Float).double_value(&[]);
     assert!(err(&out) < 0.3 * err(&noisy), "TV: {} vs noisy {}", err(&out), err(&noisy));
-    let off = TvPrior { weight: 0.0, iterations: 10, reference_sigma: 1.0 }.denoise(&noisy, None, &mut None).unwrap();
+    let off = TvPrior { weight: 0.0, iterations: 10, reference_sigma: 1.0 }
+        .denoise(&noisy, None, &mut None)
+        .unwrap();
     assert!(off.equal(&noisy));
     // Told a noise level, the weight scales with its square: at the reference level it is the
     // same as without one, at half the level a quarter of the smoothing.
     assert!(tv.denoise(&noisy, Some(0.2), &mut None).unwrap().equal(&out));
     let weak = tv.denoise(&noisy, Some(0.1), &mut None).unwrap();
-    let quarter = TvPrior { weight: 0.15 / 4.0, iterations: 100, reference_sigma: 0.2 }.denoise(&noisy, None, &mut None).unwrap();
+    let quarter = TvPrior { weight: 0.15 / 4.0, iterations: 100, reference_sigma: 0.2 }
+        .denoise(&noisy, None, &mut None)
+        .unwrap();
     assert!((&weak - &quarter).abs().max().double_value(&[]) < 1e-6);
 }
 
@@ -237,9 +241,12 @@ fn admm_with_a_tv_prior_inpaints_better_than_the_masked_image() {
 
 /// A crop of a bundled photograph (CC0), (1, 1, size, size) in [0, 1].
 fn photograph_crop(name: &str, row: usize, col: usize, size: usize) -> Tensor {
-    let img = lofi::image_io::read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("data/images/gray").join(name)).unwrap();
-    let crop: Vec<f32> =
-        (0..size * size).map(|i| img.data[((row + i / size) * img.width + col + i % size) * img.channels]).collect();
+    let img =
+        lofi::image_io::read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("data/images/gray").join(name))
+            .unwrap();
+    let crop: Vec<f32> = (0..size * size)
+        .map(|i| img.data[((row + i / size) * img.width + col + i % size) * img.channels])
+        .collect();
     Tensor::from_slice(&crop).view([1, 1, size as i64, size as i64])
 }
 
@@ -273,11 +280,19 @@ fn annealing_beats_fixed_sigma_on_a_small_inpainting_case() {
     let annealed = inpaint_psnr(
         &shipped,
         &truth,
-        PnpParams { schedule: Some(NoiseSchedule { sigma_start: start, sigma_end: end, iterations }), ..base },
+        PnpParams {
+            schedule: Some(NoiseSchedule { sigma_start: start, sigma_end: end, iterations }),
+            ..base
+        },
         iterations,
     );
     for fixed_sigma in [end, (start * end).sqrt()] {
-        let fixed = inpaint_psnr(&shipped, &truth, PnpParams { denoiser_sigma: Some(fixed_sigma), ..base }, iterations);
+        let fixed = inpaint_psnr(
+            &shipped,
+            &truth,
+            PnpParams { denoiser_sigma: Some(fixed_sigma), ..base },
+            iterations,
+        );
         assert!(
             annealed > fixed + 1.0,
             "annealed {annealed:.2} dB is not above fixed sigma {:.1}/255: {fixed:.2} dB",
@@ -311,14 +326,18 @@ fn schedules_early_stopping_and_warm_starts() {
     let err = |m: &Model, p: PnpParams| Pnp::new(m, inpaint(), sh, y.copy(), p).err().map(|e| e.to_string());
     // A fixed-level model refuses schedules and sigmas.
     assert!(err(&fixed, params).unwrap().contains("noise-level-aware"));
-    assert!(err(&fixed, PnpParams { denoiser_sigma: Some(0.1), ..Default::default() }).unwrap().contains("fixed noise level"));
+    assert!(err(&fixed, PnpParams { denoiser_sigma: Some(0.1), ..Default::default() })
+        .unwrap()
+        .contains("fixed noise level"));
     // Given neither, a noise-aware model runs the default schedule.
     let pnp = Pnp::new(&aware, inpaint(), sh, y.copy(), PnpParams::default()).unwrap();
     let range = aware.config().noise_level.unwrap();
     assert_eq!(pnp.params().schedule, Some(NoiseSchedule::default_for(&range)));
     assert_eq!(pnp.params().schedule.unwrap().sigma_start, range.sigma_max);
     let bad = NoiseSchedule { sigma_start: 0.1, sigma_end: 0.0, iterations: 3 };
-    assert!(err(&aware, PnpParams { schedule: Some(bad), ..Default::default() }).unwrap().contains("schedule"));
+    assert!(err(&aware, PnpParams { schedule: Some(bad), ..Default::default() })
+        .unwrap()
+        .contains("schedule"));
 
     // Early stopping: never during the schedule, at once after it with a huge tolerance.
     for splitting in [Splitting::Admm, Splitting::Hqs] {
@@ -354,7 +373,9 @@ fn schedules_early_stopping_and_warm_starts() {
 #[test]
 fn fill_gaps_interpolates_smooth_images() {
     // A smooth ramp with 80 % of its pixels missing is filled to within a few per cent.
-    let ramp = (Tensor::arange(40, (Kind::Float, Device::Cpu)).view([1, 1, 1, 40]) / 40.0).expand([1, 1, 40, 40], true).contiguous();
+    let ramp = (Tensor::arange(40, (Kind::Float, Device::Cpu)).view([1, 1, 1, 40]) / 40.0)
+        .expand([1, 1, 40, 40], true)
+        .contiguous();
     tch::manual_seed(5);
     let mask = Tensor::rand([1, 1, 40, 40], (Kind::Float, Device::Cpu)).lt(0.2).to_kind(Kind::Float);
     let filled = lofi::pnp::fill_gaps(&(&ramp * &mask), &mask);

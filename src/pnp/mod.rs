@@ -32,8 +32,8 @@ pub mod operator;
 use tch::{Kind, Tensor};
 
 pub use operator::{
-    fill_gaps, ApplyFn, Blur, Callbacks, Ct, FourierSampling, Identity, ImageShape, Inpaint, Lensing, Operator,
-    Visibilities,
+    fill_gaps, ApplyFn, Blur, Callbacks, Ct, FourierSampling, Identity, ImageShape, Inpaint, Lensing,
+    Operator, Visibilities,
 };
 
 use crate::engine::{self, BatchPlan, PreparedImage, Progress};
@@ -339,9 +339,14 @@ impl<'m> Pnp<'m> {
     ) -> Result<Pnp<'m>> {
         Pnp::check_shape(shape)?;
         let mut params = params;
-        if let (Some(range), None, None) = (&model.config().noise_level, params.denoiser_sigma, params.schedule) {
+        if let (Some(range), None, None) =
+            (&model.config().noise_level, params.denoiser_sigma, params.schedule)
+        {
             params.schedule = Some(NoiseSchedule::default_for(range));
-            log::info!("noise-level-aware prior without a sigma or a schedule: the default schedule {:?}", params.schedule);
+            log::info!(
+                "noise-level-aware prior without a sigma or a schedule: the default schedule {:?}",
+                params.schedule
+            );
         }
         let prior = LofiPrior::new(model, shape, &params)?;
         Pnp::with_prior(Box::new(prior), model.device(), operator, shape, measurements, params)
@@ -463,7 +468,7 @@ impl<'m> Pnp<'m> {
         &self.params
     }
 
-        pub fn shape(&self) -> ImageShape {
+    pub fn shape(&self) -> ImageShape {
         self.shape
     }
     pub fn prior(&self) -> &dyn Prior {
@@ -514,7 +519,16 @@ impl<'m> Pnp<'m> {
             self.u = u;
             self.iteration += 1;
             let psnr = self.ground_truth.as_ref().map(|(t, range)| psnr(t, &self.v, *range));
-            Ok(Residuals { iteration: self.iteration, primal, dual, data_misfit, psnr, cg_iterations, sigma, alpha })
+            Ok(Residuals {
+                iteration: self.iteration,
+                primal,
+                dual,
+                data_misfit,
+                psnr,
+                cg_iterations,
+                sigma,
+                alpha,
+            })
         })
     }
 

@@ -198,12 +198,15 @@ fn write_reconstructions(
     let files = crate::train::data::list_images(paths, &[])?;
     let mut history = lofi::formats::history_lines("eval", model_path, digest);
     for (item, rec) in items.iter().zip(recs) {
-        let source = files
-            .iter()
-            .find(|f| native_size && lofi::formats::fits::is_fits_path(f) && crate::train::data::stem(f) == item.name);
+        let source = files.iter().find(|f| {
+            native_size && lofi::formats::fits::is_fits_path(f) && crate::train::data::stem(f) == item.name
+        });
         let header = source.map(|f| lofi::formats::fits::read_image(f)).transpose()?.map(|f| f.header);
         history.truncate(2);
-        history.push(format!("eval: {split} image {} (observation simulated by the task, seed-dependent)", item.name));
+        history.push(format!(
+            "eval: {split} image {} (observation simulated by the task, seed-dependent)",
+            item.name
+        ));
         let path = dir.join(format!("{split}_{}.fits", item.name));
         lofi::formats::write_output(&path, rec, 8, header.as_ref(), &history)?;
     }

@@ -375,13 +375,20 @@ type FitsCarry = (Option<lofi::formats::fits::FitsHeader>, Vec<String>);
 
 fn fits_carry(args: &Args, width: usize, height: usize, history: Vec<String>) -> Result<FitsCarry> {
     let is_fits = |p: &&PathBuf| lofi::formats::fits::is_fits_path(p);
-    let image_input = matches!(args.operator, OperatorKind::Denoise | OperatorKind::Inpaint | OperatorKind::Blur);
-    let source = args.input.as_ref().filter(|_| image_input).filter(is_fits).or(args.ground_truth.as_ref().filter(is_fits));
+    let image_input =
+        matches!(args.operator, OperatorKind::Denoise | OperatorKind::Inpaint | OperatorKind::Blur);
+    let source = args
+        .input
+        .as_ref()
+        .filter(|_| image_input)
+        .filter(is_fits)
+        .or(args.ground_truth.as_ref().filter(is_fits));
     let header = match source {
         Some(path) => {
             let f = lofi::formats::fits::read_image(path)?;
             let mut h = f.header;
-            let step = |from: usize, to: usize| if to > 1 { (from as f64 - 1.0) / (to as f64 - 1.0) } else { 1.0 };
+            let step =
+                |from: usize, to: usize| if to > 1 { (from as f64 - 1.0) / (to as f64 - 1.0) } else { 1.0 };
             h.resample(0.0, step(f.image.width, width), 0.0, step(f.image.height, height));
             Some(h)
         }
@@ -536,7 +543,11 @@ pub fn run(args: Args) -> Result<()> {
         pnp.set_estimate(&to_tensor(&start, device))?;
     }
     let mut history = lofi::formats::history_lines("pnp", &args.model, model.digest());
-    history.push(format!("pnp: operator {op_name}, prior {}, {} iterations", pnp.prior().name(), args.iterations));
+    history.push(format!(
+        "pnp: operator {op_name}, prior {}, {} iterations",
+        pnp.prior().name(),
+        args.iterations
+    ));
     let fits = fits_carry(&args, w, h, history)?;
     if let Some(path) = &args.back_projection {
         write_tensor(path, pnp.back_projection(), &fits)?;

@@ -19,6 +19,10 @@ pub fn run(args: Args) -> Result<()> {
     let model = lofi::Model::load(&args.model, LoadOptions::default())?;
     let bytes = model.to_bytes().with_context(|| format!("serialising {}", args.model.display()))?;
     lofi::model_file::write_atomically(&args.output, &bytes)?;
-    println!("wrote {} ({} parameters, with its SHA-256 digest)", args.output.display(), model.parameter_count());
+    println!(
+        "wrote {} ({} parameters, with its SHA-256 digest)",
+        args.output.display(),
+        model.parameter_count()
+    );
     Ok(())
 }

@@ -16,7 +16,8 @@ use tch::{Kind, Tensor};
 
 use super::config::ResizeMode;
 
-const EXTENSIONS: [&str; 11] = ["png", "jpg", "jpeg", "tif", "tiff", "npy", "fits", "fit", "fts", "dcm", "dicom"];
+const EXTENSIONS: [&str; 11] =
+    ["png", "jpg", "jpeg", "tif", "tiff", "npy", "fits", "fit", "fts", "dcm", "dicom"];
 
 fn is_image(path: &Path) -> bool {
     path.extension()

@@ -149,7 +149,14 @@ pub fn evaluate(
     for (i, item) in items.iter().enumerate() {
         // A fixed-level model ignores the item's noise level (it was trained at one).
         let noise_level = model.config().noise_level.and(item.noise_level);
-        let rec = reconstruct(model, &item.observation, item.target.height, item.target.width, budget, noise_level)?;
+        let rec = reconstruct(
+            model,
+            &item.observation,
+            item.target.height,
+            item.target.width,
+            budget,
+            noise_level,
+        )?;
         scores.push(Score {
             name: item.name.clone(),
             psnr: lofi::metrics::psnr(&item.target, &rec)?,
