@@ -1,34 +1,12 @@
 //! The command line as a user meets it: `lofi reconstruct`, `info`, `import`, and every kind of
 //! bad input giving a non-zero exit and one short message (never a panic or a backtrace).
 
+mod common;
+use common::{fails_with, fixture, lofi, ok};
+
 use std::path::Path;
-use std::process::{Command, Output};
 
 use lofi::image_io::{self, Image};
-
-fn lofi(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lofi")).args(args).env_remove("RUST_BACKTRACE").output().unwrap()
-}
-
-fn fixture(rel: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(rel).display().to_string()
-}
-
-fn ok(out: &Output) -> String {
-    assert!(out.status.success(), "failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
-}
-
-/// A failure with a short, single-line message containing `needle`.
-fn fails_with(out: &Output, needle: &str) {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "succeeded but should fail with '{needle}'");
-    assert!(stderr.contains(needle), "expected '{needle}' in: {stderr}");
-    for noise in ["panicked", "backtrace", "RUST_BACKTRACE", "stack backtrace"] {
-        assert!(!stderr.contains(noise), "noisy error: {stderr}");
-    }
-    assert!(stderr.trim().lines().count() <= 2, "long error: {stderr}");
-}
 
 fn write_npy(dir: &Path, name: &str, h: usize, w: usize, c: usize, f: impl Fn(usize) -> f32) -> String {
     let img = Image::new(h, w, c, (0..h * w * c).map(f).collect()).unwrap();

@@ -2,32 +2,13 @@
 //! write FITS outputs that carry the input's header (WCS moved to the output grid) and HISTORY
 //! naming the model and command.
 
+mod common;
+use common::{fails_with, fixture, lofi, ok};
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use lofi::formats::dicom;
 use lofi::formats::fits;
-
-fn lofi(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lofi")).args(args).env_remove("RUST_BACKTRACE").output().unwrap()
-}
-
-fn fixture(rel: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(rel).display().to_string()
-}
-
-fn ok(out: &Output) -> String {
-    assert!(out.status.success(), "failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
-}
-
-fn fails_with(out: &Output, needle: &str) {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "succeeded but should fail with '{needle}'");
-    assert!(stderr.contains(needle), "expected '{needle}' in: {stderr}");
-    assert!(!stderr.contains("panicked"), "panic: {stderr}");
-    assert!(stderr.trim().lines().count() <= 2, "long error: {stderr}");
-}
 
 fn s(p: &Path) -> String {
     p.display().to_string()

@@ -1,28 +1,14 @@
 //! Radio interferometry on the command line: real-array coverages, visibilities through the
 //! NUFFT (`lofi pnp --operator nufft`), and Högbom CLEAN (`lofi clean`).
 
+mod common;
+use common::{fails_cleanly_with, lofi, ok};
+
 use std::path::Path;
-use std::process::{Command, Output};
 
 use lofi::image_io;
 use lofi::visibility_io::{self, VisibilityTable};
 use rand::{Rng, SeedableRng};
-
-fn lofi(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lofi")).args(args).env_remove("RUST_BACKTRACE").output().unwrap()
-}
-
-fn ok(out: &Output) -> String {
-    assert!(out.status.success(), "failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
-}
-
-fn fails_with(out: &Output, needle: &str) {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "succeeded but should fail with '{needle}'");
-    assert!(stderr.contains(needle), "expected '{needle}' in: {stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
-}
 
 fn s(p: &Path) -> String {
     p.display().to_string()
@@ -82,7 +68,7 @@ fn meerkat_coverage_over_channels() {
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("simulation.json")).unwrap()).unwrap();
     assert_eq!(json["uv"]["array"], "meerkat");
     assert!((json["uv"]["latitude_deg"].as_f64().unwrap() + 30.71).abs() < 0.01);
-    fails_with(
+    fails_cleanly_with(
         &lofi(&["simulate", "uv-coverage", "--array", "vla", "--antennas", "x.txt", "--out", &s(dir.path())]),
         "cannot be used with",
     );
@@ -134,7 +120,7 @@ fn clean_finds_point_sources_from_visibilities() {
     assert!((dirty[16 * 32 + 16] - 2.0).abs() < 0.2, "{}", dirty[16 * 32 + 16]);
 
     std::fs::write(dir.path().join("bad.npy"), b"garbage").unwrap();
-    fails_with(
+    fails_cleanly_with(
         &lofi(&[
             "clean",
             "--visibilities",
@@ -223,11 +209,11 @@ fn pnp_with_visibilities() {
     let no_common = |extra: &[&str]| {
         lofi(&[&["pnp", "--model", &model, "--operator", "nufft", "--image-size", "16"][..], extra].concat())
     };
-    fails_with(
+    fails_cleanly_with(
         &no_common(&["--visibilities", &s(&vis), "--output", &s(&out), "--pixel-arcsec", "0"]),
         "pixel size 0",
     );
-    fails_with(
+    fails_cleanly_with(
         &lofi(&[
             "pnp",
             "--model",
@@ -243,5 +229,5 @@ fn pnp_with_visibilities() {
         ]),
         "--pixel-arcsec",
     );
-    fails_with(&run(&["--output", &s(&out), "--ground-truth", &s(&truth_path)]), "--visibilities");
+    fails_cleanly_with(&run(&["--output", &s(&out), "--ground-truth", &s(&truth_path)]), "--visibilities");
 }
