@@ -165,7 +165,35 @@ class _Using:
         self.handle.release()
 
 
-class Model:
+class _HandleOwner:
+    """Lifetime of an object owning a :class:`_Handle` in ``self._handle``: ``close()`` (idempotent;
+    later calls raise :class:`ModelClosedError`; a call running on another thread finishes
+    first), ``closed``, the context-manager protocol, and a close when garbage-collected."""
+
+    _handle: _Handle | None = None
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._handle is None or self._handle.closed
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
+
+
+class Model(_HandleOwner):
     """A loaded ``.lofi`` model (``lofi_load``).
 
     ``Model(path, device="cpu", precision="f32")``; ``Model.from_bytes(data, ...)`` loads from
@@ -214,28 +242,6 @@ class Model:
         return cls(None, device, precision, _data=data)
 
     # ---- lifetime ------------------------------------------------------------------------------
-
-    def close(self) -> None:
-        """Releases the model (``lofi_model_free``); idempotent. Later calls raise
-        :class:`ModelClosedError`. A call running on another thread finishes first."""
-        if self._handle is not None:
-            self._handle.close()
-
-    @property
-    def closed(self) -> bool:
-        return self._handle is None or self._handle.closed
-
-    def __enter__(self) -> Model:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:  # noqa: BLE001 - interpreter shutdown
-            pass
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"

@@ -13,7 +13,7 @@ from . import _ffi
 from ._arrays import as_float, as_int, as_size, float_ptr, image_view, packed
 from ._callbacks import ErrorSlot, interrupted, run_call
 from .errors import InvalidArgumentError, InvalidInputError, ModelClosedError, check
-from .model import Model, _Handle, _Using, run_params
+from .model import Model, _Handle, _HandleOwner, _Using, run_params
 
 
 def _shape2(shape, what="shape") -> tuple[int, int]:
@@ -276,7 +276,7 @@ def _residuals(r: _ffi.PnpResiduals) -> Residuals:
 _SPLITTINGS = {"admm": _ffi.SPLITTING_ADMM, "hqs": _ffi.SPLITTING_HQS}
 
 
-class PnP:
+class PnP(_HandleOwner):
     """A LoFi-ADMM solve (``lofi_pnp_create``): ``step()``, ``solve(n)``, ``estimate()``.
 
     ``PnP(model, operator, measurements, alpha=0.05, sigma=None, anneal=None, splitting="admm",
@@ -400,25 +400,6 @@ class PnP:
             check(_ffi.lib.lofi_pnp_estimate(ptr, float_ptr(out), 0), "lofi_pnp_estimate")
         return out[:, :, 0] if self.channels == 1 else out
 
-    def close(self) -> None:
-        if self._handle is not None:
-            self._handle.close()
-
-    @property
-    def closed(self) -> bool:
-        return self._handle is None or self._handle.closed
-
-    def __enter__(self) -> PnP:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:  # noqa: BLE001
-            pass
 
 
 def pnp(model: Model, measurements, operator, iterations: int = 90, *, shape=None, ground_truth=None,
