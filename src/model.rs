@@ -53,11 +53,11 @@ impl Model {
         }
         let _guard = tch::no_grad_guard();
         let mut builder = ParamBuilder::new(ParamSource::Tensors(file.tensors), device);
-        let net = LofiNet::build(&file.config, &mut builder)?.for_inference();
+        let net = LofiNet::build(&file.config, &mut builder)?;
         let params = builder.finish()?;
         let half = match options.precision {
             Precision::F32 => None,
-            p => Some(net.cast_networks(p.kind()).for_inference()),
+            p => Some(net.cast_networks(p.kind())),
         };
         log::info!(
             "loaded a LoFi model: {} parameters, trained at {1}x{1}, {2} -> {3} channels, on {4}, {5}",

@@ -231,10 +231,7 @@ impl LofiNet {
                 // Angle m sees its samples flattened in (C', N) order: (M, B P, C' N); a view for
                 // one image of one channel.
                 let chunks = samples.permute([2, 0, 3, 1, 4]).reshape([m, b * p, c * n]);
-                let features = per_angle.forward(&chunks); // (M, B P, F)
-                let f = features.size()[2];
-                let mixed_in = features.permute([1, 0, 2]).reshape([b * p, m * f]);
-                mixer.forward(&mixed_in)
+                mixer.forward(&per_angle.forward_concat(&chunks)) // (B P, M F) -> (B P, c_out)
             }
             PixelNetwork::Mlp(mlp) => {
                 mlp.forward(&samples.permute([0, 3, 1, 4, 2]).reshape([b * p, c * n * m]))
@@ -249,18 +246,6 @@ impl LofiNet {
         } else {
             out
         }
-    }
-
-    /// For inference: stacks the per-angle MLPs' weights once ([`MlpBank::stacked`]) instead of at
-    /// every batch. Not for training: the stacked copies would not follow the parameters.
-    pub fn for_inference(self) -> LofiNet {
-        let network = match self.network {
-            PixelNetwork::MultiMlp { per_angle, mixer } => {
-                PixelNetwork::MultiMlp { per_angle: per_angle.stacked(), mixer }
-            }
-            other => other,
-        };
-        LofiNet { network, ..self }
     }
 
     /// Floating-point operations of the matrix products for one output pixel (2 per

@@ -75,54 +75,29 @@ impl Mlp {
     }
 }
 
-/// M MLPs of identical shape evaluated together: the per-angle MLPs of MultiMLP. They run as
-/// one batched matrix product per layer instead of M small ones.
+/// M MLPs of identical shape: the per-angle MLPs of MultiMLP.
+///
+/// They run one after the other, each as ordinary matrix products on its own (P, in) slice, and
+/// their outputs are concatenated into the mixer's input. Measured on a 2-core AVX-512/AMX CPU
+/// (libtorch 2.11), this is 1.35-1.45x faster in float32 and up to 2x in bfloat16 than one batched
+/// product (`baddbmm`) per layer for batches of 2,048 pixels or more: the batched kernel does not
+/// block for the cache as the plain one does. It also needs no stacked copy of the weights, so
+/// training and inference share one path and gradients reach the parameters directly.
 #[derive(Debug)]
 pub struct MlpBank {
     pub mlps: Vec<Mlp>,
-    /// Per layer, the weights stacked (M, out, in) and the biases (M, 1, out), made once for
-    /// inference ([`stacked`](Self::stacked)); empty when training, where every step stacks the
-    /// current parameters so that gradients reach them.
-    cache: Vec<(Tensor, Tensor)>,
 }
 
 impl MlpBank {
     pub fn new(mlps: Vec<Mlp>) -> MlpBank {
-        MlpBank { mlps, cache: Vec::new() }
+        MlpBank { mlps }
     }
 
-    /// The same bank with its weights stacked once (for inference: a copy of the weights that
-    /// later parameter updates would not reach).
-    pub fn stacked(self) -> MlpBank {
-        let cache = tch::no_grad(|| (0..self.mlps[0].layers.len()).map(|k| self.stack_layer(k)).collect());
-        MlpBank { cache, ..self }
-    }
-
-    fn stack_layer(&self, k: usize) -> (Tensor, Tensor) {
-        let w = Tensor::stack(&self.mlps.iter().map(|m| &m.layers[k].0).collect::<Vec<_>>(), 0);
-        let b = Tensor::stack(&self.mlps.iter().map(|m| &m.layers[k].1).collect::<Vec<_>>(), 0);
-        (w, b.unsqueeze(1))
-    }
-
-    /// x: (M, P, input) -> (M, P, output); MLP m sees x[m].
-    pub fn forward(&self, x: &Tensor) -> Tensor {
-        let depth = self.mlps[0].layers.len();
-        let mut x = x.shallow_clone();
-        for k in 0..depth {
-            let stacked;
-            let (w, b) = match self.cache.get(k) {
-                Some((w, b)) => (w, b),
-                None => {
-                    stacked = self.stack_layer(k);
-                    (&stacked.0, &stacked.1)
-                }
-            };
-            // (M, out, in) -> (M, in, out), so that x (M, P, in) @ w gives (M, P, out).
-            x = b.baddbmm(&x, &w.transpose(1, 2), 1.0, 1.0);
-            if k + 1 < depth {
-                x = x.relu_();
-            }
-        }
-        x
+    /// x: (M, P, input) -> (P, M * output): MLP m sees x[m]; its outputs are columns
+    /// m * output .. (m + 1) * output, the order in which the mixer takes them.
+    pub fn forward_concat(&self, x: &Tensor) -> Tensor {
+        let outputs: Vec<Tensor> =
+            self.mlps.iter().enumerate().map(|(m, mlp)| mlp.forward(&x.select(0, m as i64))).collect();
+        Tensor::cat(&outputs, 1)
     }
 }
