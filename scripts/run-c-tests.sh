@@ -5,8 +5,11 @@
 #
 # It does not build Rust: liblofi.so must exist (make build, or cargo build --release --lib).
 # Environment: LOFI_LIB_DIR (directory of liblofi.so; default target/release), LOFI_ASAN=OFF to
-# build without AddressSanitizer, CMAKE (the cmake to use), CTEST_ARGS (extra ctest arguments,
-# e.g. "-R c_errors -V"), JOBS (parallel build/test jobs; default: the number of CPUs).
+# build without AddressSanitizer, LOFI_MPI_EXAMPLE=OFF to leave out the MPI example and its tests
+# (by default they are built and run with the MPICH that scripts/install-mpich.sh installs, or with
+# the mpiexec in LOFI_MPIEXEC and the mpicc next to it), CMAKE (the cmake to use), CTEST_ARGS
+# (extra ctest arguments, e.g. "-R c_errors -V"), JOBS (parallel build/test jobs; default: the
+# number of CPUs).
 #
 # Sanitizers: every test runs under AddressSanitizer with LeakSanitizer on. The options are set
 # per test by CMakeLists.txt (so a plain `ctest` in the build directory behaves the same):
@@ -50,10 +53,20 @@ if [ ! -f "$lib_dir/liblofi.so" ]; then
 fi
 jobs="${JOBS:-$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)}"
 
+# MPI for examples-c/mpi_reconstruct.c: a failing install stops here (MPI tests never skip silently).
+mpi_example="${LOFI_MPI_EXAMPLE:-ON}"
+mpi_args=(-DLOFI_MPI_EXAMPLE="$mpi_example")
+if [ "$mpi_example" != OFF ]; then
+  mpiexec="${LOFI_MPIEXEC:-$("$root/scripts/install-mpich.sh")}"
+  mpi_args+=(-DMPIEXEC_EXECUTABLE="$mpiexec")
+  mpicc="$(dirname "$mpiexec")/mpicc"
+  if [ -x "$mpicc" ]; then mpi_args+=(-DMPI_C_COMPILER="$mpicc"); fi
+fi
+
 mkdir -p "$build"
 log="$build/configure.log"
 "$cmake" -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DLOFI_LIB_DIR="$lib_dir" \
-  -DLOFI_ASAN="${LOFI_ASAN:-ON}" >"$log" 2>&1 || {
+  -DLOFI_ASAN="${LOFI_ASAN:-ON}" "${mpi_args[@]}" >"$log" 2>&1 || {
   cat "$log" >&2
   exit 1
 }

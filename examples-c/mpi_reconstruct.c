@@ -1,0 +1,309 @@
+/*
+ * mpi_reconstruct.c: liblofi inside an MPI program; every rank reconstructs a band of rows and
+ * writes it into one shared output file.
+ *
+ *   mpiexec -n 4 mpi_reconstruct MODEL INPUT.raw WIDTH HEIGHT OUTPUT.raw [--sigma S] [--threads N]
+ *                                [--budget BYTES]
+ *
+ * INPUT is raw float32, row-major, channels interleaved (HEIGHT, WIDTH, C) with C the model's
+ * input channels (1 for a grey model, 2 for a complex one); OUTPUT receives raw float32
+ * (HEIGHT, WIDTH, C_out), the on-grid reconstruction of the whole image.
+ *
+ * What it shows: the output grid (WIDTH x HEIGHT samples of the whole image) is split into
+ * contiguous bands of rows, as evenly as possible over the ranks. Every rank loads the model,
+ * reads the input with MPI-IO and computes only its band, as a lofi_window of the whole-image
+ * grid: a window of a grid is exactly what the whole-grid call computes for those samples (bit
+ * for bit on the CPU with one thread), so the file equals the single-process result (ctest
+ * checks it with -n 1, 2 and 3). The ranks then write their bands with one collective
+ * MPI_File_write_at_all into the output, which MPI_File_set_size sized (and truncated) first.
+ * A rank whose band is empty (more ranks than rows) still takes part in every collective call.
+ *
+ * Every lofi call's status is checked; a failure prints the rank and lofi_last_error(), and
+ * MPI_Abort stops all ranks (a rank that just returned would leave the others waiting in a
+ * collective call).
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <mpi.h>
+
+#include "lofi.h"
+
+static int rank, ranks;
+
+static void usage(void) {
+  if (rank != 0) return;
+  fprintf(stderr,
+          "usage: mpiexec -n RANKS mpi_reconstruct MODEL INPUT.raw WIDTH HEIGHT OUTPUT.raw [options]\n"
+          "  MODEL       a .lofi model file\n"
+          "  INPUT.raw   raw float32 (HEIGHT, WIDTH, C), C = the model's input channels\n"
+          "  OUTPUT.raw  raw float32 (HEIGHT, WIDTH, C_out), written by all ranks at their offsets\n"
+          "options:\n"
+          "  --sigma S          noise level of the input for noise-level-aware models, e.g. 0.1 or\n"
+          "                     25/255 (fixed-level models take none)\n"
+          "  --threads N        CPU threads per rank (default: libtorch's); 1 for results that equal\n"
+          "                     one process bit for bit\n"
+          "  --budget BYTES     working-memory budget per rank, e.g. 64MiB (default 512MiB)\n");
+}
+
+/* ---- failures: print with the rank, then stop every rank --------------------------------------- */
+
+static void die(const char *what) {
+  fprintf(stderr, "mpi_reconstruct: rank %d of %d: %s\n", rank, ranks, what);
+  MPI_Abort(MPI_COMM_WORLD, 1);
+  exit(1); /* not reached */
+}
+
+/* A failed lofi call: its status and lofi's message. */
+static void lofi_check(const char *call, lofi_status status) {
+  char line[1024];
+  const char *message;
+  if (status == LOFI_STATUS_OK) return;
+  message = lofi_last_error();
+  snprintf(line, sizeof line, "%s failed with %s: %s", call, lofi_status_name(status),
+           message ? message : "(no message)");
+  die(line);
+}
+
+/* A failed MPI call (file operations return their errors: MPI_ERRORS_RETURN is the default
+ * error handler of files). */
+static void mpi_check(const char *call, const char *path, int code) {
+  char line[1024], text[MPI_MAX_ERROR_STRING];
+  int len = 0;
+  if (code == MPI_SUCCESS) return;
+  MPI_Error_string(code, text, &len);
+  snprintf(line, sizeof line, "%s(%s) failed: %s", call, path, text);
+  die(line);
+}
+
+/* ---- command line ----------------------------------------------------------------------------- */
+
+/* "512MiB", "64M", "1.5GiB", "1000000" -> bytes; 0 on error (as in denoise.c). */
+static uint64_t parse_bytes(const char *text) {
+  char *end;
+  double v = strtod(text, &end), scale = 1.0;
+  if (end == text || !(v >= 0.0)) return 0;
+  if (*end == 'K' || *end == 'k') scale = 1024.0, end++;
+  else if (*end == 'M' || *end == 'm') scale = 1024.0 * 1024.0, end++;
+  else if (*end == 'G' || *end == 'g') scale = 1024.0 * 1024.0 * 1024.0, end++;
+  if (scale > 1.0 && (*end == 'i' || *end == 'I')) end++;
+  if (*end == 'B' || *end == 'b') end++;
+  if (*end != '\0' || v * scale >= 18446744073709551615.0) return 0;
+  return (uint64_t)(v * scale);
+}
+
+/* "0.1" or "25/255" -> the value; negative on error. */
+static double parse_sigma(const char *text) {
+  char *end;
+  double v = strtod(text, &end);
+  if (end == text || !(v >= 0.0)) return -1.0;
+  if (*end == '/') {
+    const char *d = end + 1;
+    double den = strtod(d, &end);
+    if (end == d || !(den > 0.0)) return -1.0;
+    v /= den;
+  }
+  return *end == '\0' ? v : -1.0;
+}
+
+static int parse_size(const char *text, size_t *out) {
+  char *end;
+  unsigned long long v = strtoull(text, &end, 10);
+  if (end == text || *end != '\0' || text[0] == '-' || v == 0 || v > (1ull << 31)) return 0;
+  *out = (size_t)v;
+  return 1;
+}
+
+/* ---- MPI-IO in pieces of at most 1 GiB (MPI counts are ints) ------------------------------------ */
+
+#define PIECE ((size_t)1 << 30)
+
+/* Collective read or write of `bytes` bytes at byte `offset`. Collective calls must be made the
+ * same number of times on every rank: all ranks loop `pieces` times (the largest count of any
+ * rank), those with less to do pass a count of 0. */
+static void file_io_all(MPI_File fh, const char *path, int write, MPI_Offset offset, void *buf, size_t bytes,
+                        size_t pieces) {
+  static char nothing; /* the buffer of an empty band: MPI wants a valid pointer even for 0 bytes */
+  size_t done = 0, p;
+  for (p = 0; p < pieces; p++) {
+    size_t n = bytes - done < PIECE ? bytes - done : PIECE;
+    char *at = buf ? (char *)buf + done : &nothing;
+    MPI_Status status;
+    int count = 0;
+    if (write)
+      mpi_check("MPI_File_write_at_all", path,
+                MPI_File_write_at_all(fh, offset + (MPI_Offset)done, at, (int)n, MPI_BYTE, &status));
+    else
+      mpi_check("MPI_File_read_at_all", path,
+                MPI_File_read_at_all(fh, offset + (MPI_Offset)done, at, (int)n, MPI_BYTE, &status));
+    MPI_Get_count(&status, MPI_BYTE, &count);
+    if ((size_t)count != n) {
+      char line[256];
+      snprintf(line, sizeof line, "%s %s: %d of %zu bytes at offset %lld", write ? "writing" : "reading", path,
+               count, n, (long long)(offset + (MPI_Offset)done));
+      die(line);
+    }
+    done += n;
+  }
+}
+
+static size_t pieces_of(size_t bytes) { return (bytes + PIECE - 1) / PIECE; }
+
+int main(int argc, char **argv) {
+  const char *model_path, *input_path, *output_path;
+  size_t width = 0, height = 0, c_in, c_out, band_start, band_rows, base, extra, in_bytes, out_row_bytes,
+         band_bytes, out_bytes;
+  unsigned long long local_pieces, max_pieces;
+  double sigma = LOFI_NOISE_LEVEL_NONE, t0, seconds, slowest;
+  int i, r;
+  lofi_load_params load = lofi_default_load_params();
+  lofi_run_params params = lofi_default_run_params();
+  lofi_model *model = NULL;
+  lofi_model_info info;
+  lofi_image input;
+  lofi_window window;
+  lofi_run_report report;
+  MPI_File fh;
+  MPI_Offset file_size;
+  float *in = NULL, *out = NULL;
+
+  MPI_Init(&argc, &argv);
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &ranks);
+
+  /* Every rank parses the same command line, so all of them leave here together on an error. */
+  if (argc < 6) {
+    usage();
+    MPI_Finalize();
+    return 2;
+  }
+  model_path = argv[1];
+  input_path = argv[2];
+  output_path = argv[5];
+  if (!parse_size(argv[3], &width) || !parse_size(argv[4], &height)) {
+    if (rank == 0) fprintf(stderr, "mpi_reconstruct: bad size %s x %s\n", argv[3], argv[4]);
+    MPI_Finalize();
+    return 2;
+  }
+  for (i = 6; i < argc; i++) {
+    const char *opt = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+    int ok;
+    if (!val) {
+      if (rank == 0) fprintf(stderr, "mpi_reconstruct: %s needs a value\n", opt);
+      MPI_Finalize();
+      return 2;
+    }
+    i++;
+    if (strcmp(opt, "--sigma") == 0)
+      ok = (sigma = parse_sigma(val)) >= 0.0;
+    else if (strcmp(opt, "--threads") == 0)
+      ok = sscanf(val, "%d", &params.threads) == 1 && params.threads >= 0;
+    else if (strcmp(opt, "--budget") == 0)
+      ok = (params.memory_budget_bytes = parse_bytes(val)) > 0;
+    else {
+      if (rank == 0) fprintf(stderr, "mpi_reconstruct: unknown option %s\n", opt);
+      usage();
+      MPI_Finalize();
+      return 2;
+    }
+    if (!ok) {
+      if (rank == 0) fprintf(stderr, "mpi_reconstruct: bad value '%s' for %s\n", val, opt);
+      MPI_Finalize();
+      return 2;
+    }
+  }
+
+  /* 1. The library, the model (every rank loads its own copy; the defaults: CPU, float32). */
+  lofi_check("lofi_check_version", lofi_check_version(LOFI_VERSION_NUMBER));
+  lofi_check("lofi_load", lofi_load(model_path, &load, &model));
+  lofi_check("lofi_model_get_info", lofi_model_get_info(model, &info));
+  c_in = (size_t)info.channels_in;
+  c_out = (size_t)info.channels_out;
+  if (info.noise_level_aware && sigma < 0.0) {
+    char line[256];
+    snprintf(line, sizeof line, "%s is noise-level aware (trained for %g to %g): pass --sigma", model_path,
+             info.noise_level_min, info.noise_level_max);
+    die(line);
+  }
+  /* A fixed-level model given --sigma is refused by lofi_reconstruct_region with its message. */
+  params.noise_level = sigma;
+
+  /* 2. This rank's band of output rows: HEIGHT / ranks each, the first HEIGHT % ranks one more. */
+  base = height / (size_t)ranks;
+  extra = height % (size_t)ranks;
+  band_rows = base + ((size_t)rank < extra ? 1 : 0);
+  band_start = (size_t)rank * base + ((size_t)rank < extra ? (size_t)rank : extra);
+
+  MPI_Barrier(MPI_COMM_WORLD);
+  t0 = MPI_Wtime();
+
+  /* 3. The input, whole, on every rank. The C API does not expose how far a model's samples reach
+   *    (it depends on the learned offsets and on the image size; a Fourier-filter model's filter
+   *    is even global), and a sub-image would be a different image to the model (its coordinates
+   *    are fractions of the image, reflections happen at its borders). So reading only the band's
+   *    rows plus a halo cannot be made bit-identical from C: correctness first, every rank reads
+   *    all rows. (The engine still touches only the rows each batch reaches; `lofi reconstruct`
+   *    under mpiexec, which knows the reach, reads only those.) */
+  in_bytes = width * height * c_in * sizeof(float);
+  mpi_check("MPI_File_open", input_path,
+            MPI_File_open(MPI_COMM_WORLD, input_path, MPI_MODE_RDONLY, MPI_INFO_NULL, &fh));
+  mpi_check("MPI_File_get_size", input_path, MPI_File_get_size(fh, &file_size));
+  if ((size_t)file_size != in_bytes) {
+    char line[512];
+    snprintf(line, sizeof line, "%s holds %lld bytes; %zu x %zu x %zu float32 pixels need %zu", input_path,
+             (long long)file_size, width, height, c_in, in_bytes);
+    die(line);
+  }
+  in = (float *)malloc(in_bytes);
+  if (!in) die("out of memory for the input");
+  file_io_all(fh, input_path, 0, 0, in, in_bytes, pieces_of(in_bytes));
+  mpi_check("MPI_File_close", input_path, MPI_File_close(&fh));
+
+  /* 4. Reconstruct the band: a window of the whole image's on-grid grid (region NULL = the whole
+   *    image, WIDTH x HEIGHT samples = the pixel centres). */
+  out_row_bytes = width * c_out * sizeof(float);
+  band_bytes = band_rows * out_row_bytes;
+  if (band_rows > 0) {
+    out = (float *)malloc(band_bytes);
+    if (!out) die("out of memory for the output band");
+    input.data = in;
+    input.width = width;
+    input.height = height;
+    input.channels = c_in;
+    input.row_stride_bytes = 0; /* packed */
+    window.col0 = 0;
+    window.row0 = band_start;
+    window.cols = width;
+    window.rows = band_rows;
+    lofi_check("lofi_reconstruct_region",
+               lofi_reconstruct_region(model, &input, NULL, width, height, &window, out, 0, &params, &report));
+  }
+  free(in);
+
+  /* 5. Write: size the file (truncating an older, longer one), then every rank its band at
+   *    band_start rows. All ranks make the same collective calls, an empty band included. */
+  out_bytes = height * out_row_bytes;
+  mpi_check("MPI_File_open", output_path,
+            MPI_File_open(MPI_COMM_WORLD, output_path, MPI_MODE_CREATE | MPI_MODE_WRONLY, MPI_INFO_NULL, &fh));
+  mpi_check("MPI_File_set_size", output_path, MPI_File_set_size(fh, (MPI_Offset)out_bytes));
+  local_pieces = (unsigned long long)pieces_of(band_bytes);
+  MPI_Allreduce(&local_pieces, &max_pieces, 1, MPI_UNSIGNED_LONG_LONG, MPI_MAX, MPI_COMM_WORLD);
+  file_io_all(fh, output_path, 1, (MPI_Offset)(band_start * out_row_bytes), out, band_bytes, (size_t)max_pieces);
+  mpi_check("MPI_File_close", output_path, MPI_File_close(&fh));
+  free(out);
+  lofi_model_free(model);
+
+  /* 6. One line from rank 0: the slowest rank's time, read + reconstruct + write. */
+  seconds = MPI_Wtime() - t0;
+  MPI_Reduce(&seconds, &slowest, 1, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
+  if (rank == 0) {
+    printf("mpi_reconstruct: %d rank(s), rows", ranks);
+    for (r = 0; r < ranks && r < 8; r++) printf("%s%zu", r ? "/" : " ", base + ((size_t)r < extra ? 1 : 0));
+    printf("%s, %zu x %zu x %zu -> %s (%zu bytes) in %.3f s\n", ranks > 8 ? "/..." : "", width, height, c_out,
+           output_path, out_bytes, slowest);
+  }
+  MPI_Finalize();
+  return 0;
+}

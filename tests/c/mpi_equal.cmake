@@ -1,0 +1,108 @@
+# Runs examples-c/mpi_reconstruct under mpiexec with several rank counts and checks that every
+# output equals the first run's (the reference; make it -n 1) byte for byte. (cmake -P; see the
+# mpi_* tests in CMakeLists.txt.)
+#
+#   cmake -DMPIEXEC=... [-DNUMPROC_FLAG=-n] -DEXE=mpi_reconstruct -DMODEL=m.lofi -DINPUT=in.raw
+#         -DWIDTH=40 -DHEIGHT=37 [-DCHANNELS_OUT=1] -DOUT=prefix -DRANKS=1,2,3
+#         [-DARGS=--threads,1] [-DLAST_ARGS=--budget,4MiB] -P mpi_equal.cmake
+#
+# ARGS go to every run, LAST_ARGS to the last one only (commas separate arguments). Besides the
+# comparison it checks, for every run, that the file has exactly HEIGHT x WIDTH x CHANNELS_OUT
+# float32 (an older, longer file is left there first: the program must truncate it) and that every
+# rank with rows wrote them: its band is neither what the older file held there nor all zero bytes
+# (what MPI_File_set_size extends a shorter file with), so a rank that skipped its write, or an
+# empty band where rows were due, fails here even before the comparison.
+foreach(var MPIEXEC EXE MODEL INPUT WIDTH HEIGHT OUT RANKS)
+  if(NOT DEFINED ${var})
+    message(FATAL_ERROR "mpi_equal.cmake: -D${var}=... is missing")
+  endif()
+endforeach()
+if(NOT DEFINED NUMPROC_FLAG)
+  set(NUMPROC_FLAG -n)
+endif()
+if(NOT DEFINED CHANNELS_OUT)
+  set(CHANNELS_OUT 1)
+endif()
+string(REPLACE "," ";" ranks_list "${RANKS}")
+string(REPLACE "," ";" args "${ARGS}")
+string(REPLACE "," ";" last_args "${LAST_ARGS}")
+list(LENGTH ranks_list runs)
+math(EXPR row_bytes "${WIDTH} * ${CHANNELS_OUT} * 4")
+math(EXPR want_bytes "${HEIGHT} * ${row_bytes}")
+
+set(reference "")
+set(i 0)
+foreach(n IN LISTS ranks_list)
+  math(EXPR i "${i} + 1")
+  set(out "${OUT}-n${n}-${i}.raw")
+  set(extra ${args})
+  if(i EQUAL runs)
+    list(APPEND extra ${last_args})
+  endif()
+  # A stale, longer file where the output goes.
+  math(EXPR copies "${want_bytes} / 13 + 100")
+  string(REPEAT "stale output " ${copies} stale)
+  file(WRITE "${out}" "${stale}")
+  file(READ "${out}" stale_hex HEX)
+  set(cmd "${MPIEXEC}" ${NUMPROC_FLAG} ${n} "${EXE}" "${MODEL}" "${INPUT}" ${WIDTH} ${HEIGHT} "${out}" ${extra})
+  string(REPLACE ";" " " shown "${cmd}")
+  message("run: ${shown}")
+  execute_process(COMMAND ${cmd} RESULT_VARIABLE rc OUTPUT_VARIABLE stdout ERROR_VARIABLE stderr)
+  message("${stdout}${stderr}")
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "mpi_equal: mpiexec -n ${n} failed (exit status ${rc})")
+  endif()
+  if(NOT stdout MATCHES "mpi_reconstruct: ${n} rank\\(s\\), rows [0-9/]+, ${WIDTH} x ${HEIGHT} x ${CHANNELS_OUT} -> ")
+    message(FATAL_ERROR "mpi_equal: -n ${n}: rank 0 did not print its summary line")
+  endif()
+
+  file(SIZE "${out}" size)
+  if(NOT size EQUAL want_bytes)
+    message(FATAL_ERROR "mpi_equal: ${out} holds ${size} bytes, not ${want_bytes}")
+  endif()
+  # Every non-empty band (the program's split: HEIGHT / n rows, the first HEIGHT % n one more).
+  math(EXPR base "${HEIGHT} / ${n}")
+  math(EXPR extra_rows "${HEIGHT} % ${n}")
+  set(start 0)
+  set(empty 0)
+  math(EXPR last_rank "${n} - 1")
+  foreach(r RANGE 0 ${last_rank})
+    set(rows ${base})
+    if(r LESS extra_rows)
+      math(EXPR rows "${rows} + 1")
+    endif()
+    if(rows EQUAL 0)
+      math(EXPR empty "${empty} + 1")
+    else()
+      math(EXPR offset "${start} * ${row_bytes}")
+      math(EXPR length "${rows} * ${row_bytes}")
+      file(READ "${out}" band OFFSET ${offset} LIMIT ${length} HEX)
+      math(EXPR hex_offset "2 * ${offset}")
+      math(EXPR hex_length "2 * ${length}")
+      string(SUBSTRING "${stale_hex}" ${hex_offset} ${hex_length} stale_band)
+      if(band MATCHES "^(00)*$" OR band STREQUAL stale_band)
+        message(FATAL_ERROR "mpi_equal: -n ${n}: rank ${r} did not write its band (rows ${start} + ${rows})")
+      endif()
+    endif()
+    math(EXPR start "${start} + ${rows}")
+  endforeach()
+
+  if(reference STREQUAL "")
+    set(reference "${out}")
+    # The reference must not be trivial: rows that differ, so that a band written at the wrong
+    # rows would not compare equal by chance.
+    file(READ "${out}" first OFFSET 0 LIMIT ${row_bytes} HEX)
+    math(EXPR offset "(${HEIGHT} - 1) * ${row_bytes}")
+    file(READ "${out}" last OFFSET ${offset} LIMIT ${row_bytes} HEX)
+    if(HEIGHT GREATER 1 AND first STREQUAL last)
+      message(FATAL_ERROR "mpi_equal: the reference's first and last rows are equal: a trivial output")
+    endif()
+  else()
+    execute_process(COMMAND "${CMAKE_COMMAND}" -E compare_files "${reference}" "${out}" RESULT_VARIABLE same)
+    if(NOT same EQUAL 0)
+      message(FATAL_ERROR "mpi_equal: ${out} (${n} ranks) differs from ${reference}")
+    endif()
+    message("mpi_equal: ${n} ranks (${empty} with no rows): ${want_bytes} bytes, identical to ${reference}")
+  endif()
+endforeach()
+message("mpi_equal: all ${runs} runs identical")
