@@ -95,6 +95,11 @@ impl HostPeak {
     fn finish(self) -> Option<u64> {
         Some((Self::status_kib("VmHWM:")? * 1024).saturating_sub(self.base))
     }
+    /// The resident set now: the process's baseline (libtorch loaded, model loaded, caller's
+    /// buffers resident) before a measured call.
+    fn resident() -> Option<u64> {
+        Some(Self::status_kib("VmRSS:")? * 1024)
+    }
 }
 
 fn default_model(device: DeviceSpec) -> Result<Model> {
@@ -121,7 +126,10 @@ fn random_input(size: usize, channels: usize) -> Image {
 struct Measured {
     seconds: f64,
     report: engine::RunReport,
+    /// Peak resident set above the baseline during the call (CPU, measured pass only).
     host_peak: Option<u64>,
+    /// The resident set before the call (CPU, measured pass only).
+    host_baseline: Option<u64>,
 }
 
 /// What one timed reconstruction runs: a model on an input, the whole `size`^2 grid (or a window of
@@ -138,7 +146,9 @@ struct Job<'a> {
 fn run_once(job: &Job<'_>, out: &mut [f32], window: Option<Window>, host_memory: bool) -> Result<Measured> {
     let mut measured = run_pass(job, out, window, false)?;
     if host_memory {
-        measured.host_peak = run_pass(job, out, window, true)?.host_peak;
+        let tracked = run_pass(job, out, window, true)?;
+        measured.host_peak = tracked.host_peak;
+        measured.host_baseline = tracked.host_baseline;
     }
     Ok(measured)
 }
@@ -148,6 +158,10 @@ fn run_pass(job: &Job<'_>, out: &mut [f32], window: Option<Window>, track_host: 
     let c_out = model.config().c_out as usize;
     let cols = window.map_or(size, |w| w.cols);
     HostPeak::track_live_memory(track_host);
+    // The caller's output buffer is not the call's memory: make its pages resident first (a
+    // fresh zeroed vector is mapped lazily and would show up as the call writes it).
+    out.fill(0.0);
+    let host_baseline = if track_host { HostPeak::resident() } else { None };
     let host = if track_host { HostPeak::start() } else { None };
     let started = Instant::now();
     let report = engine::reconstruct_region(
@@ -167,14 +181,32 @@ fn run_pass(job: &Job<'_>, out: &mut [f32], window: Option<Window>, track_host: 
         },
     )?;
     let seconds = started.elapsed().as_secs_f64();
-    Ok(Measured { seconds, report, host_peak: host.and_then(HostPeak::finish) })
+    Ok(Measured { seconds, report, host_peak: host.and_then(HostPeak::finish), host_baseline })
+}
+
+/// The measured peak: the CUDA allocator's, or on the CPU the resident set's rise above the
+/// baseline during the call.
+fn measured_peak(m: &Measured, cuda: bool) -> Option<u64> {
+    if cuda {
+        m.report.measured_peak_bytes
+    } else {
+        m.host_peak
+    }
 }
 
 fn peak_text(m: &Measured, cuda: bool) -> String {
-    match (cuda, m.report.measured_peak_bytes, m.host_peak) {
-        (true, Some(b), _) => format!("{} (CUDA)", format_bytes(b as usize)),
-        (false, _, Some(b)) => format!("{} (RSS)", format_bytes(b as usize)),
-        _ => "n/a".into(),
+    match measured_peak(m, cuda) {
+        Some(b) => format!("{} ({})", format_bytes(b as usize), if cuda { "CUDA" } else { "RSS" }),
+        None => "n/a".into(),
+    }
+}
+
+/// The bound's verdict for one row: "yes" when the measured peak is within the budget.
+fn bound_text(m: &Measured, cuda: bool, budget: usize) -> &'static str {
+    match measured_peak(m, cuda) {
+        Some(b) if b as usize <= budget => "yes",
+        Some(_) => "NO",
+        None => "n/a",
     }
 }
 
@@ -226,9 +258,15 @@ pub fn run(args: Args) -> Result<()> {
     };
     run_once(&warm_job, &mut warm, None, false)?;
 
+    if !cuda {
+        println!(
+            "measured: the resident set's peak above the baseline (the resident set before each call: libtorch, \
+             the model, the input and output buffers); within: measured <= budget"
+        );
+    }
     println!(
-        "{:>7} {:>10} {:>8} {:>8} {:>12} {:>14} {:>14} {:>9}",
-        "output", "budget", "batch", "batches", "pixels/s", "estimated", "measured", "seconds"
+        "{:>7} {:>10} {:>8} {:>8} {:>12} {:>14} {:>11} {:>16} {:>6} {:>9}",
+        "output", "budget", "batch", "batches", "pixels/s", "estimated", "baseline", "measured", "within", "seconds"
     );
     for &budget in &budgets {
         for &size in &sizes {
@@ -242,14 +280,16 @@ pub fn run(args: Args) -> Result<()> {
                 }
             };
             println!(
-                "{:>7} {:>10} {:>8} {:>8} {:>12.0} {:>14} {:>14} {:>9.3}",
+                "{:>7} {:>10} {:>8} {:>8} {:>12.0} {:>14} {:>11} {:>16} {:>6} {:>9.3}",
                 format!("{size}^2"),
                 format_bytes(budget),
                 m.report.plan.batch_pixels,
                 m.report.batches,
                 (size * size) as f64 / m.seconds,
                 format_bytes(m.report.plan.estimated_bytes()),
+                m.host_baseline.map_or("n/a".into(), |b| format_bytes(b as usize)),
                 peak_text(&m, cuda),
+                bound_text(&m, cuda, budget),
                 m.seconds
             );
         }
