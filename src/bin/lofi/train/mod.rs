@@ -249,11 +249,108 @@ pub fn build_network(
     Ok((net, params, adam))
 }
 
+/// What one input channel of the sample MLPs holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ChannelRole {
+    /// The real part of filtered channel i.
+    Filtered(i64),
+    /// Its imaginary part.
+    FilteredImaginary(i64),
+    /// Raw input channel c.
+    Raw(i64),
+    /// The noise level of a noise-aware model.
+    NoiseLevel,
+}
+
+/// The channels the sample MLPs see, in order: Re and Im of the filtered channels (with the
+/// Fourier filter), the raw input, then the noise level.
+fn channel_roles(cfg: &lofi::LofiConfig) -> Vec<ChannelRole> {
+    let mut roles = Vec::new();
+    if cfg.fourier_filtering {
+        roles.extend((0..cfg.filter_channels()).map(ChannelRole::Filtered));
+        roles.extend((0..cfg.filter_channels()).map(ChannelRole::FilteredImaginary));
+    }
+    roles.extend((0..cfg.c_in).map(ChannelRole::Raw));
+    if cfg.noise_level.is_some() {
+        roles.push(ChannelRole::NoiseLevel);
+    }
+    roles
+}
+
+/// Where each of the old model's input channels goes in the new one, such that the new model
+/// computes what the old one did: the same role, or, when the new model adds the Fourier filter,
+/// raw channel c becomes filtered channel c (the filter starts as the identity, so Re(filtered)
+/// equals the raw input, and it is the channel residual learning adds back).
+fn channel_map(old: &lofi::LofiConfig, new: &lofi::LofiConfig) -> Option<Vec<usize>> {
+    let new_roles = channel_roles(new);
+    channel_roles(old)
+        .into_iter()
+        .map(|role| {
+            let target = match role {
+                ChannelRole::Raw(c) if !old.fourier_filtering && new.fourier_filtering => ChannelRole::Filtered(c),
+                other => other,
+            };
+            new_roles.iter().position(|r| *r == target)
+        })
+        .collect()
+}
+
+/// `fresh` (this model's initial value of parameter `name`) with the old model's `source` copied
+/// into it, when this model's parameter is a wider version of the old one: a Linear layer with more
+/// outputs (hidden units) and/or more inputs, or its bias. The old entries keep their values; new
+/// output units keep their fresh initialisation; new inputs of old units get zero weights, so
+/// that new hidden units (and new input channels) have no effect until training moves them: the
+/// new model computes exactly what the old one did (Net2Net's function-preserving widening, with
+/// zeros instead of split copies). The first layer of a sample MLP takes its inputs in (channel,
+/// sample) order; `map` places each old channel (`channels`: old and new counts). `None` when the
+/// shapes do not allow it.
+fn widened_copy(
+    name: &str,
+    fresh: &Tensor,
+    source: &Tensor,
+    map: Option<&[usize]>,
+    channels: [i64; 2],
+) -> Option<Tensor> {
+    let (want, have) = (fresh.size(), source.size());
+    if want.len() != have.len() || want.iter().zip(&have).any(|(w, h)| w < h) {
+        return None;
+    }
+    let wide = fresh.to_kind(Kind::Float).copy();
+    match want.len() {
+        1 if name.ends_with(".bias") => {
+            wide.narrow(0, 0, have[0]).copy_(source);
+        }
+        2 if name.ends_with(".weight") => {
+            let mut old_rows = wide.narrow(0, 0, have[0]);
+            let _ = old_rows.fill_(0.0);
+            let [old_channels, new_channels] = channels;
+            let first_layer = name.ends_with(".fcs.0.weight") && !name.starts_with("mixer");
+            if first_layer && want[1] != have[1] {
+                // Inputs are (channel, sample) columns: place each old channel where the map says.
+                let map = map?;
+                if have[1] % old_channels != 0 || want[1] != have[1] / old_channels * new_channels {
+                    return None;
+                }
+                let per_channel = have[1] / old_channels;
+                for (from, &to) in map.iter().enumerate() {
+                    old_rows
+                        .narrow(1, to as i64 * per_channel, per_channel)
+                        .copy_(&source.narrow(1, from as i64 * per_channel, per_channel));
+                }
+            } else {
+                old_rows.narrow(1, 0, have[1]).copy_(source);
+            }
+        }
+        _ => return None,
+    }
+    Some(wide)
+}
+
 /// Copies the parameters of the model at `path` into `fresh` (fine-tuning). Same name and shape:
-/// copied. The first layer of the sample MLPs may be wider here because the new model sees more
-/// channels per sample (a noise-level channel after the old ones): its input columns are in
-/// (channel, sample) order, so the old channels' columns are copied and the new ones are zero,
-/// which makes the new model compute exactly what the old one did until training moves them.
+/// copied. A wider layer (more input channels: a noise level, the Fourier filter's channels; more
+/// hidden units) gets the old values and zeros where they keep the new model computing what the
+/// old one did ([`widened_copy`]); parameters the old model lacks (the filter) keep their
+/// initialisation, which for the filter is the identity.
 fn init_from_model(
     fresh: &mut BTreeMap<String, Tensor>,
     model: &lofi::LofiConfig,
@@ -263,36 +360,37 @@ fn init_from_model(
         .with_context(|| format!("train.init_from = {}", path.display()))?;
     let old_channels = old.config.network_channels();
     let new_channels = model.network_channels();
+    let map = channel_map(&old.config, model);
     let mut copied = 0;
     let mut widened = Vec::new();
     for (name, tensor) in fresh.iter_mut() {
         let Some(source) = old.tensors.get(name) else { continue };
+        if name == "filter" && !old.config.fourier_filtering {
+            // A model without the filter may still store one (the reference declares it and never
+            // uses it): the new filter starts as the identity instead.
+            continue;
+        }
         let (want, have) = (tensor.size(), source.size());
         if want == have {
             *tensor = source.to_kind(Kind::Float).copy();
             copied += 1;
-        } else if name.ends_with(".fcs.0.weight")
-            && want.len() == 2
-            && want[0] == have[0]
-            && new_channels > old_channels
-            && have[1] % old_channels == 0
-            && want[1] == have[1] / old_channels * new_channels
-        {
-            let per_channel = have[1] / old_channels;
-            let wide = Tensor::zeros(&want[..], tch::kind::FLOAT_CPU);
-            wide.narrow(1, 0, old_channels * per_channel).copy_(&source.to_kind(Kind::Float));
+        } else if let Some(wide) = widened_copy(name, tensor, &source.to_kind(Kind::Float), map.as_deref(), [
+            old_channels,
+            new_channels,
+        ]) {
             *tensor = wide;
             widened.push(name.clone());
         } else {
             bail!(
-                "train.init_from: parameter {name} is {have:?} in {}, {want:?} in this model; only a first \
-                 layer widened for more input channels can differ",
+                "train.init_from: parameter {name} is {have:?} in {}, {want:?} in this model; only layers \
+                 widened for more input channels (a noise level, the Fourier filter) or wider hidden layers \
+                 can differ",
                 path.display()
             );
         }
     }
     eprintln!(
-        "lofi train: initialised from {}: {copied} parameters copied, {} widened with zero columns",
+        "lofi train: initialised from {}: {copied} parameters copied, {} widened (old values kept, zeros where they keep the old function)",
         path.display(),
         widened.len()
     );
@@ -905,6 +1003,64 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Fine-tuning into a wider model (more hidden units, the Fourier filter's channels) starts
+    /// from the old model's function: the widened network's output equals the old one's (to the
+    /// float rounding of the identity filter's FFT round trip). A narrower model is refused.
+    #[test]
+    fn widened_init_keeps_the_old_function() {
+        let _rng = GLOBAL_TORCH_RNG.lock();
+        let old_cfg = LofiConfig {
+            image_size: 16,
+            c_in: 1,
+            c_out: 1,
+            hidden_dim: 8,
+            num_layers: 2,
+            n: 3,
+            m: 4,
+            angle_features: 6,
+            network: Network::MultiMLP,
+            residual_learning: true,
+            fourier_filtering: false,
+            noise_level: Some(lofi::config::NoiseLevelInput { sigma_min: 0.0, sigma_max: 0.2 }),
+            ..Default::default()
+        };
+        tch::manual_seed(5);
+        let (old_net, old_params) = LofiNet::init(&old_cfg, Device::Cpu).unwrap();
+        let dir = std::env::temp_dir().join(format!("lofi-widen-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("old.lofi");
+        let old_model = lofi::Model::from_parts(old_net, old_params, None);
+        std::fs::write(&path, old_model.to_bytes().unwrap()).unwrap();
+
+        let new_cfg = LofiConfig { hidden_dim: 12, fourier_filtering: true, num_filters: 2, ..old_cfg.clone() };
+        let mut cfg = tiny(new_cfg.clone());
+        cfg.train.init_from = Some(path.clone());
+        let trainer = Trainer::new(cfg, Device::Cpu, None).unwrap();
+
+        tch::manual_seed(6);
+        let image = Tensor::rand([1, 1, 16, 16], (Kind::Float, Device::Cpu));
+        let coords = Tensor::rand([1, 40, 2], (Kind::Float, Device::Cpu)) - 0.5;
+        let level = Tensor::from_slice(&[0.1f32]);
+        let old_net = old_model.pixel_net();
+        let want = old_net.forward_conditioned(&old_net.prepare(&image).unwrap(), &coords, Some(&level));
+        let got = tch::no_grad(|| {
+            trainer.net.forward_conditioned(&trainer.net.prepare(&image).unwrap(), &coords, Some(&level))
+        });
+        let diff = (&got - &want).abs().max().double_value(&[]);
+        assert!(diff < 1e-5, "the widened model differs by {diff}");
+        // The new units are really there: the first per-angle layer is 12 x (6 channels x 3 rings):
+        // Re and Im of two filters, the raw input, the noise level.
+        let first = trainer.params.iter().find(|(n, _)| n.ends_with("MLP.0.fcs.0.weight")).map(|(_, t)| t.size());
+        assert_eq!(first, Some(vec![12, 18]), "{:?}", trainer.params.iter().map(|(n, _)| n).collect::<Vec<_>>());
+
+        let narrower = LofiConfig { hidden_dim: 4, ..old_cfg };
+        let mut cfg = tiny(narrower);
+        cfg.train.init_from = Some(path);
+        let err = Trainer::new(cfg, Device::Cpu, None).err().expect("a narrower model is refused").to_string();
+        assert!(err.contains("only layers widened"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// Without a learned geometry the base patch stays fixed.
