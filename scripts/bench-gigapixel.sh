@@ -13,7 +13,8 @@
 # baseline must not grow with the input (the input is memory-mapped; each batch reads its window).
 #
 # Environment: LOFI_BENCH_DIR (scratch space, default a temp dir; needs 2 x 4 SIZE^2 bytes),
-# BUDGET (256MiB), MODEL (models/denoise-gray.lofi), SIGMA (25/255), THREADS (2), RANKS (2).
+# BUDGET (256MiB), MODEL (models/denoise-gray.lofi), SIGMA (25/255), THREADS (2), RANKS (2; 0
+# skips the MPI run), PRECISION (f32; bf16 on CPUs with bfloat16 matrix instructions).
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$here"
@@ -25,6 +26,7 @@ model="${MODEL:-models/denoise-gray.lofi}"
 sigma="${SIGMA:-25/255}"
 threads="${THREADS:-2}"
 ranks="${RANKS:-2}"
+precision="${PRECISION:-f32}"
 dir="${LOFI_BENCH_DIR:-$(mktemp -d)}"
 mkdir -p "$dir"
 
@@ -75,20 +77,23 @@ if [ "${1:-}" = "--scaling" ]; then
         c=$((size / 2))
         "$lofi" reconstruct --model "$model" --sigma "$sigma" --input "$input" --output "$dir/scaling-out.npy" \
             --region "$((c - 256)),$((c - 256)),$((c + 255)),$((c + 255))" --width 512 --height 512 \
-            --memory-budget "$budget" --threads "$threads" --json 2>/dev/null | report "input ${size}^2"
+            --memory-budget "$budget" --threads "$threads" --precision "$precision" --json 2>/dev/null |
+            report "input ${size}^2"
     done
     exit 0
 fi
 
 size="${1:-32768}"
 input="$dir/in-$size.npy"
-echo "gigapixel demo: ${size}^2 float32 input, $model, budget $budget, CPU ($(nproc) cores), scratch $dir"
+echo "gigapixel demo: ${size}^2 float32 input, $model ($precision), budget $budget, CPU ($(nproc) cores), scratch $dir"
 make_input "$size" "$input"
 "$lofi" reconstruct --model "$model" --sigma "$sigma" --input "$input" --output "$dir/out-1.npy" \
-    --memory-budget "$budget" --threads "$threads" --json 2>/dev/null | report "1 process, $threads threads"
+    --memory-budget "$budget" --threads "$threads" --precision "$precision" --json 2>/dev/null |
+    report "1 process, $threads threads"
+[ "$ranks" -gt 0 ] || exit 0
 mpiexec="${LOFI_MPIEXEC:-$("$here/scripts/install-mpich.sh")}"
 "$mpiexec" -n "$ranks" "$lofi" reconstruct --model "$model" --sigma "$sigma" --input "$input" \
-    --output "$dir/out-$ranks.npy" --memory-budget "$budget" --threads 1 --json 2>/dev/null |
+    --output "$dir/out-$ranks.npy" --memory-budget "$budget" --threads 1 --precision "$precision" --json 2>/dev/null |
     report "$ranks MPI ranks, 1 thread each"
 if cmp -s "$dir/out-1.npy" "$dir/out-$ranks.npy"; then
     echo "outputs: identical"

@@ -302,14 +302,17 @@ fn channel_map(old: &lofi::LofiConfig, new: &lofi::LofiConfig) -> Option<Vec<usi
 /// that new hidden units (and new input channels) have no effect until training moves them: the
 /// new model computes exactly what the old one did (Net2Net's function-preserving widening, with
 /// zeros instead of split copies). The first layer of a sample MLP takes its inputs in (channel,
-/// sample) order; `map` places each old channel (`channels`: old and new counts). `None` when the
-/// shapes do not allow it.
+/// sample) order; `map` places each old channel (`channels`: old and new counts), and with
+/// `more_samples_ok` (a MultiMLP with more rings) its old samples come first in the new block.
+/// The patch geometry keeps the old rings' and angles' offsets. `None` when the shapes do not
+/// allow it.
 fn widened_copy(
     name: &str,
     fresh: &Tensor,
     source: &Tensor,
     map: Option<&[usize]>,
     channels: [i64; 2],
+    more_samples_ok: bool,
 ) -> Option<Tensor> {
     let (want, have) = (fresh.size(), source.size());
     if want.len() != have.len() || want.iter().zip(&have).any(|(w, h)| w < h) {
@@ -326,20 +329,30 @@ fn widened_copy(
             let [old_channels, new_channels] = channels;
             let first_layer = name.ends_with(".fcs.0.weight") && !name.starts_with("mixer");
             if first_layer && want[1] != have[1] {
-                // Inputs are (channel, sample) columns: place each old channel where the map says.
+                // Inputs are (channel, sample) columns: place each old channel where the map says,
+                // its samples first in the new channel's block (a MultiMLP with more rings sees
+                // the old rings first).
                 let map = map?;
-                if have[1] % old_channels != 0 || want[1] != have[1] / old_channels * new_channels {
+                if have[1] % old_channels != 0 || want[1] % new_channels != 0 {
                     return None;
                 }
-                let per_channel = have[1] / old_channels;
+                let (old_width, new_width) = (have[1] / old_channels, want[1] / new_channels);
+                if new_width < old_width || (new_width != old_width && !more_samples_ok) {
+                    return None;
+                }
                 for (from, &to) in map.iter().enumerate() {
                     old_rows
-                        .narrow(1, to as i64 * per_channel, per_channel)
-                        .copy_(&source.narrow(1, from as i64 * per_channel, per_channel));
+                        .narrow(1, to as i64 * new_width, old_width)
+                        .copy_(&source.narrow(1, from as i64 * old_width, old_width));
                 }
             } else {
                 old_rows.narrow(1, 0, have[1]).copy_(source);
             }
+        }
+        3 if name == "patch" => {
+            // (N, M, 2) offsets: the old rings and angles keep their learned positions; new ones
+            // start where the initial geometry puts them.
+            wide.narrow(0, 0, have[0]).narrow(1, 0, have[1]).copy_(source);
         }
         _ => return None,
     }
@@ -361,6 +374,12 @@ fn init_from_model(
     let old_channels = old.config.network_channels();
     let new_channels = model.network_channels();
     let map = channel_map(&old.config, model);
+    // More rings per angle widen each per-angle MLP's input; for the single MLP, whose input mixes
+    // rings and angles, only the same geometry maps column for column.
+    let more_samples_ok = model.network == lofi::config::Network::MultiMLP
+        && old.config.network == model.network
+        && model.m >= old.config.m
+        && model.patch_shape == old.config.patch_shape;
     let mut copied = 0;
     let mut widened = Vec::new();
     for (name, tensor) in fresh.iter_mut() {
@@ -374,10 +393,14 @@ fn init_from_model(
         if want == have {
             *tensor = source.to_kind(Kind::Float).copy();
             copied += 1;
-        } else if let Some(wide) = widened_copy(name, tensor, &source.to_kind(Kind::Float), map.as_deref(), [
-            old_channels,
-            new_channels,
-        ]) {
+        } else if let Some(wide) = widened_copy(
+            name,
+            tensor,
+            &source.to_kind(Kind::Float),
+            map.as_deref(),
+            [old_channels, new_channels],
+            more_samples_ok,
+        ) {
             *tensor = wide;
             widened.push(name.clone());
         } else {
@@ -1005,7 +1028,7 @@ mod tests {
         }
     }
 
-    /// Fine-tuning into a wider model (more hidden units, the Fourier filter's channels) starts
+    /// Fine-tuning into a wider model (more hidden units, the Fourier filter's channels, more rings) starts
     /// from the old model's function: the widened network's output equals the old one's (to the
     /// float rounding of the identity filter's FFT round trip). A narrower model is refused.
     #[test]
@@ -1034,7 +1057,8 @@ mod tests {
         let old_model = lofi::Model::from_parts(old_net, old_params, None);
         std::fs::write(&path, old_model.to_bytes().unwrap()).unwrap();
 
-        let new_cfg = LofiConfig { hidden_dim: 12, fourier_filtering: true, num_filters: 2, ..old_cfg.clone() };
+        let new_cfg =
+            LofiConfig { hidden_dim: 12, fourier_filtering: true, num_filters: 2, n: 5, ..old_cfg.clone() };
         let mut cfg = tiny(new_cfg.clone());
         cfg.train.init_from = Some(path.clone());
         let trainer = Trainer::new(cfg, Device::Cpu, None).unwrap();
@@ -1050,10 +1074,10 @@ mod tests {
         });
         let diff = (&got - &want).abs().max().double_value(&[]);
         assert!(diff < 1e-5, "the widened model differs by {diff}");
-        // The new units are really there: the first per-angle layer is 12 x (6 channels x 3 rings):
+        // The new units are really there: the first per-angle layer is 12 x (6 channels x 5 rings):
         // Re and Im of two filters, the raw input, the noise level.
         let first = trainer.params.iter().find(|(n, _)| n.ends_with("MLP.0.fcs.0.weight")).map(|(_, t)| t.size());
-        assert_eq!(first, Some(vec![12, 18]), "{:?}", trainer.params.iter().map(|(n, _)| n).collect::<Vec<_>>());
+        assert_eq!(first, Some(vec![12, 30]), "{:?}", trainer.params.iter().map(|(n, _)| n).collect::<Vec<_>>());
 
         let narrower = LofiConfig { hidden_dim: 4, ..old_cfg };
         let mut cfg = tiny(narrower);
