@@ -233,3 +233,44 @@ fn a_device_list_deals_bands_and_writes_the_same_file() {
         .unwrap();
     assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("unknown device"));
 }
+
+/// `lofi bench` states the budget as a bound: each row prints the process's baseline and the peak
+/// resident set above it, and a `within` verdict; for the small fixture the peak is well inside the
+/// budget, and the verdict is computed from the two figures, not asserted blindly.
+#[test]
+fn bench_rows_report_the_baseline_and_the_bound() {
+    let out = ok(lofi()
+        .args(["bench", "--model"])
+        .arg(root("tests/fixtures/models/tiny-gray.lofi"))
+        .args(["--input-size", "64", "--sizes", "64,128", "--budgets", "8MiB,32MiB", "--threads", "1"])
+        .args(["--tiles", "1"])
+        .output()
+        .unwrap());
+    let mib = |text: &str| -> f64 {
+        let (value, unit) = text.split_at(text.find(|c: char| c.is_ascii_alphabetic()).unwrap());
+        let scale = match unit {
+            "B" => 1.0 / 1048576.0,
+            "KiB" => 1.0 / 1024.0,
+            "MiB" => 1.0,
+            "GiB" => 1024.0,
+            other => panic!("unit {other} in {text}"),
+        };
+        value.parse::<f64>().unwrap() * scale
+    };
+    let rows: Vec<Vec<&str>> = out
+        .lines()
+        .filter(|l| l.trim_start().starts_with(|c: char| c.is_ascii_digit()) && l.contains("(RSS)"))
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 4, "{out}");
+    for row in rows {
+        // output, budget (value unit), batch, batches, pixels/s, estimated (value unit), baseline
+        // (value unit), measured (value unit "(RSS)"), within, seconds
+        let budget = mib(&format!("{}{}", row[1], row[2]));
+        let baseline = mib(&format!("{}{}", row[8], row[9]));
+        let measured = mib(&format!("{}{}", row[10], row[11]));
+        assert!(baseline > 50.0, "libtorch and the model are resident before the call: {row:?}");
+        assert_eq!(row[13], if measured <= budget { "yes" } else { "NO" }, "{row:?}");
+        assert!(measured <= budget, "peak above the baseline beyond the budget: {row:?}");
+    }
+}
