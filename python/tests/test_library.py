@@ -119,7 +119,7 @@ def test_ctypes_fields_follow_the_header(name):
 
 def test_sizes_are_the_released_layouts():
     # docs/abi.md's table (LP64), which tests/c/test_abi.c pins for C.
-    assert ctypes.sizeof(_ffi.LoadParams) == 24
+    assert ctypes.sizeof(_ffi.LoadParams) == 32
     assert ctypes.sizeof(_ffi.RunParams) == 48
     assert ctypes.sizeof(_ffi.PnpParams) == 120
     assert ctypes.sizeof(_ffi.Operator) == 144

@@ -472,6 +472,122 @@ pub fn reconstruct_region(
     reconstruct_region_from(model, &image, region, grid_width, grid_height, window, out, options)
 }
 
+/// [`reconstruct_region`] on several devices: one replica of the model per device (`models`, the
+/// same model loaded once per device; the C API's `lofi_load_params.devices`). The window (or the
+/// whole grid) is cut into bands of rows, a few per device, dealt out as each device finishes its
+/// last; every band is the window call one device would make, so the result equals one device's
+/// (bit for bit on CPUs with one thread each: tiles equal the whole image). The budget is per
+/// device. `progress` runs on the calling thread after every band. With one model this is
+/// [`reconstruct_region`].
+#[allow(clippy::too_many_arguments)]
+pub fn reconstruct_region_on_devices(
+    models: &[&Model],
+    image: ImageView<'_>,
+    region: Region,
+    grid_width: usize,
+    grid_height: usize,
+    window: Option<Window>,
+    out: OutputView<'_>,
+    options: RunOptions<'_>,
+) -> Result<RunReport> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let Some(&first) = models.first() else {
+        return Err(Error::invalid_argument("no device to run on"));
+    };
+    if models.len() == 1 {
+        return reconstruct_region(first, image, region, grid_width, grid_height, window, out, options);
+    }
+    if let Some(m) =
+        models.iter().find(|m| m.config() != first.config() || m.parameter_count() != first.parameter_count())
+    {
+        return Err(Error::invalid_argument(format!(
+            "the replicas differ: the model on {} is not the one on {}",
+            m.device_spec(),
+            first.device_spec()
+        )));
+    }
+    let (_, window) = check_region_args(first, region, grid_width, grid_height, window, &out)?;
+    first.check_noise_level(options.noise_level)?;
+    let RunOptions { memory_budget, threads, mut progress, noise_level } = options;
+    let stride = out.row_stride;
+    // Four bands per device balance devices of unequal speed; each band is a whole window call.
+    let band_rows = window.rows.div_ceil(4 * models.len()).max(1);
+    let mut bands = Vec::new();
+    let (mut rest, mut row) = (out.data, 0);
+    while row < window.rows {
+        let n = band_rows.min(window.rows - row);
+        let take = if row + n < window.rows { n * stride } else { rest.len() };
+        let (band, tail) = std::mem::take(&mut rest).split_at_mut(take);
+        bands.push((row, n, band));
+        rest = tail;
+        row += n;
+    }
+    let queue = parking_lot::Mutex::new(bands.into_iter());
+    let stop = AtomicBool::new(false);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Result<RunReport>>(models.len());
+    std::thread::scope(|scope| {
+        for &model in models {
+            let (tx, queue, stop) = (tx.clone(), &queue, &stop);
+            scope.spawn(move || loop {
+                if stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                let Some((row, rows, data)) = queue.lock().next() else { return };
+                let band = Window { row0: window.row0 + row, rows, ..window };
+                let options = RunOptions { memory_budget, threads, progress: None, noise_level };
+                let result = reconstruct_region(
+                    model,
+                    image,
+                    region,
+                    grid_width,
+                    grid_height,
+                    Some(band),
+                    OutputView { data, row_stride: stride },
+                    options,
+                );
+                let failed = result.is_err();
+                if tx.send(result).is_err() || failed {
+                    stop.store(true, Ordering::Relaxed);
+                    return;
+                }
+            });
+        }
+        drop(tx);
+        let total = window.rows * window.cols;
+        let mut combined: Option<RunReport> = None;
+        let mut failure = None;
+        for result in rx.iter() {
+            if failure.is_some() {
+                continue;
+            }
+            match result {
+                Ok(r) => {
+                    let c = combined.get_or_insert(RunReport { pixels: 0, batches: 0, ..r });
+                    c.pixels += r.pixels;
+                    c.batches += r.batches;
+                    c.measured_peak_bytes = c.measured_peak_bytes.max(r.measured_peak_bytes);
+                    c.measured_peak_reserved_bytes = c.measured_peak_reserved_bytes.max(r.measured_peak_reserved_bytes);
+                    c.reserved_bytes = c.reserved_bytes.max(r.reserved_bytes);
+                    let done = c.pixels;
+                    if !progress.as_mut().is_none_or(|cb| cb(Progress { done, total })) {
+                        stop.store(true, Ordering::Relaxed);
+                        failure = Some(Error::Cancelled);
+                    }
+                }
+                Err(e) => {
+                    stop.store(true, Ordering::Relaxed);
+                    failure = Some(e);
+                }
+            }
+        }
+        match (failure, combined) {
+            (Some(e), _) => Err(e),
+            (None, Some(report)) => Ok(report),
+            (None, None) => Err(Error::invalid_argument("no band was computed")),
+        }
+    })
+}
+
 /// [`reconstruct_region`] from any [`InputSource`] (a memory-mapped file, ...), streaming the
 /// input: each batch reads only the window of the input its samples reach.
 #[allow(clippy::too_many_arguments)]

@@ -18,16 +18,48 @@ use crate::model::Model;
 /// freed before the state.
 pub struct lofi_model {
     pub(crate) inner: Arc<Model>,
+    /// Replicas on further devices (`lofi_load_params.devices`), beside `inner` on the first:
+    /// `lofi_reconstruct_region()` deals bands out to all of them. Empty for one device.
+    pub(crate) replicas: Vec<Arc<Model>>,
 }
 
-fn load_params(params: *const lofi_load_params) -> crate::Result<crate::model::LoadOptions> {
-    // SAFETY: the caller passes NULL or a valid struct.
-    unsafe { abi::read_in_or_default(params) }?.to_options()
+impl lofi_model {
+    /// The model on every device it was loaded on, the first device first.
+    pub(crate) fn devices(&self) -> Vec<&Model> {
+        std::iter::once(&*self.inner).chain(self.replicas.iter().map(|m| &**m)).collect()
+    }
 }
 
-fn hand_out(model: Model, out: *mut *mut lofi_model) {
+/// The load options and the device list (`None`: the one device of the options).
+fn load_params(
+    params: *const lofi_load_params,
+) -> crate::Result<(crate::model::LoadOptions, Option<Vec<DeviceSpec>>)> {
+    // SAFETY: the caller passes NULL or a valid struct, whose `devices` is NULL or a string.
+    let params = unsafe { abi::read_in_or_default(params) }?;
+    let devices = unsafe { params.device_list() }?;
+    if devices.as_ref().is_some_and(|d| d.is_empty()) {
+        return Err(Error::invalid_argument("devices is an empty list"));
+    }
+    Ok((params.to_options()?, devices))
+}
+
+/// Loads the model with `load` on the options' device, or once per device of the list.
+fn load_on_devices(
+    (options, devices): (crate::model::LoadOptions, Option<Vec<DeviceSpec>>),
+    load: impl Fn(crate::model::LoadOptions) -> crate::Result<Model>,
+) -> crate::Result<lofi_model> {
+    let devices = devices.unwrap_or_else(|| vec![options.device]);
+    let mut models = devices
+        .into_iter()
+        .map(|device| load(crate::model::LoadOptions { device, ..options }).map(Arc::new))
+        .collect::<crate::Result<Vec<_>>>()?;
+    let inner = models.remove(0);
+    Ok(lofi_model { inner, replicas: models })
+}
+
+fn hand_out(model: lofi_model, out: *mut *mut lofi_model) {
     // SAFETY: checked non-null by the callers.
-    unsafe { *out = Box::into_raw(Box::new(lofi_model { inner: Arc::new(model) })) };
+    unsafe { *out = Box::into_raw(Box::new(model)) };
 }
 
 /// Loads a `.lofi` model file.
@@ -57,8 +89,8 @@ pub unsafe extern "C" fn lofi_load(
         let path = non_null(path, "path")?;
         let path =
             CStr::from_ptr(path).to_str().map_err(|_| Error::invalid_argument("path is not valid UTF-8"))?;
-        let options = load_params(params)?;
-        hand_out(Model::load(Path::new(path), options)?, out_model);
+        let model = load_on_devices(load_params(params)?, |options| Model::load(Path::new(path), options))?;
+        hand_out(model, out_model);
         Ok(())
     })
 }
@@ -85,8 +117,8 @@ pub unsafe extern "C" fn lofi_load_from_memory(
             return Err(Error::invalid_argument("data is NULL"));
         }
         let bytes = std::slice::from_raw_parts(data, size);
-        let options = load_params(params)?;
-        hand_out(Model::load_from_memory(bytes, options)?, out_model);
+        let model = load_on_devices(load_params(params)?, |options| Model::load_from_memory(bytes, options))?;
+        hand_out(model, out_model);
         Ok(())
     })
 }

@@ -137,7 +137,8 @@ pub unsafe extern "C" fn lofi_reconstruct_region_sized(
     report_size: usize,
 ) -> lofi_status {
     guard("lofi_reconstruct_region", || {
-        let model = &non_null(model, "model")?.inner;
+        let handle = non_null(model, "model")?;
+        let model = &handle.inner;
         let image = image_view(non_null(input, "input")?)?;
         if output.is_null() {
             return Err(Error::invalid_argument("output is NULL"));
@@ -164,8 +165,8 @@ pub unsafe extern "C" fn lofi_reconstruct_region_sized(
         check_report(report, report_size)?;
         let data = std::slice::from_raw_parts_mut(output, len);
         let r = call.run(|options| {
-            engine::reconstruct_region(
-                model,
+            engine::reconstruct_region_on_devices(
+                &handle.devices(),
                 image,
                 region,
                 grid_width,

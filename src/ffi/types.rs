@@ -6,7 +6,7 @@
 //! the `struct_size` rules.
 
 use std::mem::{align_of, offset_of, size_of};
-use std::os::raw::c_void;
+use std::os::raw::{c_char, c_void};
 
 use super::abi::{self, size_up_to, Versioned};
 use super::error::{guard, lofi_status};
@@ -42,22 +42,34 @@ pub struct lofi_load_params {
     pub device_index: i32,
     /// `LOFI_PRECISION_F32` (default), `LOFI_PRECISION_BF16` or `LOFI_PRECISION_F16`.
     pub precision: lofi_precision,
+    /// NULL (default) for the one device above, or a NUL-terminated, comma-separated list of
+    /// devices, e.g. `"cuda:0,cuda:1"` (`"cpu"`, `"cuda"`, `"cuda:N"`; `"cpu,cpu"` stands in for
+    /// GPUs in tests): the model is loaded once per device (`device` and `device_index` are then
+    /// ignored), and `lofi_reconstruct_region()` deals bands of output rows out to the replicas, the
+    /// result equal to one device's. Only read during the load call. (Added in 0.2: older
+    /// layouts end before it.)
+    pub devices: *const c_char,
 }
 
-/// CPU, GPU 0 when CUDA is chosen, float32.
+/// CPU, GPU 0 when CUDA is chosen, float32, one device.
 pub fn default_load_params() -> lofi_load_params {
     lofi_load_params {
         struct_size: size_of::<lofi_load_params>(),
         device: LOFI_DEVICE_CPU,
         device_index: 0,
         precision: LOFI_PRECISION_F32,
+        devices: std::ptr::null(),
     }
 }
 
-// SAFETY: repr(C), leading usize, plain integers.
+// SAFETY: repr(C), leading usize, plain integers and a nullable pointer.
 unsafe impl Versioned for lofi_load_params {
     const NAME: &'static str = "lofi_load_params";
-    const SIZES: &'static [usize] = &[size_of::<Self>()];
+    // 0.1 ended after `precision`; then the device list.
+    const SIZES: &'static [usize] = &[
+        size_up_to(offset_of!(lofi_load_params, devices), align_of::<lofi_load_params>()),
+        size_of::<Self>(),
+    ];
     fn defaults() -> Self {
         default_load_params()
     }
@@ -96,6 +108,25 @@ impl lofi_load_params {
             other => return Err(Error::invalid_argument(format!("unknown precision {other}"))),
         };
         Ok(crate::model::LoadOptions { device, precision })
+    }
+
+    /// The device list (`devices`), or `None` for the single device of `to_options`.
+    ///
+    /// # Safety
+    /// `devices` must be NULL or a NUL-terminated string.
+    pub(crate) unsafe fn device_list(&self) -> Result<Option<Vec<DeviceSpec>>> {
+        if self.devices.is_null() {
+            return Ok(None);
+        }
+        let text = std::ffi::CStr::from_ptr(self.devices)
+            .to_str()
+            .map_err(|_| Error::invalid_argument("devices is not valid UTF-8"))?;
+        let list = text
+            .split(',')
+            .map(|d| d.trim().parse::<DeviceSpec>())
+            .collect::<Result<Vec<_>>>()
+            .map_err(|e| Error::invalid_argument(format!("devices \"{text}\": {e}")))?;
+        Ok(Some(list))
     }
 }
 

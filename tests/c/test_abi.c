@@ -21,6 +21,13 @@ static float out[W * H];
 
 typedef struct {
   size_t struct_size;
+  lofi_device_kind device;
+  int32_t device_index;
+  lofi_precision precision;
+} load_params_v1;
+
+typedef struct {
+  size_t struct_size;
   uint64_t memory_budget_bytes;
   int32_t threads;
   lofi_progress_fn progress;
@@ -75,11 +82,12 @@ static void test_layouts_are_pinned(void) {
     printf("     (not an LP64 platform: the pinned numbers do not apply)\n");
     return;
   }
-  CHECK_SIZE(lofi_load_params, 24);
+  CHECK_SIZE(lofi_load_params, 32);
   CHECK_LAYOUT(lofi_load_params, struct_size, 0);
   CHECK_LAYOUT(lofi_load_params, device, 8);
   CHECK_LAYOUT(lofi_load_params, device_index, 12);
   CHECK_LAYOUT(lofi_load_params, precision, 16);
+  CHECK_LAYOUT(lofi_load_params, devices, 24);
 
   CHECK_SIZE(lofi_run_params, 48);
   CHECK_LAYOUT(lofi_run_params, struct_size, 0);
@@ -188,6 +196,7 @@ static void test_layouts_are_pinned(void) {
   CHECK_LAYOUT(lofi_window, rows, 24);
 
   /* The first layouts are prefixes of the current ones. */
+  CHECK_SIZE(load_params_v1, 24);
   CHECK_SIZE(run_params_v1, 40);
   CHECK_SIZE(pnp_params_v1, 72);
   CHECK_SIZE(run_report_v1, 48);
@@ -319,6 +328,25 @@ static void test_bad_struct_sizes_are_refused(void) {
 }
 
 /* ---- a program built against the first layouts ------------------------------------------------ */
+
+/* The first lofi_load_params (before the device list), in an exactly-sized heap block: the
+ * library reads no further than its 24 bytes and loads on its one device. */
+static void test_first_layout_load_params(void) {
+  load_params_v1 *old = (load_params_v1 *)malloc(sizeof *old);
+  lofi_model *m = NULL;
+  lofi_model_info info;
+  REQUIRE(old != NULL);
+  memset(old, 0xA5, sizeof *old);
+  old->struct_size = sizeof *old;
+  CHECK_OK(lofi_init_load_params((lofi_load_params *)old));
+  CHECK(old->device == LOFI_DEVICE_CPU && old->device_index == 0 && old->precision == LOFI_PRECISION_F32);
+  CHECK_OK(lofi_load(lt_fixture("tiny-gray.lofi"), (const lofi_load_params *)old, &m));
+  REQUIRE(m != NULL);
+  CHECK_OK(lofi_model_get_info(m, &info));
+  CHECK(info.device == LOFI_DEVICE_CPU);
+  lofi_model_free(m);
+  free(old);
+}
 
 /* The first lofi_run_params, filled by that header's lofi_default_run_params() (which sets
  * struct_size and calls lofi_init_run_params), in an exactly-sized heap block: ASan stops any
@@ -600,6 +628,7 @@ int main(int argc, char **argv) {
   RUN(test_layouts_are_pinned);
   RUN(test_defaults_carry_their_size);
   RUN(test_bad_struct_sizes_are_refused);
+  RUN(test_first_layout_load_params);
   RUN(test_first_layout_run_params);
   RUN(test_first_layout_pnp_params);
   RUN(test_first_layout_outputs);

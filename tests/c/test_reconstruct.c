@@ -534,6 +534,52 @@ static void test_noise_level(void) {
   lofi_model_free(aware);
 }
 
+/* lofi_load_params.devices: one replica per device ("cpu,cpu" stands in for two GPUs); bands of
+ * rows dealt out to them give one device's result bit for bit (one thread), windows and strides
+ * included, the progress callback sees every pixel; a bad list is refused naming the entry. */
+static bool count_progress(void *user, uint64_t done, uint64_t total) {
+  uint64_t *last = (uint64_t *)user;
+  CHECK(done <= total && done > *last);
+  *last = done;
+  return true;
+}
+
+static void test_device_list(void) {
+  lofi_load_params lp = lofi_default_load_params();
+  lofi_run_params params = lofi_default_run_params();
+  lofi_model *two = NULL, *bad = NULL;
+  lofi_window win = {2, 3, W - 5, H - 4};
+  float *px = lt_make_pixels(W, H, 3, 21), *a, *b;
+  lofi_image img = lt_image(px, W, H, 3);
+  uint64_t last = 0;
+  size_t r, row = (W - 5) * 3, stride = row + 4;
+  lp.devices = "cpu, cpu";
+  CHECK_OK(lofi_load(lt_fixture("tiny-rgb.lofi"), &lp, &two));
+  REQUIRE(two != NULL && px != NULL);
+  a = (float *)malloc(W * H * 3 * sizeof(float));
+  b = (float *)calloc(W * H * 3, sizeof(float)); /* the whole grid, and the strided window */
+  REQUIRE(a && b);
+  params.threads = 1;
+  CHECK_OK(lofi_reconstruct_region(rgb, &img, NULL, W, H, NULL, a, 0, &params, NULL));
+  CHECK_OK(lofi_reconstruct_region(two, &img, NULL, W, H, NULL, b, 0, &params, NULL));
+  CHECK_MSG(memcmp(a, b, W * H * 3 * sizeof(float)) == 0, "two devices differ from one");
+  /* A window written with a row stride; the progress callback counts up to its pixels. */
+  params.progress = count_progress;
+  params.progress_user_data = &last;
+  CHECK_OK(lofi_reconstruct_region(two, &img, NULL, W, H, &win, b, stride * sizeof(float), &params, NULL));
+  CHECK(last == (uint64_t)(W - 5) * (H - 4));
+  for (r = 0; r < H - 4; r++) {
+    CHECK(memcmp(b + r * stride, a + ((r + 3) * W + 2) * 3, row * sizeof(float)) == 0);
+  }
+  lp.devices = "cpu,tpu:0";
+  EXPECT_FAIL(lofi_load(lt_fixture("tiny-rgb.lofi"), &lp, &bad), LOFI_STATUS_INVALID_ARGUMENT, "tpu");
+  CHECK(bad == NULL);
+  lofi_model_free(two);
+  free(px);
+  free(a);
+  free(b);
+}
+
 static void test_cuda_matches_cpu(void) {
   lofi_load_params lp = lofi_default_load_params();
   lofi_model *gpu = NULL;
@@ -587,6 +633,7 @@ int main(int argc, char **argv) {
   RUN(test_threads_param);
   RUN(test_memory_load_equivalent);
   RUN(test_noise_level);
+  RUN(test_device_list);
   RUN(test_cuda_matches_cpu);
   lofi_model_free(gray);
   lofi_model_free(rgb);

@@ -102,6 +102,7 @@ class LoadParams(Structure):
         ("device", c_int32),
         ("device_index", c_int32),
         ("precision", c_int32),
+        ("devices", c_char_p),
     ]
 
 
