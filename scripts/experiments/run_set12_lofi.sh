@@ -17,7 +17,7 @@ method="${METHOD:-lofi}"
 threads="${THREADS:-2}"
 pnp_flags=("$@")
 if [ ${#pnp_flags[@]} -eq 0 ]; then
-  pnp_flags=(--iterations 60 --alpha 0.05 --anneal 60/255,25/255,40 --tolerance 1e-4)
+  pnp_flags=(--iterations 40 --alpha 0.01 --denoiser-sigma 30/255)
 fi
 here="$(dirname "$0")"
 venv="$("$here/setup-bench-venv.sh")"
