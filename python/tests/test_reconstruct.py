@@ -309,13 +309,15 @@ def test_ctrl_c_stops_a_long_call(gray):
 
 
 def test_ctrl_c_stops_a_python_operator(gray):
-    import os
     import signal
 
     from test_pnp import box_adjoint, box_forward
 
     def forward(x):
-        os.kill(os.getpid(), signal.SIGINT)  # as if the user pressed Ctrl-C during the solve
+        # As if the user pressed Ctrl-C during the solve. raise_signal delivers it to this (the
+        # main) thread before it returns; os.kill lets the kernel pick any thread of the process
+        # (libtorch's workers included), and under load the solve could finish first.
+        signal.raise_signal(signal.SIGINT)
         return box_forward(x)
 
     op = lofi.UserOperator((12, 16), 48, forward, box_adjoint)
