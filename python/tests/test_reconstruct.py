@@ -320,9 +320,15 @@ def test_ctrl_c_stops_a_python_operator(gray):
         signal.raise_signal(signal.SIGINT)
         return box_forward(x)
 
+    # Python's own handler, whatever this process inherited: a test run started in the background
+    # by a non-interactive shell inherits SIGINT ignored, and an ignored Ctrl-C stops nothing.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     op = lofi.UserOperator((12, 16), 48, forward, box_adjoint)
-    with lofi.PnP(gray, op, np.ones(48, np.float32), threads=1) as state:
-        with pytest.raises(KeyboardInterrupt):
-            state.solve(50)
-        assert op.forward_calls == 1  # stopped at the next callback
-        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    try:
+        with lofi.PnP(gray, op, np.ones(48, np.float32), threads=1) as state:
+            with pytest.raises(KeyboardInterrupt):
+                state.solve(50)
+            assert op.forward_calls == 1  # stopped at the next callback
+            assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
