@@ -472,6 +472,24 @@ pub fn reconstruct_region(
     reconstruct_region_from(model, &image, region, grid_width, grid_height, window, out, options)
 }
 
+/// The first of several replicas of one model (one per device), after checking that there is one
+/// and that they all are the same model.
+pub(crate) fn first_replica<'m>(models: &[&'m Model]) -> Result<&'m Model> {
+    let Some(&first) = models.first() else {
+        return Err(Error::invalid_argument("no device to run on"));
+    };
+    if let Some(m) =
+        models.iter().find(|m| m.config() != first.config() || m.parameter_count() != first.parameter_count())
+    {
+        return Err(Error::invalid_argument(format!(
+            "the replicas differ: the model on {} is not the one on {}",
+            m.device_spec(),
+            first.device_spec()
+        )));
+    }
+    Ok(first)
+}
+
 /// [`reconstruct_region`] on several devices: one replica of the model per device (`models`, the
 /// same model loaded once per device; the C API's `lofi_load_params.devices`). The window (or the
 /// whole grid) is cut into bands of rows, a few per device, dealt out as each device finishes its
@@ -491,20 +509,9 @@ pub fn reconstruct_region_on_devices(
     options: RunOptions<'_>,
 ) -> Result<RunReport> {
     use std::sync::atomic::{AtomicBool, Ordering};
-    let Some(&first) = models.first() else {
-        return Err(Error::invalid_argument("no device to run on"));
-    };
+    let first = first_replica(models)?;
     if models.len() == 1 {
         return reconstruct_region(first, image, region, grid_width, grid_height, window, out, options);
-    }
-    if let Some(m) =
-        models.iter().find(|m| m.config() != first.config() || m.parameter_count() != first.parameter_count())
-    {
-        return Err(Error::invalid_argument(format!(
-            "the replicas differ: the model on {} is not the one on {}",
-            m.device_spec(),
-            first.device_spec()
-        )));
     }
     let (_, window) = check_region_args(first, region, grid_width, grid_height, window, &out)?;
     first.check_noise_level(options.noise_level)?;

@@ -763,20 +763,9 @@ pub fn reconstruct_rows_on_devices(
     sink: &mut dyn FnMut(usize, &[f32]) -> Result<()>,
 ) -> Result<super::RunReport> {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    let Some(&first) = models.first() else {
-        return Err(Error::invalid_argument("no device to run on"));
-    };
+    let first = super::first_replica(models)?;
     if models.len() == 1 {
         return reconstruct_rows(first, source, job, rows, band_bytes, options, sink);
-    }
-    if let Some(m) =
-        models.iter().find(|m| m.config() != first.config() || m.parameter_count() != first.parameter_count())
-    {
-        return Err(Error::invalid_argument(format!(
-            "the replicas differ: the model on {} is not the one on {}",
-            m.device_spec(),
-            first.device_spec()
-        )));
     }
     super::check_grid(job.region, job.grid_width, job.grid_height, None)?;
     if rows.is_empty() || rows.end > job.grid_height {
