@@ -29,6 +29,23 @@ impl FromStr for DeviceSpec {
     }
 }
 
+/// The most entries a device list may have. Every entry gets its own copy of the model, so a
+/// caller's list (the C API's `lofi_load_params.devices`, `--device`) must not be able to ask for
+/// an unbounded number of them; no machine has more GPUs than this.
+pub const MAX_DEVICES: usize = 64;
+
+/// Parses a comma-separated device list (`"cuda:0,cuda:1"`, `"cpu,cpu"`): at least one device and
+/// at most [`MAX_DEVICES`]; the first entry that is no device is named in the error.
+pub fn parse_device_list(text: &str) -> Result<Vec<DeviceSpec>> {
+    let entries = text.split(',').count();
+    if entries > MAX_DEVICES {
+        return Err(Error::invalid_argument(format!(
+            "the device list has {entries} entries; at most {MAX_DEVICES} are allowed"
+        )));
+    }
+    text.split(',').map(str::parse).collect()
+}
+
 impl fmt::Display for DeviceSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -175,5 +192,21 @@ impl Precision {
                  amx_bf16) on the CPU",
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod device_list_tests {
+    use super::*;
+
+    #[test]
+    fn device_lists_are_parsed_and_bounded() {
+        assert_eq!(parse_device_list("cuda:0, cuda:1").unwrap(), [DeviceSpec::Cuda(0), DeviceSpec::Cuda(1)]);
+        assert_eq!(parse_device_list(&vec!["cpu"; MAX_DEVICES].join(",")).unwrap().len(), MAX_DEVICES);
+        let err = parse_device_list(&vec!["cpu"; MAX_DEVICES + 1].join(",")).unwrap_err().to_string();
+        assert!(err.contains("65 entries") && err.contains("at most 64"), "{err}");
+        let err = parse_device_list("cpu,tpu").unwrap_err().to_string();
+        assert!(err.contains("tpu"), "{err}");
+        assert!(parse_device_list("").is_err());
     }
 }

@@ -121,10 +121,7 @@ impl lofi_load_params {
         let text = std::ffi::CStr::from_ptr(self.devices)
             .to_str()
             .map_err(|_| Error::invalid_argument("devices is not valid UTF-8"))?;
-        let list = text
-            .split(',')
-            .map(|d| d.trim().parse::<DeviceSpec>())
-            .collect::<Result<Vec<_>>>()
+        let list = crate::device::parse_device_list(text)
             .map_err(|e| Error::invalid_argument(format!("devices \"{text}\": {e}")))?;
         Ok(Some(list))
     }

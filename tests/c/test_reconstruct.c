@@ -574,6 +574,15 @@ static void test_device_list(void) {
   lp.devices = "cpu,tpu:0";
   EXPECT_FAIL(lofi_load(lt_fixture("tiny-rgb.lofi"), &lp, &bad), LOFI_STATUS_INVALID_ARGUMENT, "tpu");
   CHECK(bad == NULL);
+  {
+    /* Every entry is a copy of the model: a list longer than any machine's is refused up front. */
+    static char many[65 * 4];
+    for (r = 0; r < 65; r++) memcpy(many + 4 * r, "cpu,", 4);
+    many[sizeof many - 1] = '\0';
+    lp.devices = many;
+    EXPECT_FAIL(lofi_load(lt_fixture("tiny-rgb.lofi"), &lp, &bad), LOFI_STATUS_INVALID_ARGUMENT, "at most 64");
+    CHECK(bad == NULL);
+  }
   lofi_model_free(two);
   free(px);
   free(a);

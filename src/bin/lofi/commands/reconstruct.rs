@@ -114,7 +114,7 @@ fn parse_region(text: &str) -> Result<Region, String> {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let devices: Vec<DeviceSpec> = args.device.split(',').map(str::parse).collect::<Result<_, _>>()?;
+    let devices: Vec<DeviceSpec> = lofi::device::parse_device_list(&args.device)?;
     let precision: Precision = args.precision.parse()?;
     let budget = parse_bytes(&args.memory_budget)?;
     let band_bytes = parse_bytes(&args.band_size)?;
