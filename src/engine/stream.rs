@@ -682,6 +682,18 @@ impl<'a> Streamer<'a> {
     }
 }
 
+/// Checks a rows call's grid and that `rows` is a non-empty range of its rows.
+fn check_rows(job: &GridJob, rows: &Range<usize>) -> Result<()> {
+    super::check_grid(job.region, job.grid_width, job.grid_height, None)?;
+    if rows.is_empty() || rows.end > job.grid_height {
+        return Err(Error::invalid_argument(format!(
+            "rows {}..{} are empty or outside the {} rows of the output grid",
+            rows.start, rows.end, job.grid_height
+        )));
+    }
+    Ok(())
+}
+
 /// Reconstructs grid rows `rows` of `job` from `source` in bands of whole output rows, handing
 /// each band (its first grid row and its (band rows, grid_width, c_out) values) to `sink` before
 /// the next is computed: the command line writes huge outputs to disk this way, and an MPI rank
@@ -699,13 +711,7 @@ pub fn reconstruct_rows(
 ) -> Result<super::RunReport> {
     crate::error::catch_torch(move || {
         let c_out = model.config().c_out as usize;
-        super::check_grid(job.region, job.grid_width, job.grid_height, None)?;
-        if rows.is_empty() || rows.end > job.grid_height {
-            return Err(Error::invalid_argument(format!(
-                "rows {}..{} are empty or outside the {} rows of the output grid",
-                rows.start, rows.end, job.grid_height
-            )));
-        }
+        check_rows(&job, &rows)?;
         model.check_noise_level(options.noise_level)?;
         let _threads = super::ThreadScope::new(options.threads);
         let memory = super::cuda_memory::PeakTracker::start(model.device());
@@ -767,13 +773,7 @@ pub fn reconstruct_rows_on_devices(
     if models.len() == 1 {
         return reconstruct_rows(first, source, job, rows, band_bytes, options, sink);
     }
-    super::check_grid(job.region, job.grid_width, job.grid_height, None)?;
-    if rows.is_empty() || rows.end > job.grid_height {
-        return Err(Error::invalid_argument(format!(
-            "rows {}..{} are empty or outside the {} rows of the output grid",
-            rows.start, rows.end, job.grid_height
-        )));
-    }
+    check_rows(&job, &rows)?;
     first.check_noise_level(options.noise_level)?;
     let _threads = super::ThreadScope::new(options.threads);
     let super::RunOptions { memory_budget, noise_level, mut progress, .. } = options;
