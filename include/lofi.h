@@ -203,8 +203,8 @@ typedef struct lofi_load_params {
    */
   lofi_precision precision;
   /**
-   * NULL (default) for the one device above, or a NUL-terminated, comma-separated list of
-   * devices, e.g. `"cuda:0,cuda:1"` (`"cpu"`, `"cuda"`, `"cuda:N"`; `"cpu,cpu"` stands in for
+   * NULL (default) for the one device above, or a NUL-terminated, comma-separated list of at
+   * most 64 devices, e.g. `"cuda:0,cuda:1"` (`"cpu"`, `"cuda"`, `"cuda:N"`; `"cpu,cpu"` stands in for
    * GPUs in tests): the model is loaded once per device (`device` and `device_index` are then
    * ignored), and `lofi_reconstruct_region()` deals bands of output rows out to the replicas, the
    * result equal to one device's. Only read during the load call. (Added in 0.2: older
