@@ -435,6 +435,11 @@ typedef struct lofi_run_params {
 typedef int32_t lofi_splitting;
 
 /**
+ * What `lofi_pnp_params.transforms` lets the denoiser see.
+ */
+typedef int32_t lofi_transforms;
+
+/**
  * Settings of a plug-and-play solve. Start from `lofi_default_pnp_params()`.
  *
  * `run` is versioned on its own: the library finds the fields after it at
@@ -486,6 +491,18 @@ typedef struct lofi_pnp_params {
    * changes) or `LOFI_SPLITTING_HQS` (half-quadratic splitting without a dual, as DPIR).
    */
   lofi_splitting splitting;
+  /**
+   * What the denoiser sees at each iteration: `LOFI_TRANSFORMS_DIHEDRAL` (the default: a
+   * different quarter turn or mirror of the image each iteration, undone after; the
+   * denoiser's preferred directions average out) or `LOFI_TRANSFORMS_NONE` (the paper's
+   * algorithm). (Added in the third layout, with `average_last`.)
+   */
+  lofi_transforms transforms;
+  /**
+   * The estimate is the mean of the denoiser's last `average_last` outputs at the final noise
+   * level (default 8: one cycle of a square image's transforms); 1: the last output.
+   */
+  uint32_t average_last;
 } lofi_pnp_params;
 
 /**
@@ -507,11 +524,12 @@ typedef struct lofi_pnp_residuals {
    */
   double primal;
   /**
-   * ||v - v_previous|| / ||v||: how much the estimate still moves.
+   * ||e - e_previous|| / ||e|| for the estimate e (`lofi_pnp_estimate()`): how much it still
+   * moves.
    */
   double dual;
   /**
-   * ||A v - y|| / ||y||.
+   * ||A e - y|| / ||y||.
    */
   double data_misfit;
   /**
@@ -691,6 +709,17 @@ typedef struct lofi_run_report {
  * at the phase centre gives 1 + 0i).
  */
 #define LOFI_OPERATOR_NUFFT 7
+
+/**
+ * The image as it is.
+ */
+#define LOFI_TRANSFORMS_NONE 0
+
+/**
+ * A cycle of quarter turns and mirrors (8 for square images, the 4 that keep the shape
+ * otherwise), one per iteration.
+ */
+#define LOFI_TRANSFORMS_DIHEDRAL 1
 
 /**
  * ADMM with a scaled dual variable (the paper's LoFi-ADMM).
@@ -897,8 +926,9 @@ enum lofi_status lofi_init_operator(struct lofi_operator *op);
 
 /**
  * Fills `*params` with the defaults (alpha 0.05, CG 100 iterations to 1e-7, the run defaults,
- * no schedule, no early stopping, ADMM) for the layout `params->struct_size` and
- * `params->run.struct_size` declare; set both first. `lofi_default_pnp_params()` does all.
+ * no schedule, no early stopping, ADMM, dihedral transforms, the mean of the last 8 outputs)
+ * for the layout `params->struct_size` and `params->run.struct_size` declare; set both first.
+ * `lofi_default_pnp_params()` does all.
  *
  * # Safety
  * `params` must be NULL or valid for writes of the `struct_size` it declares.
@@ -1006,8 +1036,10 @@ enum lofi_status lofi_pnp_solve_sized(struct lofi_pnp *pnp,
                                       size_t last_size);
 
 /**
- * Copies the current estimate v (height x width x channels floats, rows `row_stride_bytes`
- * apart, 0 = packed) into `out`. Before the first step it is the starting estimate: the
+ * Copies the current estimate (height x width x channels floats, rows `row_stride_bytes`
+ * apart, 0 = packed) into `out`: the mean of the denoiser's last `average_last` outputs at the
+ * final noise level (the last output while a schedule runs). Before the first step it is the
+ * starting estimate: the
  * operator's first guess (inpainting: gaps filled by normalised convolution; denoising: the
  * measurements), zero for the other operators, or what `lofi_pnp_set_estimate()` set.
  *

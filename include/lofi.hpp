@@ -554,6 +554,11 @@ struct PnpParams {
   double cg_tolerance = lofi_default_pnp_params().cg_tolerance;
   std::uint64_t memory_budget_bytes = lofi_default_pnp_params().run.memory_budget_bytes;
   int threads = 0;  ///< CPU threads of the denoiser; 0: libtorch's default.
+  /// LOFI_TRANSFORMS_DIHEDRAL (a different quarter turn or mirror per iteration) or
+  /// LOFI_TRANSFORMS_NONE (the paper's iteration).
+  lofi_transforms transforms = lofi_default_pnp_params().transforms;
+  /// The estimate is the mean of the denoiser's last `average_last` outputs (1: the last).
+  std::uint32_t average_last = lofi_default_pnp_params().average_last;
   PnpProgressFn progress;
 };
 
@@ -687,6 +692,8 @@ class Pnp {
     c.cg_tolerance = params.cg_tolerance;
     c.run.memory_budget_bytes = params.memory_budget_bytes;
     c.run.threads = static_cast<std::int32_t>(params.threads);
+    c.transforms = params.transforms;
+    c.average_last = params.average_last;
     state_->progress = std::move(params.progress);
     if (state_->progress) {
       state_->progress_ctx.fn = &state_->progress;

@@ -50,6 +50,16 @@ def test_inpaint_equals_the_cli(tmp_path, gray):
     ours = lofi.pnp(gray, y, lofi.Inpaint(mask=mask), iterations=3, alpha=0.1, threads=1)
     assert ours.shape == (H, W)
     np.testing.assert_array_equal(ours, theirs)
+    # The paper's plain iteration (no transforms, the last output) is a different estimate, and
+    # the same through both front ends.
+    run_cli("pnp", "--model", model_path("tiny-gray.lofi"), "--operator", "inpaint", "--mask",
+            str(tmp_path / "mask.npy"), "--input", str(tmp_path / "y.npy"), "--iterations", "3", "--alpha", "0.1",
+            "--threads", "1", "--transforms", "none", "--average-last", "1", "--output", str(tmp_path / "plain.npy"))
+    theirs_plain = np.load(tmp_path / "plain.npy").reshape(H, W)
+    ours_plain = lofi.pnp(gray, y, lofi.Inpaint(mask=mask), iterations=3, alpha=0.1, threads=1,
+                          transforms="none", average_last=1)
+    np.testing.assert_array_equal(ours_plain, theirs_plain)
+    assert np.abs(ours_plain - ours).max() > 1e-4
 
 
 def test_operator_forward_matches_numpy():
@@ -123,6 +133,10 @@ def test_pnp_bad_arguments(gray, rgb):
         lofi.pnp(gray, y[:5], lofi.Denoise((H, W)))
     with pytest.raises(lofi.InvalidArgumentError, match="splitting"):
         lofi.pnp(gray, y, lofi.Denoise((H, W)), splitting="fast")
+    with pytest.raises(lofi.InvalidArgumentError, match="transforms"):
+        lofi.pnp(gray, y, lofi.Denoise((H, W)), transforms="rotate")
+    with pytest.raises(lofi.InvalidArgumentError, match="average_last"):
+        lofi.pnp(gray, y, lofi.Denoise((H, W)), average_last=0)
     with pytest.raises(lofi.InvalidArgumentError):
         lofi.pnp(gray, y, lofi.Denoise((H, W)), alpha=-1.0)  # the library's check
     with pytest.raises(lofi.InvalidArgumentError, match="iterations"):

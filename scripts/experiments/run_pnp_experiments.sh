@@ -10,11 +10,12 @@ here="$(dirname "$0")"
 mkdir -p "$out/inpaint" "$out/radio"
 M=models/denoise-gray.lofi
 
-# Inpainting: 30 % of pixels observed, alpha 0.05, 90 iterations, the 128^2-trained denoiser at 256^2 and 512^2.
+# Inpainting: 30 % of pixels observed, the README table's settings (fixed sigma 30/255, alpha 0.01, 40
+# iterations, the default transforms), the 128^2-trained denoiser at 256^2 and 512^2.
 "$PY" "$here/prepare_inpainting.py" "$out/inpaint"
 for name in camera-256 astronaut-256 camera-512 astronaut-512; do
   "$L" pnp --model $M --operator inpaint --mask "$out/inpaint/$name-mask.png" --ground-truth "$out/inpaint/$name.npy" \
-    --alpha 0.05 --iterations 90 --output "$out/inpaint/$name-lofi.npy" --log "$out/inpaint/$name-lofi.csv"
+    --denoiser-sigma 30/255 --alpha 0.01 --iterations 40 --output "$out/inpaint/$name-lofi.npy" --log "$out/inpaint/$name-lofi.csv"
 done
 "$PY" "$here/prepare_inpainting.py" "$out/inpaint" --biharmonic > "$out/inpaint/biharmonic.json"
 

@@ -5,7 +5,8 @@
 # 128^2 and 256^2. Methods: the dirty image, Högbom CLEAN (lofi clean), TV-ADMM (best of the
 # weights below) and annealed LoFi-ADMM with the noise-level-aware galaxy denoiser, all on the
 # same visibility file. Scores: PSNR, SSIM, residual RMS, dynamic range (score.py), images in Jy
-# per pixel (CLEAN and the dirty image divided by the clean beam's area).
+# per pixel (CLEAN and the dirty image divided by the clean beam's area). LoFi-ADMM runs with the
+# default dihedral transforms; the README's "plain" column added `--transforms none --average-last 1`.
 #   scripts/experiments/run_radio_nufft.sh OUT_DIR          (about 25 CPU-minutes)
 set -euo pipefail
 out="${1:-radio-nufft}"

@@ -203,7 +203,23 @@ pub struct lofi_pnp_params {
     /// `LOFI_SPLITTING_ADMM` (the default; under a schedule the scaled dual is rescaled as alpha
     /// changes) or `LOFI_SPLITTING_HQS` (half-quadratic splitting without a dual, as DPIR).
     pub splitting: lofi_splitting,
+    /// What the denoiser sees at each iteration: `LOFI_TRANSFORMS_DIHEDRAL` (the default: a
+    /// different quarter turn or mirror of the image each iteration, undone after; the
+    /// denoiser's preferred directions average out) or `LOFI_TRANSFORMS_NONE` (the paper's
+    /// algorithm). (Added in the third layout, with `average_last`.)
+    pub transforms: lofi_transforms,
+    /// The estimate is the mean of the denoiser's last `average_last` outputs at the final noise
+    /// level (default 8: one cycle of a square image's transforms); 1: the last output.
+    pub average_last: u32,
 }
+
+/// What `lofi_pnp_params.transforms` lets the denoiser see.
+pub type lofi_transforms = i32;
+/// The image as it is.
+pub const LOFI_TRANSFORMS_NONE: lofi_transforms = 0;
+/// A cycle of quarter turns and mirrors (8 for square images, the 4 that keep the shape
+/// otherwise), one per iteration.
+pub const LOFI_TRANSFORMS_DIHEDRAL: lofi_transforms = 1;
 
 /// How `lofi_pnp_params.splitting` couples the data and prior steps.
 pub type lofi_splitting = i32;
@@ -213,7 +229,7 @@ pub const LOFI_SPLITTING_ADMM: lofi_splitting = 0;
 pub const LOFI_SPLITTING_HQS: lofi_splitting = 1;
 
 /// alpha 0.05, CG 100 iterations to 1e-7, `lofi_default_run_params()`, no schedule, no early
-/// stopping.
+/// stopping, ADMM, dihedral transforms, the mean of the last 8 outputs.
 pub fn default_pnp_params() -> lofi_pnp_params {
     let d = pnp::PnpParams::default();
     lofi_pnp_params {
@@ -227,6 +243,8 @@ pub fn default_pnp_params() -> lofi_pnp_params {
         anneal_iterations: 0,
         tolerance: 0.0,
         splitting: LOFI_SPLITTING_ADMM,
+        transforms: LOFI_TRANSFORMS_DIHEDRAL,
+        average_last: d.average_last as u32,
     }
 }
 
@@ -239,9 +257,15 @@ const RUN_OFFSET: usize = offset_of!(lofi_pnp_params, run);
 const TAIL_OFFSET: usize = RUN_OFFSET + size_of::<lofi_run_params>();
 /// Bytes of this library's tail.
 const TAIL_SIZE: usize = size_of::<lofi_pnp_params>() - TAIL_OFFSET;
-/// Tail sizes of every released layout, oldest first: the first layout had no tail. (A new field
-/// appended to the tail adds its new size here.)
-const TAIL_SIZES: [usize; 2] = [0, TAIL_SIZE];
+/// The tails of every released layout, oldest first, as (size, bytes up to the end of its last
+/// field): the first layout had no tail; the second ended with `splitting` (its last 4 bytes
+/// were padding, where the third layout's `transforms` now lies, so they are not read). A new
+/// field appended to the tail adds a row here.
+const TAIL_LAYOUTS: [(usize, usize); 3] = [
+    (0, 0),
+    (offset_of!(lofi_pnp_params, transforms) + 4 - TAIL_OFFSET, offset_of!(lofi_pnp_params, transforms) - TAIL_OFFSET),
+    (TAIL_SIZE, TAIL_SIZE),
+];
 /// `sizeof(lofi_pnp_params)` of the first layout: the head and a first-layout `run`.
 pub(crate) const PNP_PARAMS_V1_SIZE: usize = RUN_OFFSET + super::types::RUN_PARAMS_V1_SIZE;
 
@@ -251,6 +275,9 @@ const _: () = {
     // (its size is a multiple of it) is at least the tail's.
     assert!(offset_of!(lofi_pnp_params, anneal_sigma_start) == TAIL_OFFSET);
     assert!(align_of::<lofi_run_params>() >= align_of::<lofi_pnp_params>());
+    // The second layout's tail: up to `splitting` and 4 bytes of padding, 8-aligned.
+    assert!(offset_of!(lofi_pnp_params, transforms) == offset_of!(lofi_pnp_params, splitting) + 4);
+    assert!((offset_of!(lofi_pnp_params, transforms) + 4 - TAIL_OFFSET).is_multiple_of(8));
 };
 
 /// The caller's layout of a `lofi_pnp_params`: its size and its `run`'s. Checks both.
@@ -270,7 +297,7 @@ unsafe fn pnp_layout(ptr: *const lofi_pnp_params) -> Result<(usize, usize)> {
     let run_size = ((ptr as *const u8).add(RUN_OFFSET) as *const usize).read_unaligned();
     abi::check_in_size::<lofi_run_params>(run_size, "lofi_pnp_params.run.struct_size")?;
     let tail = size.checked_sub(RUN_OFFSET + run_size).unwrap_or(usize::MAX);
-    if size > size_of::<lofi_pnp_params>() || !TAIL_SIZES.contains(&tail) {
+    if size > size_of::<lofi_pnp_params>() || !TAIL_LAYOUTS.iter().any(|&(t, _)| t == tail) {
         return Err(Error::invalid_argument(format!(
             "{what} = {size} with run.struct_size = {run_size} is no layout of lofi_pnp_params this liblofi {} \
              knows (its own is {} with run {}): is the struct initialised with lofi_default_pnp_params(), or \
@@ -296,15 +323,18 @@ unsafe fn read_pnp_params(ptr: *const lofi_pnp_params) -> Result<lofi_pnp_params
     std::ptr::copy_nonoverlapping(src, dst, RUN_OFFSET);
     p.run = abi::read_in(src.add(RUN_OFFSET) as *const lofi_run_params)?;
     let tail_len = size - RUN_OFFSET - run_size;
+    // Only the bytes of the caller's fields: a layout's trailing padding may hold anything.
+    let fields_len = TAIL_LAYOUTS.iter().find(|&&(t, _)| t == tail_len).map_or(0, |&(_, f)| f);
     let dst = &mut p as *mut lofi_pnp_params as *mut u8;
-    std::ptr::copy_nonoverlapping(src.add(RUN_OFFSET + run_size), dst.add(TAIL_OFFSET), tail_len);
+    std::ptr::copy_nonoverlapping(src.add(RUN_OFFSET + run_size), dst.add(TAIL_OFFSET), fields_len);
     p.struct_size = size_of::<lofi_pnp_params>();
     Ok(p)
 }
 
 /// Fills `*params` with the defaults (alpha 0.05, CG 100 iterations to 1e-7, the run defaults,
-/// no schedule, no early stopping, ADMM) for the layout `params->struct_size` and
-/// `params->run.struct_size` declare; set both first. `lofi_default_pnp_params()` does all.
+/// no schedule, no early stopping, ADMM, dihedral transforms, the mean of the last 8 outputs)
+/// for the layout `params->struct_size` and `params->run.struct_size` declare; set both first.
+/// `lofi_default_pnp_params()` does all.
 ///
 /// # Safety
 /// `params` must be NULL or valid for writes of the `struct_size` it declares.
@@ -342,9 +372,10 @@ pub struct lofi_pnp_residuals {
     pub iteration: u32,
     /// ||x - v|| / ||v||: agreement between the data step and the prior.
     pub primal: f64,
-    /// ||v - v_previous|| / ||v||: how much the estimate still moves.
+    /// ||e - e_previous|| / ||e|| for the estimate e (`lofi_pnp_estimate()`): how much it still
+    /// moves.
     pub dual: f64,
-    /// ||A v - y|| / ||y||.
+    /// ||A e - y|| / ||y||.
     pub data_misfit: f64,
     /// PSNR of the estimate against the ground truth (dB), NaN without one.
     pub psnr: f64,
@@ -637,6 +668,16 @@ pub unsafe extern "C" fn lofi_pnp_create(
                 }
             },
             tolerance: p.tolerance,
+            transforms: match p.transforms {
+                LOFI_TRANSFORMS_NONE => pnp::Transforms::None,
+                LOFI_TRANSFORMS_DIHEDRAL => pnp::Transforms::Dihedral,
+                other => {
+                    return Err(Error::invalid_argument(format!(
+                        "transforms = {other} is not a LOFI_TRANSFORMS_* value"
+                    )))
+                }
+            },
+            average_last: p.average_last as usize,
         };
         let inner = Pnp::new(model, operator, shape, y, settings)?;
         *out_pnp = Box::into_raw(Box::new(lofi_pnp {
@@ -779,8 +820,10 @@ pub unsafe extern "C" fn lofi_pnp_solve_sized(
     })
 }
 
-/// Copies the current estimate v (height x width x channels floats, rows `row_stride_bytes`
-/// apart, 0 = packed) into `out`. Before the first step it is the starting estimate: the
+/// Copies the current estimate (height x width x channels floats, rows `row_stride_bytes`
+/// apart, 0 = packed) into `out`: the mean of the denoiser's last `average_last` outputs at the
+/// final noise level (the last output while a schedule runs). Before the first step it is the
+/// starting estimate: the
 /// operator's first guess (inpainting: gaps filled by normalised convolution; denoising: the
 /// measurements), zero for the other operators, or what `lofi_pnp_set_estimate()` set.
 ///

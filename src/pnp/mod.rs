@@ -22,12 +22,22 @@
 //! late ones the data). The coupling is ADMM (the scaled dual rescaled when alpha changes) or,
 //! with [`Splitting::Hqs`], DPIR's half-quadratic splitting without a dual variable.
 //!
+//! # Transforms and the returned estimate
+//! With [`Transforms::Dihedral`] (the default) the prior sees the image under a different quarter
+//! turn or mirror at each iteration ([`transforms`]), and the estimate returned is the mean of the
+//! prior's last `average_last` outputs at the final noise level: the denoiser's geometric
+//! self-ensemble, spread over the iterations instead of multiplying their cost. The paper's
+//! algorithm is [`Transforms::None`] with `average_last = 1`.
+//!
 //! The estimate starts at zero (the paper), at the operator's cheap first guess where it has one
 //! (inpainting: gaps filled by normalised convolution; denoising: the noisy image), or at a
 //! caller's warm start ([`Pnp::set_estimate`]). [`Pnp::solve`] stops early once the estimate
 //! moves less than `tolerance` (relative) in one iteration, after any schedule has finished.
 
 pub mod operator;
+pub mod transforms;
+
+use std::collections::VecDeque;
 
 use tch::{Kind, Tensor};
 
@@ -39,6 +49,7 @@ pub use operator::{
 use crate::engine::{self, BatchPlan, PreparedImage, Progress};
 use crate::error::{Error, Result};
 use crate::model::Model;
+pub use transforms::{Dihedral, Transforms};
 
 /// A geometric noise schedule for annealed LoFi-ADMM (see the module documentation).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -121,6 +132,13 @@ pub struct PnpParams {
     /// [`Pnp::solve`] stops once the estimate changes by less than this (relative, the dual
     /// residual) in one iteration, after the schedule; 0 runs every iteration.
     pub tolerance: f64,
+    /// What the prior sees at each iteration: the image, or a cycle of its quarter turns and
+    /// mirrors (see the module documentation).
+    pub transforms: Transforms,
+    /// The estimate is the mean of the prior's last `average_last` outputs at the final noise
+    /// level (fewer until that many have run); 1 returns the last output. Default 8: one cycle of
+    /// the dihedral transforms of a square image. The solve keeps that many images.
+    pub average_last: usize,
 }
 
 impl Default for PnpParams {
@@ -135,6 +153,8 @@ impl Default for PnpParams {
             schedule: None,
             splitting: Splitting::Admm,
             tolerance: 0.0,
+            transforms: Transforms::Dihedral,
+            average_last: 8,
         }
     }
 }
@@ -150,6 +170,11 @@ impl PnpParams {
             None => (self.denoiser_sigma, self.alpha),
         }
     }
+
+    /// Whether iteration `k` (0-based) runs at the final noise level (always without a schedule).
+    fn at_final_level(&self, k: usize) -> bool {
+        self.schedule.is_none_or(|s| k + 1 >= s.iterations)
+    }
 }
 
 /// Figures of one ADMM iteration.
@@ -159,12 +184,13 @@ pub struct Residuals {
     pub iteration: usize,
     /// Primal residual ||x - v|| / ||v||: agreement of the data and prior estimates.
     pub primal: f64,
-    /// Dual residual ||v - v_prev|| / ||v||: how much the estimate still moves.
+    /// Dual residual: how much the returned estimate moved in this iteration, relative to its
+    /// norm.
     pub dual: f64,
-    /// Data misfit ||A v - y|| / ||y||.
+    /// Data misfit ||A e - y|| / ||y|| of the returned estimate e.
     pub data_misfit: f64,
-    /// PSNR of v against the ground truth, when one was given (scikit-image's definition,
-    /// data range = max - min of the ground truth).
+    /// PSNR of the returned estimate against the ground truth, when one was given
+    /// (scikit-image's definition, data range = max - min of the ground truth).
     pub psnr: Option<f64>,
     /// Conjugate-gradient iterations of the data step (0 for closed forms).
     pub cg_iterations: usize,
@@ -319,6 +345,10 @@ pub struct Pnp<'m> {
     y_norm: f64,
     ground_truth: Option<(Tensor, f64)>,
     iteration: usize,
+    /// The prior's last outputs at the final noise level (at most `average_last`), oldest first.
+    recent: VecDeque<Tensor>,
+    /// What [`Pnp::estimate`] returns: the mean of `recent`, or the start.
+    estimate: Tensor,
 }
 
 /// Euclidean norm; complex tensors count both parts.
@@ -387,6 +417,11 @@ impl<'m> Pnp<'m> {
         if !(params.tolerance >= 0.0 && params.tolerance.is_finite()) {
             return Err(Error::invalid_argument(format!("tolerance = {} is invalid", params.tolerance)));
         }
+        if params.average_last == 0 {
+            return Err(Error::invalid_argument(
+                "average_last = 0: the estimate averages at least the last output (1)",
+            ));
+        }
         if let Some(schedule) = &params.schedule {
             schedule.validate()?;
         }
@@ -419,10 +454,12 @@ impl<'m> Pnp<'m> {
             x_h,
             x: start.copy(),
             u: zeros,
-            v: start,
+            v: start.shallow_clone(),
             y_norm,
             ground_truth: None,
             iteration: 0,
+            recent: VecDeque::new(),
+            estimate: start,
         })
     }
 
@@ -459,8 +496,10 @@ impl<'m> Pnp<'m> {
             return Err(Error::invalid_input("the starting estimate holds NaN or infinite values"));
         }
         self.x = estimate.copy();
-        self.v = estimate;
+        self.v = estimate.shallow_clone();
         self.u = self.x.zeros_like();
+        self.recent.clear();
+        self.estimate = estimate;
         Ok(())
     }
 
@@ -480,9 +519,11 @@ impl<'m> Pnp<'m> {
     pub fn iteration(&self) -> usize {
         self.iteration
     }
-    /// The current estimate v (1, C, H, W), on the model's device.
+    /// The current estimate (1, C, H, W), on the model's device: the mean of the prior's last
+    /// `average_last` outputs at the final noise level (the last output when `average_last` is 1
+    /// or the schedule is still running), or the start before the first iteration.
     pub fn estimate(&self) -> &Tensor {
-        &self.v
+        &self.estimate
     }
     /// `A^T y`, the naive reconstruction (the "dirty image" in radio astronomy).
     pub fn back_projection(&self) -> &Tensor {
@@ -505,20 +546,47 @@ impl<'m> Pnp<'m> {
                 Some(x) => (x?.to_kind(Kind::Float), 0),
                 None => self.conjugate_gradient(&b, alpha)?,
             };
-            let v = self.prior.denoise(&(&x + &self.u), sigma, progress)?;
+            let z = &x + &self.u;
+            let v = match self.params.transforms {
+                Transforms::None => self.prior.denoise(&z, sigma, progress)?,
+                Transforms::Dihedral => {
+                    let g = Dihedral::at_iteration(self.iteration, self.shape);
+                    g.undo(&self.prior.denoise(&g.apply(&z), sigma, progress)?)
+                }
+            };
             let u = match self.params.splitting {
                 Splitting::Admm => &self.u + &x - &v,
                 Splitting::Hqs => self.u.shallow_clone(),
             };
             let v_norm = norm(&v).max(f64::MIN_POSITIVE);
             let primal = norm(&(&x - &v)) / v_norm;
-            let dual = norm(&(&v - &self.v)) / v_norm;
-            let data_misfit = norm(&(self.operator.forward(&v)? - &self.y)) / self.y_norm;
+            // The returned estimate: the mean of the recent outputs at the final level, or v.
+            if self.params.at_final_level(self.iteration) {
+                self.recent.push_back(v.shallow_clone());
+                while self.recent.len() > self.params.average_last {
+                    self.recent.pop_front();
+                }
+            } else {
+                self.recent.clear();
+            }
+            let estimate = if self.recent.len() <= 1 {
+                v.shallow_clone()
+            } else {
+                let mut sum = self.recent[0].copy();
+                for t in self.recent.iter().skip(1) {
+                    sum += t;
+                }
+                sum / self.recent.len() as f64
+            };
+            let e_norm = norm(&estimate).max(f64::MIN_POSITIVE);
+            let dual = norm(&(&estimate - &self.estimate)) / e_norm;
+            let data_misfit = norm(&(self.operator.forward(&estimate)? - &self.y)) / self.y_norm;
             self.x = x;
             self.v = v;
             self.u = u;
+            self.estimate = estimate;
             self.iteration += 1;
-            let psnr = self.ground_truth.as_ref().map(|(t, range)| psnr(t, &self.v, *range));
+            let psnr = self.ground_truth.as_ref().map(|(t, range)| psnr(t, &self.estimate, *range));
             Ok(Residuals {
                 iteration: self.iteration,
                 primal,

@@ -42,6 +42,20 @@ typedef struct {
   run_params_v1 run;
 } pnp_params_v1;
 
+/* The second lofi_pnp_params: the current run, then annealing, tolerance and splitting (its last
+ * 4 bytes padding, where the third layout put `transforms`). */
+typedef struct {
+  size_t struct_size;
+  double alpha;
+  uint32_t cg_max_iterations;
+  double cg_tolerance;
+  lofi_run_params run;
+  double anneal_sigma_start, anneal_sigma_end;
+  uint32_t anneal_iterations;
+  double tolerance;
+  lofi_splitting splitting;
+} pnp_params_v2;
+
 typedef struct {
   size_t struct_size;
   uint64_t pixels;
@@ -153,7 +167,7 @@ static void test_layouts_are_pinned(void) {
   CHECK_LAYOUT(lofi_operator, pixel_arcsec, 168);
   CHECK_LAYOUT(lofi_operator, weighting, 176);
 
-  CHECK_SIZE(lofi_pnp_params, 120);
+  CHECK_SIZE(lofi_pnp_params, 128);
   CHECK_LAYOUT(lofi_pnp_params, struct_size, 0);
   CHECK_LAYOUT(lofi_pnp_params, alpha, 8);
   CHECK_LAYOUT(lofi_pnp_params, cg_max_iterations, 16);
@@ -164,6 +178,9 @@ static void test_layouts_are_pinned(void) {
   CHECK_LAYOUT(lofi_pnp_params, anneal_iterations, 96);
   CHECK_LAYOUT(lofi_pnp_params, tolerance, 104);
   CHECK_LAYOUT(lofi_pnp_params, splitting, 112);
+  CHECK_LAYOUT(lofi_pnp_params, transforms, 116);
+  CHECK_LAYOUT(lofi_pnp_params, average_last, 120);
+  CHECK_SIZE(pnp_params_v2, 120);
 
   CHECK_SIZE(lofi_pnp_residuals, 80);
   CHECK_LAYOUT(lofi_pnp_residuals, struct_size, 0);
@@ -450,6 +467,43 @@ static void test_first_layout_pnp_params(void) {
   free(wide);
 }
 
+/* The second lofi_pnp_params (120 bytes): its trailing padding, where the current layout has
+ * `transforms`, is not read, whatever it holds; the defaults of the fields it lacks apply. */
+static void test_second_layout_pnp_params(void) {
+  lofi_operator op = lofi_default_operator();
+  pnp_params_v2 *old = (pnp_params_v2 *)malloc(sizeof *old);
+  lofi_pnp *pnp = NULL;
+  lofi_pnp_residuals r;
+  float truth[W * H];
+  REQUIRE(old);
+  op.width = W;
+  op.height = H;
+  op.channels = 1;
+  memcpy(truth, pixels, sizeof truth);
+  memset(old, 0xA5, sizeof *old);
+  old->struct_size = sizeof *old;
+  old->run.struct_size = sizeof old->run;
+  CHECK_OK(lofi_init_pnp_params((lofi_pnp_params *)old));
+  CHECK(old->struct_size == sizeof *old && old->splitting == LOFI_SPLITTING_ADMM && old->tolerance == 0.0);
+  old->run.threads = 1;
+  /* What a compiler may leave in the padding after `splitting`: no LOFI_TRANSFORMS_* value. */
+  memset((unsigned char *)old + offsetof(pnp_params_v2, splitting) + sizeof old->splitting, 0x7F,
+         sizeof *old - offsetof(pnp_params_v2, splitting) - sizeof old->splitting);
+  REQUIRE_OK(lofi_pnp_create(gray, &op, truth, W * H, (const lofi_pnp_params *)old, &pnp));
+  CHECK_OK(lofi_pnp_solve(pnp, 2, &r));
+  CHECK_MSG(r.iteration == 2, "iteration %u", r.iteration);
+  lofi_pnp_free(pnp);
+  /* The same bytes read as the current layout: `transforms` = 0x7F7F7F7F, refused by name. */
+  {
+    lofi_pnp_params now = lofi_default_pnp_params();
+    memcpy(&now, old, sizeof *old);
+    now.struct_size = sizeof now;
+    EXPECT_FAIL(lofi_pnp_create(gray, &op, truth, W * H, &now, &pnp), LOFI_STATUS_INVALID_ARGUMENT,
+                "transforms = ");
+  }
+  free(old);
+}
+
 /* Structs lofi writes, in the first layout: written up to their size only. Exactly-sized heap
  * blocks (ASan) and canaries after stack copies. */
 static void test_first_layout_outputs(void) {
@@ -631,6 +685,7 @@ int main(int argc, char **argv) {
   RUN(test_first_layout_load_params);
   RUN(test_first_layout_run_params);
   RUN(test_first_layout_pnp_params);
+  RUN(test_second_layout_pnp_params);
   RUN(test_first_layout_outputs);
   RUN(test_version_check);
   RUN(test_metadata);

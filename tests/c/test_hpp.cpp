@@ -374,6 +374,31 @@ void test_pnp_builtin_operator() {
   CHECK_OK(lofi_pnp_estimate(c, c_est.data(), 0));
   lofi_pnp_free(c);
   CHECK_MSG(same_bits(est, c_est), "lofi::Pnp and the C API differ");
+  // transforms and average_last travel through the wrapper: the plain iteration equals the C
+  // API's plain iteration and differs from the default.
+  {
+    lofi::PnpParams plain = params;
+    plain.transforms = LOFI_TRANSFORMS_NONE;
+    plain.average_last = 1;
+    lofi::Pnp p(m, op, y, plain);
+    p.step();
+    p.step();
+    const std::vector<float> plain_est = p.estimate();
+    lofi_pnp_params pc = lofi_default_pnp_params();
+    CHECK(pc.transforms == LOFI_TRANSFORMS_DIHEDRAL && pc.average_last == 8);
+    pc.run.threads = 1;
+    pc.transforms = LOFI_TRANSFORMS_NONE;
+    pc.average_last = 1;
+    lofi_pnp* cplain = nullptr;
+    CHECK_OK(lofi_pnp_create(m.get(), &op, y.data(), y.size(), &pc, &cplain));
+    CHECK_OK(lofi_pnp_step(cplain, nullptr));
+    CHECK_OK(lofi_pnp_step(cplain, nullptr));
+    std::vector<float> cplain_est(W * H);
+    CHECK_OK(lofi_pnp_estimate(cplain, cplain_est.data(), 0));
+    lofi_pnp_free(cplain);
+    CHECK_MSG(same_bits(plain_est, cplain_est), "the plain iteration differs between lofi::Pnp and the C API");
+    CHECK_MSG(!same_bits(plain_est, est), "the transforms changed nothing");
+  }
   // Into a strided buffer.
   std::vector<float> strided((W + 3) * H, -1.0f);
   pnp.estimate(strided.data(), (W + 3) * sizeof(float));

@@ -76,6 +76,8 @@ OPERATOR_CALLBACKS = 6
 
 SPLITTING_ADMM = 0
 SPLITTING_HQS = 1
+TRANSFORMS_NONE = 0
+TRANSFORMS_DIHEDRAL = 1
 
 LOG_OFF = 0
 LOG_ERROR = 1
@@ -176,6 +178,8 @@ class PnpParams(Structure):
         ("anneal_iterations", c_uint32),
         ("tolerance", c_double),
         ("splitting", c_int32),
+        ("transforms", c_int32),
+        ("average_last", c_uint32),
     ]
 
 

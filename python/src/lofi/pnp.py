@@ -274,20 +274,24 @@ def _residuals(r: _ffi.PnpResiduals) -> Residuals:
 
 
 _SPLITTINGS = {"admm": _ffi.SPLITTING_ADMM, "hqs": _ffi.SPLITTING_HQS}
+_TRANSFORMS = {"none": _ffi.TRANSFORMS_NONE, "dihedral": _ffi.TRANSFORMS_DIHEDRAL}
 
 
 class PnP(_HandleOwner):
     """A LoFi-ADMM solve (``lofi_pnp_create``): ``step()``, ``solve(n)``, ``estimate()``.
 
     ``PnP(model, operator, measurements, alpha=0.05, sigma=None, anneal=None, splitting="admm",
-    tolerance=0, cg_iterations=100, cg_tolerance=1e-7, budget=None, threads=0, progress=None)``.
-    ``anneal = (sigma_start, sigma_end, iterations)``. One thread at a time; a context manager.
+    tolerance=0, transforms="dihedral", average_last=8, cg_iterations=100, cg_tolerance=1e-7,
+    budget=None, threads=0, progress=None)``. ``anneal = (sigma_start, sigma_end, iterations)``;
+    ``transforms``: ``"dihedral"`` (a different quarter turn or mirror per iteration) or
+    ``"none"``; the estimate is the mean of the denoiser's last ``average_last`` outputs at the
+    final noise level. One thread at a time; a context manager.
     The state keeps its model alive inside the library: the model may be closed first.
     """
 
     def __init__(self, model: Model, operator: Operator, measurements, *, alpha: float = 0.05, sigma=None,
-                 anneal=None, splitting: str = "admm", tolerance: float = 0.0, cg_iterations: int = 100,
-                 cg_tolerance: float = 1e-7, budget=None, threads: int = 0, progress=None):
+                 anneal=None, splitting: str = "admm", tolerance: float = 0.0, transforms: str = "dihedral",
+                 average_last: int = 8, cg_iterations: int = 100, cg_tolerance: float = 1e-7, budget=None, threads: int = 0, progress=None):
         self._handle = None
         if not isinstance(model, Model):
             raise InvalidArgumentError(f"model must be a lofi.Model, got {type(model).__name__}")
@@ -323,6 +327,10 @@ class PnP(_HandleOwner):
         if splitting not in _SPLITTINGS:
             raise InvalidArgumentError(f"splitting must be 'admm' or 'hqs', got {splitting!r}")
         params.splitting = _SPLITTINGS[splitting]
+        if transforms not in _TRANSFORMS:
+            raise InvalidArgumentError(f"transforms must be 'dihedral' or 'none', got {transforms!r}")
+        params.transforms = _TRANSFORMS[transforms]
+        params.average_last = as_int(average_last, "average_last", 1, 2**32 - 1)
         out = _ffi.PNP_P()
         with model._using() as mptr:
             run_call(lambda: _ffi.lib.lofi_pnp_create(mptr, ctypes.byref(op), float_ptr(y), n,
@@ -410,8 +418,8 @@ def pnp(model: Model, measurements, operator, iterations: int = 90, *, shape=Non
     ``operator``: an :class:`Operator` (``lofi.Inpaint(mask=m)``, ``lofi.Radon(shape, angles)``,
     ...), or a pair of Python callables ``(forward, adjoint)`` with ``shape=(H, W)``: a
     :class:`UserOperator` whose measurement length is that of ``measurements``. ``params`` are
-    :class:`PnP`'s (alpha, sigma, anneal, splitting, tolerance, cg_iterations, cg_tolerance,
-    budget, threads, progress). For the per-iteration figures use :class:`PnP` directly."""
+    :class:`PnP`'s (alpha, sigma, anneal, splitting, tolerance, transforms, average_last,
+    cg_iterations, cg_tolerance, budget, threads, progress). For the per-iteration figures use :class:`PnP` directly."""
     if isinstance(operator, tuple) and len(operator) == 2 and all(callable(f) for f in operator):
         if shape is None:
             raise InvalidArgumentError("a (forward, adjoint) operator needs shape=(height, width)")

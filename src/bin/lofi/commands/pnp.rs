@@ -50,6 +50,14 @@ pub enum SplittingKind {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TransformsKind {
+    /// The image as it is (the paper's LoFi-ADMM).
+    None,
+    /// A different quarter turn or mirror of the image at each iteration.
+    Dihedral,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum PriorKind {
     /// The LoFi model (LoFi-ADMM).
     Lofi,
@@ -96,6 +104,14 @@ pub struct Args {
     /// schedule; 0 runs every iteration.
     #[arg(long, default_value_t = 0.0)]
     tolerance: f64,
+    /// What the prior sees: dihedral (a different quarter turn or mirror of the image at each
+    /// iteration, which removes the denoiser's preferred directions) or none (the image as it is).
+    #[arg(long, value_enum, default_value = "dihedral")]
+    transforms: TransformsKind,
+    /// The output is the mean of the prior's last N outputs at the final noise level (with
+    /// --transforms dihedral, 8 is one cycle of a square image's transforms); 1: the last output.
+    #[arg(long, default_value_t = 8)]
+    average_last: usize,
     /// Start from this estimate (an image of the working resolution) instead of the operator's
     /// first guess (inpainting: gaps filled by normalised convolution; zero for most others).
     #[arg(long)]
@@ -510,6 +526,11 @@ pub fn run(args: Args) -> Result<()> {
             SplittingKind::Hqs => lofi::pnp::Splitting::Hqs,
         },
         tolerance: args.tolerance,
+        transforms: match args.transforms {
+            TransformsKind::None => lofi::pnp::Transforms::None,
+            TransformsKind::Dihedral => lofi::pnp::Transforms::Dihedral,
+        },
+        average_last: args.average_last,
     };
     let op_name = op.name().to_string();
     let mut pnp = match args.prior {
