@@ -250,13 +250,32 @@ fn photograph_crop(name: &str, row: usize, col: usize, size: usize) -> Tensor {
     Tensor::from_slice(&crop).view([1, 1, size as i64, size as i64])
 }
 
-fn inpaint_psnr(model: &Model, truth: &Tensor, params: PnpParams, iterations: usize) -> f64 {
+/// The shipped noise-level-aware gray denoiser.
+fn shipped_gray() -> Model {
+    Model::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("models/denoise-gray.lofi"),
+        LoadOptions::default(),
+    )
+    .unwrap()
+}
+
+/// PSNR after `iterations` of inpainting 30 % of `truth`'s pixels (a fixed random mask), from
+/// `start` (None: the operator's gap-filled first guess).
+fn inpaint_psnr(
+    model: &Model,
+    truth: &Tensor,
+    params: PnpParams,
+    iterations: usize,
+    start: Option<&Tensor>,
+) -> f64 {
     let s = shape(1, truth.size()[2], truth.size()[3]);
     let op = Inpaint::random(s, 0.3, 11, Device::Cpu).unwrap();
     let y = op.forward(truth).unwrap();
     let mut pnp = Pnp::new(model, Box::new(op), s, y, params).unwrap();
     pnp.set_ground_truth(truth).unwrap();
-    pnp.set_estimate(&truth.zeros_like()).unwrap(); // the paper's start: x = u = v = 0
+    if let Some(start) = start {
+        pnp.set_estimate(start).unwrap();
+    }
     pnp.solve(iterations, None, |_| {}).unwrap().last().unwrap().psnr.unwrap()
 }
 
@@ -268,15 +287,12 @@ fn inpaint_psnr(model: &Model, truth: &Tensor, params: PnpParams, iterations: us
 #[test]
 fn annealing_beats_fixed_sigma_on_a_small_inpainting_case() {
     use lofi::pnp::NoiseSchedule;
-    let shipped = Model::load(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("models/denoise-gray.lofi"),
-        LoadOptions::default(),
-    )
-    .unwrap();
+    let shipped = shipped_gray();
     assert!(shipped.config().noise_level.is_some(), "the shipped gray denoiser is noise-level aware");
     let truth = photograph_crop("camera.png", 300, 100, 96);
     let (start, end, iterations) = (50.0 / 255.0, 10.0 / 255.0, 24);
     let base = PnpParams { alpha: 0.05, threads: 1, memory_budget: 64 << 20, ..Default::default() };
+    let zero = truth.zeros_like(); // the paper's start: x = u = v = 0
     let annealed = inpaint_psnr(
         &shipped,
         &truth,
@@ -285,6 +301,7 @@ fn annealing_beats_fixed_sigma_on_a_small_inpainting_case() {
             ..base
         },
         iterations,
+        Some(&zero),
     );
     for fixed_sigma in [end, (start * end).sqrt()] {
         let fixed = inpaint_psnr(
@@ -292,6 +309,7 @@ fn annealing_beats_fixed_sigma_on_a_small_inpainting_case() {
             &truth,
             PnpParams { denoiser_sigma: Some(fixed_sigma), ..base },
             iterations,
+            Some(&zero),
         );
         assert!(
             annealed > fixed + 1.0,
@@ -408,7 +426,7 @@ impl lofi::pnp::Prior for Recorder {
 
 #[test]
 fn dihedral_transforms_reach_the_prior_and_the_estimate_averages_its_last_outputs() {
-    use lofi::pnp::{Dihedral, NoiseSchedule, TvPrior, Transforms};
+    use lofi::pnp::{Dihedral, NoiseSchedule, Transforms, TvPrior};
     let sh = shape(1, 6, 6);
     let truth = rand_image(sh, 5);
     let run = |params: PnpParams, iterations: usize| {
@@ -437,7 +455,8 @@ fn dihedral_transforms_reach_the_prior_and_the_estimate_averages_its_last_output
     let (inputs, estimates) = run(PnpParams { average_last: 3, ..Default::default() }, 6);
     assert!(inputs[0].allclose(&truth, 1e-6, 1e-6, false));
     assert!(Dihedral::at_iteration(0, sh).is_identity() && !Dihedral::at_iteration(1, sh).is_identity());
-    let (untransformed, _) = run(PnpParams { transforms: Transforms::None, average_last: 3, ..Default::default() }, 6);
+    let (untransformed, _) =
+        run(PnpParams { transforms: Transforms::None, average_last: 3, ..Default::default() }, 6);
     for k in 0..6 {
         let g = Dihedral::at_iteration(k, sh);
         assert!(
@@ -472,20 +491,9 @@ fn dihedral_transforms_reach_the_prior_and_the_estimate_averages_its_last_output
 #[test]
 fn dihedral_transforms_beat_the_plain_iteration_on_a_small_inpainting_case() {
     use lofi::pnp::Transforms;
-    let shipped = Model::load(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("models/denoise-gray.lofi"),
-        LoadOptions::default(),
-    )
-    .unwrap();
+    let shipped = shipped_gray();
     let truth = photograph_crop("camera.png", 300, 100, 96);
-    let s = shape(1, 96, 96);
-    let solve = |params: PnpParams| {
-        let op = Inpaint::random(s, 0.3, 11, Device::Cpu).unwrap();
-        let y = op.forward(&truth).unwrap();
-        let mut pnp = Pnp::new(&shipped, Box::new(op), s, y, params).unwrap();
-        pnp.set_ground_truth(&truth).unwrap();
-        pnp.solve(24, None, |_| {}).unwrap().last().unwrap().psnr.unwrap()
-    };
+    let solve = |params: PnpParams| inpaint_psnr(&shipped, &truth, params, 24, None);
     let base = PnpParams {
         alpha: 0.01,
         denoiser_sigma: Some(30.0 / 255.0),

@@ -263,7 +263,10 @@ const TAIL_SIZE: usize = size_of::<lofi_pnp_params>() - TAIL_OFFSET;
 /// field appended to the tail adds a row here.
 const TAIL_LAYOUTS: [(usize, usize); 3] = [
     (0, 0),
-    (offset_of!(lofi_pnp_params, transforms) + 4 - TAIL_OFFSET, offset_of!(lofi_pnp_params, transforms) - TAIL_OFFSET),
+    (
+        offset_of!(lofi_pnp_params, transforms) + 4 - TAIL_OFFSET,
+        offset_of!(lofi_pnp_params, transforms) - TAIL_OFFSET,
+    ),
     (TAIL_SIZE, TAIL_SIZE),
 ];
 /// `sizeof(lofi_pnp_params)` of the first layout: the head and a first-layout `run`.
@@ -280,8 +283,9 @@ const _: () = {
     assert!((offset_of!(lofi_pnp_params, transforms) + 4 - TAIL_OFFSET).is_multiple_of(8));
 };
 
-/// The caller's layout of a `lofi_pnp_params`: its size and its `run`'s. Checks both.
-unsafe fn pnp_layout(ptr: *const lofi_pnp_params) -> Result<(usize, usize)> {
+/// The caller's layout of a `lofi_pnp_params`: its size, its `run`'s, and the bytes of its tail
+/// that hold fields (the tail's row of `TAIL_LAYOUTS`). Checks both sizes.
+unsafe fn pnp_layout(ptr: *const lofi_pnp_params) -> Result<(usize, usize, usize)> {
     let size = (ptr as *const usize).read_unaligned();
     let what = "lofi_pnp_params.struct_size";
     if size == 0 {
@@ -297,7 +301,8 @@ unsafe fn pnp_layout(ptr: *const lofi_pnp_params) -> Result<(usize, usize)> {
     let run_size = ((ptr as *const u8).add(RUN_OFFSET) as *const usize).read_unaligned();
     abi::check_in_size::<lofi_run_params>(run_size, "lofi_pnp_params.run.struct_size")?;
     let tail = size.checked_sub(RUN_OFFSET + run_size).unwrap_or(usize::MAX);
-    if size > size_of::<lofi_pnp_params>() || !TAIL_LAYOUTS.iter().any(|&(t, _)| t == tail) {
+    let tail_fields = TAIL_LAYOUTS.iter().find(|&&(t, _)| t == tail).map(|&(_, fields)| fields);
+    let Some(tail_fields) = tail_fields.filter(|_| size <= size_of::<lofi_pnp_params>()) else {
         return Err(Error::invalid_argument(format!(
             "{what} = {size} with run.struct_size = {run_size} is no layout of lofi_pnp_params this liblofi {} \
              knows (its own is {} with run {}): is the struct initialised with lofi_default_pnp_params(), or \
@@ -306,8 +311,8 @@ unsafe fn pnp_layout(ptr: *const lofi_pnp_params) -> Result<(usize, usize)> {
             size_of::<lofi_pnp_params>(),
             size_of::<lofi_run_params>()
         )));
-    }
-    Ok((size, run_size))
+    };
+    Ok((size, run_size, tail_fields))
 }
 
 /// Reads a caller's PnP parameters (NULL: the defaults): the head, `run` by its own size, and
@@ -316,17 +321,15 @@ unsafe fn read_pnp_params(ptr: *const lofi_pnp_params) -> Result<lofi_pnp_params
     if ptr.is_null() {
         return Ok(default_pnp_params());
     }
-    let (size, run_size) = pnp_layout(ptr)?;
+    let (_, run_size, tail_fields) = pnp_layout(ptr)?;
     let src = ptr as *const u8;
     let mut p = default_pnp_params();
     let dst = &mut p as *mut lofi_pnp_params as *mut u8;
     std::ptr::copy_nonoverlapping(src, dst, RUN_OFFSET);
     p.run = abi::read_in(src.add(RUN_OFFSET) as *const lofi_run_params)?;
-    let tail_len = size - RUN_OFFSET - run_size;
     // Only the bytes of the caller's fields: a layout's trailing padding may hold anything.
-    let fields_len = TAIL_LAYOUTS.iter().find(|&&(t, _)| t == tail_len).map_or(0, |&(_, f)| f);
     let dst = &mut p as *mut lofi_pnp_params as *mut u8;
-    std::ptr::copy_nonoverlapping(src.add(RUN_OFFSET + run_size), dst.add(TAIL_OFFSET), fields_len);
+    std::ptr::copy_nonoverlapping(src.add(RUN_OFFSET + run_size), dst.add(TAIL_OFFSET), tail_fields);
     p.struct_size = size_of::<lofi_pnp_params>();
     Ok(p)
 }
@@ -344,7 +347,7 @@ pub unsafe extern "C" fn lofi_init_pnp_params(params: *mut lofi_pnp_params) -> l
         if params.is_null() {
             return Err(Error::invalid_argument("the lofi_pnp_params pointer is NULL"));
         }
-        let (size, run_size) = pnp_layout(params)?;
+        let (size, run_size, _) = pnp_layout(params)?;
         let d = default_pnp_params();
         let src = &d as *const lofi_pnp_params as *const u8;
         let dst = params as *mut u8;

@@ -171,9 +171,10 @@ impl PnpParams {
         }
     }
 
-    /// Whether iteration `k` (0-based) runs at the final noise level (always without a schedule).
-    fn at_final_level(&self, k: usize) -> bool {
-        self.schedule.is_none_or(|s| k + 1 >= s.iterations)
+    /// Whether the schedule has run its course after `done` iterations (always without one):
+    /// iteration `done - 1` ran at the final noise level.
+    fn schedule_done(&self, done: usize) -> bool {
+        self.schedule.is_none_or(|s| done >= s.iterations)
     }
 }
 
@@ -561,7 +562,7 @@ impl<'m> Pnp<'m> {
             let v_norm = norm(&v).max(f64::MIN_POSITIVE);
             let primal = norm(&(&x - &v)) / v_norm;
             // The returned estimate: the mean of the recent outputs at the final level, or v.
-            if self.params.at_final_level(self.iteration) {
+            if self.params.schedule_done(self.iteration + 1) {
                 self.recent.push_back(v.shallow_clone());
                 while self.recent.len() > self.params.average_last {
                     self.recent.pop_front();
@@ -628,8 +629,9 @@ impl<'m> Pnp<'m> {
 
     /// Whether the early-stopping rule holds after the iteration that gave `r`.
     pub fn converged(&self, r: &Residuals) -> bool {
-        let annealing = self.params.schedule.is_some_and(|s| self.iteration < s.iterations);
-        self.params.tolerance > 0.0 && !annealing && r.dual < self.params.tolerance
+        self.params.tolerance > 0.0
+            && self.params.schedule_done(self.iteration)
+            && r.dual < self.params.tolerance
     }
 
     fn conjugate_gradient(&self, b: &Tensor, alpha: f64) -> Result<(Tensor, usize)> {

@@ -39,8 +39,7 @@ impl Dihedral {
         const SQUARE: [(u8, bool); 8] =
             [(0, false), (2, true), (1, false), (3, true), (2, false), (0, true), (3, false), (1, true)];
         const OBLONG: [(u8, bool); 4] = [(0, false), (2, true), (2, false), (0, true)];
-        let (turns, mirror) =
-            if shape.height == shape.width { SQUARE[k % 8] } else { OBLONG[k % 4] };
+        let (turns, mirror) = if shape.height == shape.width { SQUARE[k % 8] } else { OBLONG[k % 4] };
         Dihedral { turns, mirror }
     }
 

@@ -17,6 +17,15 @@ static lofi_model *signed_; /* tiny-gray.lofi: the same model, with a digest */
 static float *pixels;
 static float out[W * H];
 
+/* The operator of the PnP calls below: the default kind (denoising) on a W x H gray image. */
+static lofi_operator gray_op(void) {
+  lofi_operator op = lofi_default_operator();
+  op.width = W;
+  op.height = H;
+  op.channels = 1;
+  return op;
+}
+
 /* ---- the first layouts, as a program compiled against that lofi.h declares them ------------ */
 
 typedef struct {
@@ -237,6 +246,7 @@ static void test_defaults_carry_their_size(void) {
   CHECK(pp.struct_size == sizeof pp && pp.run.struct_size == sizeof pp.run);
   CHECK(pp.alpha == 0.05 && pp.cg_max_iterations == 100 && pp.cg_tolerance == 1e-7);
   CHECK(pp.anneal_iterations == 0 && pp.tolerance == 0.0 && pp.splitting == LOFI_SPLITTING_ADMM);
+  CHECK(pp.transforms == LOFI_TRANSFORMS_DIHEDRAL && pp.average_last == 8);
   CHECK(op.struct_size == sizeof op && op.kind == LOFI_OPERATOR_DENOISE && op.mask == NULL && op.forward == NULL);
 }
 
@@ -247,7 +257,7 @@ static void test_bad_struct_sizes_are_refused(void) {
   lofi_run_params rp = lofi_default_run_params();
   lofi_load_params lp = lofi_default_load_params();
   lofi_pnp_params pp = lofi_default_pnp_params();
-  lofi_operator op = lofi_default_operator();
+  lofi_operator op = gray_op();
   lofi_model *m = NULL;
   lofi_pnp *pnp = NULL;
   lofi_model_info info;
@@ -281,10 +291,6 @@ static void test_bad_struct_sizes_are_refused(void) {
   EXPECT_FAIL(lofi_load(lt_fixture("tiny-gray.lofi"), &lp, &m), LOFI_STATUS_INVALID_ARGUMENT,
               "smaller than the first version");
 
-  op.kind = LOFI_OPERATOR_DENOISE;
-  op.width = W;
-  op.height = H;
-  op.channels = 1;
   op.struct_size = 0;
   {
     size_t n = 0;
@@ -323,10 +329,7 @@ static void test_bad_struct_sizes_are_refused(void) {
                  "lofi_reconstruct_points", LOFI_STATUS_INVALID_ARGUMENT, "report_size = 1");
   /* A NULL report needs no size. */
   CHECK_OK(lofi_reconstruct_region_sized(gray, &img, NULL, W, H, NULL, out, 0, NULL, NULL, 0));
-  op = lofi_default_operator();
-  op.width = W;
-  op.height = H;
-  op.channels = 1;
+  op = gray_op();
   REQUIRE_OK(lofi_pnp_create(gray, &op, pixels, W * H, NULL, &pnp));
   EXPECT_FAIL_FN(lofi_pnp_step_sized(pnp, &r, 2), "lofi_pnp_step", LOFI_STATUS_INVALID_ARGUMENT,
                  "out_size = 2");
@@ -408,16 +411,13 @@ static void test_first_layout_run_params(void) {
 /* The first lofi_pnp_params (with the first run inside, and no annealing, tolerance or
  * splitting): initialised and used; bytes after it are not read. */
 static void test_first_layout_pnp_params(void) {
-  lofi_operator op = lofi_default_operator();
+  lofi_operator op = gray_op();
   pnp_params_v1 *old = (pnp_params_v1 *)malloc(sizeof *old);
   unsigned char *wide = (unsigned char *)malloc(sizeof(lofi_pnp_params));
   lofi_pnp *pnp = NULL;
   lofi_pnp_residuals r;
   float truth[W * H];
   REQUIRE(old && wide);
-  op.width = W;
-  op.height = H;
-  op.channels = 1;
   memcpy(truth, pixels, sizeof truth);
 
   memset(old, 0xA5, sizeof *old);
@@ -470,16 +470,11 @@ static void test_first_layout_pnp_params(void) {
 /* The second lofi_pnp_params (120 bytes): its trailing padding, where the current layout has
  * `transforms`, is not read, whatever it holds; the defaults of the fields it lacks apply. */
 static void test_second_layout_pnp_params(void) {
-  lofi_operator op = lofi_default_operator();
+  lofi_operator op = gray_op();
   pnp_params_v2 *old = (pnp_params_v2 *)malloc(sizeof *old);
   lofi_pnp *pnp = NULL;
   lofi_pnp_residuals r;
-  float truth[W * H];
   REQUIRE(old);
-  op.width = W;
-  op.height = H;
-  op.channels = 1;
-  memcpy(truth, pixels, sizeof truth);
   memset(old, 0xA5, sizeof *old);
   old->struct_size = sizeof *old;
   old->run.struct_size = sizeof old->run;
@@ -489,7 +484,7 @@ static void test_second_layout_pnp_params(void) {
   /* What a compiler may leave in the padding after `splitting`: no LOFI_TRANSFORMS_* value. */
   memset((unsigned char *)old + offsetof(pnp_params_v2, splitting) + sizeof old->splitting, 0x7F,
          sizeof *old - offsetof(pnp_params_v2, splitting) - sizeof old->splitting);
-  REQUIRE_OK(lofi_pnp_create(gray, &op, truth, W * H, (const lofi_pnp_params *)old, &pnp));
+  REQUIRE_OK(lofi_pnp_create(gray, &op, pixels, W * H, (const lofi_pnp_params *)old, &pnp));
   CHECK_OK(lofi_pnp_solve(pnp, 2, &r));
   CHECK_MSG(r.iteration == 2, "iteration %u", r.iteration);
   lofi_pnp_free(pnp);
@@ -498,7 +493,7 @@ static void test_second_layout_pnp_params(void) {
     lofi_pnp_params now = lofi_default_pnp_params();
     memcpy(&now, old, sizeof *old);
     now.struct_size = sizeof now;
-    EXPECT_FAIL(lofi_pnp_create(gray, &op, truth, W * H, &now, &pnp), LOFI_STATUS_INVALID_ARGUMENT,
+    EXPECT_FAIL(lofi_pnp_create(gray, &op, pixels, W * H, &now, &pnp), LOFI_STATUS_INVALID_ARGUMENT,
                 "transforms = ");
   }
   free(old);
@@ -514,7 +509,7 @@ static void test_first_layout_outputs(void) {
   model_info_v1 *info = (model_info_v1 *)malloc(sizeof *info);
   run_report_v1 *report = (run_report_v1 *)malloc(sizeof *report);
   pnp_residuals_v1 *res = (pnp_residuals_v1 *)malloc(sizeof *res);
-  lofi_operator op = lofi_default_operator();
+  lofi_operator op = gray_op();
   lofi_pnp *pnp = NULL;
   size_t i;
   int canary = 1;
@@ -555,9 +550,6 @@ static void test_first_layout_outputs(void) {
     CHECK(report->struct_size == sizeof *report && report->pixels == 2);
   }
 
-  op.width = W;
-  op.height = H;
-  op.channels = 1;
   REQUIRE_OK(lofi_pnp_create(gray, &op, pixels, W * H, NULL, &pnp));
   CHECK_OK(lofi_pnp_step_sized(pnp, (lofi_pnp_residuals *)res, sizeof *res));
   CHECK(res->struct_size == sizeof *res && res->iteration == 1 && res->cg_iterations == 0);

@@ -364,16 +364,18 @@ void test_pnp_builtin_operator() {
   const std::vector<float> est = pnp.estimate();
 
   // The same two steps through the C API give the same bits (same settings, one thread).
-  lofi_pnp* c = nullptr;
-  lofi_pnp_params cp = lofi_default_pnp_params();
-  cp.run.threads = 1;
-  CHECK_OK(lofi_pnp_create(m.get(), &op, y.data(), y.size(), &cp, &c));
-  CHECK_OK(lofi_pnp_step(c, nullptr));
-  CHECK_OK(lofi_pnp_step(c, nullptr));
-  std::vector<float> c_est(W * H);
-  CHECK_OK(lofi_pnp_estimate(c, c_est.data(), 0));
-  lofi_pnp_free(c);
-  CHECK_MSG(same_bits(est, c_est), "lofi::Pnp and the C API differ");
+  const auto c_api_two_steps = [&](lofi_pnp_params cp) {
+    lofi_pnp* c = nullptr;
+    cp.run.threads = 1;
+    std::vector<float> c_est(W * H);
+    CHECK_OK(lofi_pnp_create(m.get(), &op, y.data(), y.size(), &cp, &c));
+    CHECK_OK(lofi_pnp_step(c, nullptr));
+    CHECK_OK(lofi_pnp_step(c, nullptr));
+    CHECK_OK(lofi_pnp_estimate(c, c_est.data(), 0));
+    lofi_pnp_free(c);
+    return c_est;
+  };
+  CHECK_MSG(same_bits(est, c_api_two_steps(lofi_default_pnp_params())), "lofi::Pnp and the C API differ");
   // transforms and average_last travel through the wrapper: the plain iteration equals the C
   // API's plain iteration and differs from the default.
   {
@@ -386,17 +388,9 @@ void test_pnp_builtin_operator() {
     const std::vector<float> plain_est = p.estimate();
     lofi_pnp_params pc = lofi_default_pnp_params();
     CHECK(pc.transforms == LOFI_TRANSFORMS_DIHEDRAL && pc.average_last == 8);
-    pc.run.threads = 1;
     pc.transforms = LOFI_TRANSFORMS_NONE;
     pc.average_last = 1;
-    lofi_pnp* cplain = nullptr;
-    CHECK_OK(lofi_pnp_create(m.get(), &op, y.data(), y.size(), &pc, &cplain));
-    CHECK_OK(lofi_pnp_step(cplain, nullptr));
-    CHECK_OK(lofi_pnp_step(cplain, nullptr));
-    std::vector<float> cplain_est(W * H);
-    CHECK_OK(lofi_pnp_estimate(cplain, cplain_est.data(), 0));
-    lofi_pnp_free(cplain);
-    CHECK_MSG(same_bits(plain_est, cplain_est), "the plain iteration differs between lofi::Pnp and the C API");
+    CHECK_MSG(same_bits(plain_est, c_api_two_steps(pc)), "the plain iteration differs between lofi::Pnp and the C API");
     CHECK_MSG(!same_bits(plain_est, est), "the transforms changed nothing");
   }
   // Into a strided buffer.
