@@ -378,6 +378,35 @@ fn noise_levels_on_the_command_line() {
     );
 }
 
+/// `lofi pnp --operator inpaint` with a noise-level-aware prior starts from the inpainting
+/// settings (`PnpParams::for_inpainting`: sigma 0.6 x the top of the training range, alpha 0.01,
+/// 40 iterations); each flag given wins, and other operators keep the generic defaults.
+#[test]
+fn inpainting_has_its_own_pnp_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let aware = fixture("models/tiny-gray-sigma.lofi"); // training range [0, 0.2]
+    let truth = write_npy(dir.path(), "truth.npy", 16, 16, 1, |i| ((i % 16) as f32 / 16.0).sin().abs());
+    let out = s(&dir.path().join("x.npy"));
+    let pnp = |extra: &[&str]| {
+        let mut args =
+            vec!["pnp", "--model", &aware, "--ground-truth", &truth, "--output", &out, "--observed", "0.3"];
+        args.extend_from_slice(extra);
+        ok(&lofi(&args))
+    };
+    let text = pnp(&["--operator", "inpaint"]);
+    assert!(text.contains("alpha 0.01, sigma 0.1200, 40 iterations"), "{text}");
+    let text = pnp(&["--operator", "inpaint", "--alpha", "0.2", "--iterations", "3"]);
+    assert!(text.contains("alpha 0.2, sigma 0.1200, 3 iterations"), "{text}");
+    let text = pnp(&["--operator", "inpaint", "--denoiser-sigma", "0.05", "--iterations", "3"]);
+    assert!(text.contains("alpha 0.01, sigma 0.0500, 3 iterations"), "{text}");
+    // A schedule replaces the fixed sigma; its length defaults to the preset's iterations.
+    let text = pnp(&["--operator", "inpaint", "--anneal", "0.2,0.1"]);
+    assert!(text.contains("alpha 0.01, sigma 0.2000 -> 0.1000 over 40 iterations, 40 iterations"), "{text}");
+    // Denoising keeps the generic defaults: alpha 0.05, the default schedule, 90 iterations.
+    let text = pnp(&["--operator", "denoise"]);
+    assert!(text.contains("alpha 0.05, sigma 0.2000 -> 0.1000 over 20 iterations, 90 iterations"), "{text}");
+}
+
 #[test]
 fn upgrade_adds_the_digest_to_an_older_file() {
     let dir = tempfile::tempdir().unwrap();

@@ -506,3 +506,21 @@ fn dihedral_transforms_beat_the_plain_iteration_on_a_small_inpainting_case() {
     eprintln!("plain {plain:.3} dB, dihedral with the mean of 8: {equivariant:.3} dB");
     assert!(equivariant > plain + 0.1, "dihedral {equivariant:.3} dB against plain {plain:.3} dB");
 }
+
+/// The inpainting settings (`PnpParams::for_inpainting`, what `lofi pnp --operator inpaint`
+/// starts from) against the generic defaults (the default schedule from the top of the training
+/// range, alpha 0.05, 90 iterations) on the small inpainting case: better, in 40 iterations
+/// instead of 90. (Measured: 30.81 against 30.75 dB on this crop; 0.24 dB on the Set12 average.)
+#[test]
+fn the_inpainting_settings_beat_the_generic_defaults() {
+    let shipped = shipped_gray();
+    let range = shipped.config().noise_level.expect("the shipped gray denoiser is noise-level aware");
+    let truth = photograph_crop("camera.png", 300, 100, 96);
+    let quiet = |p: PnpParams| PnpParams { threads: 1, memory_budget: 64 << 20, ..p };
+    let preset = PnpParams::for_inpainting(&range);
+    assert_eq!(preset.denoiser_sigma, Some(0.6 * range.sigma_max));
+    let tuned = inpaint_psnr(&shipped, &truth, quiet(preset), PnpParams::INPAINTING_ITERATIONS, None);
+    let generic = inpaint_psnr(&shipped, &truth, quiet(PnpParams::default()), 90, None);
+    eprintln!("inpainting settings {tuned:.3} dB, generic defaults {generic:.3} dB");
+    assert!(tuned > generic + 0.02, "inpainting settings {tuned:.3} dB, generic {generic:.3} dB");
+}

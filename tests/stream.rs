@@ -262,3 +262,22 @@ fn bands_dealt_to_several_devices_equal_one_device() {
         assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "{path}");
     }
 }
+
+/// In bfloat16 the windows stay float32, as the whole image does: streamed and whole-image
+/// outputs are identical. (A window cast to the network's precision was cast back to float32 in
+/// the kernel through the whole-image view, which copied the whole image's extent per batch: a
+/// peak that grew with the input, 64 MiB at 4096^2 in bf16, and reads outside the window.)
+#[test]
+fn bf16_streams_float32_windows_bit_for_bit() {
+    use lofi::device::{CpuFeatures, DeviceSpec, Precision};
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/denoise-gray.lofi");
+    let loaded = Model::load(&path, LoadOptions { device: DeviceSpec::Cpu, precision: Precision::BF16 });
+    if !CpuFeatures::detect().has_native_bf16() {
+        let err = loaded.err().expect("bf16 refused without bfloat16 instructions");
+        assert!(err.to_string().contains("avx512_bf16"), "{err}");
+        return;
+    }
+    let model = loaded.unwrap();
+    let reports = assert_streamed_equals_whole(&model, 96, 80, 24 << 20, Some(25.0 / 255.0));
+    assert!(reports[0].batches > 1, "the budget must force several windows");
+}

@@ -573,7 +573,8 @@ pub fn reconstruct_region_on_devices(
                     c.pixels += r.pixels;
                     c.batches += r.batches;
                     c.measured_peak_bytes = c.measured_peak_bytes.max(r.measured_peak_bytes);
-                    c.measured_peak_reserved_bytes = c.measured_peak_reserved_bytes.max(r.measured_peak_reserved_bytes);
+                    c.measured_peak_reserved_bytes =
+                        c.measured_peak_reserved_bytes.max(r.measured_peak_reserved_bytes);
                     c.reserved_bytes = c.reserved_bytes.max(r.reserved_bytes);
                     let done = c.pixels;
                     if !progress.as_mut().is_none_or(|cb| cb(Progress { done, total })) {

@@ -384,12 +384,11 @@ pub struct Streamer<'a> {
 }
 
 /// Bytes of working memory per pixel of an input window: the block read from the source, its
-/// tensor and channel-first copy, the filtered window cut from the host image, and its copy in
-/// the network's precision.
+/// tensor and channel-first copy, and the filtered window cut from the host image (all float32).
 fn window_pixel_bytes(model: &Model) -> usize {
     let cfg = model.config();
     let (c, c_prep) = (cfg.c_in as f64, cfg.sampled_channels() as f64);
-    (((3.0 * c + c_prep) * 4.0 + c_prep * model.precision().bytes() as f64) * SAFETY).ceil() as usize
+    ((3.0 * c + c_prep) * 4.0 * SAFETY).ceil() as usize
 }
 
 impl<'a> Streamer<'a> {
@@ -419,7 +418,6 @@ impl<'a> Streamer<'a> {
         source.check(c_in, rows_needed)?;
         let _guard = tch::no_grad_guard();
         let device = model.device();
-        let kind = model.precision().kind();
         let budget =
             if device == Device::Cpu { budget::host_budget(budget, budget::host_memory()) } else { budget };
         let (job_rows, job_cols, step) = match job {
@@ -448,7 +446,8 @@ impl<'a> Streamer<'a> {
                 let mut data = Vec::new();
                 source.read_block(0..height, 0..width, &mut data)?;
                 let view = ImageView { data: &data, height, width, channels: c_in, row_stride: width * c_in };
-                let prepared = model.net().prepare(&view.to_tensor()?.to_device(device))?.to_kind(kind);
+                // float32, as everywhere: sampling runs in float32 (see `forward_conditioned`).
+                let prepared = model.net().prepare(&view.to_tensor()?.to_device(device))?;
                 Input::Whole(prepared)
             }
             Some(reach) => {
@@ -516,8 +515,10 @@ impl<'a> Streamer<'a> {
         [0, 1].map(|a| reachable(px(lo[a], sides[a]), px(hi[a], sides[a]), reach[a], sides[a]))
     }
 
-    /// The prepared input window `rows` x `cols` on the device, (1, C', h, w) in the network's
-    /// precision.
+    /// The prepared input window `rows` x `cols` on the device, (1, C', h, w) float32 whatever the
+    /// network's precision. It must not be cast: `forward_conditioned` samples in float32, and a
+    /// half-precision window would be cast back there *through the whole-image view* of
+    /// `run_batch`, which copies (and reads) the whole image's extent instead of the window's.
     fn read_window(
         &self,
         filtered: Option<&Tensor>,
@@ -538,7 +539,7 @@ impl<'a> Streamer<'a> {
                     .contiguous()
             }
         };
-        Ok(window.to_device(self.model.device()).to_kind(self.model.precision().kind()).contiguous())
+        Ok(window.to_device(self.model.device()).contiguous())
     }
 
     /// Runs the network on `count` points (`coords`, normalised pairs, padded in place to a whole
@@ -565,6 +566,11 @@ impl<'a> Streamer<'a> {
             Input::Streamed { filtered, reach } => {
                 let [rows, cols] = self.window_of(&coords[..2 * count], *reach);
                 let window = self.read_window(filtered.as_ref(), &rows, &cols)?;
+                // The kernel casts its image to float32: any other kind would be copied through
+                // the view below, the whole image's extent of it (see `read_window`).
+                if window.kind() != Kind::Float {
+                    return Err(Error::Internal(format!("an input window of kind {:?}", window.kind())));
+                }
                 let (_, c, wh, ww) = window.size4()?;
                 let shift =
                     (rows.start as i64 * ww + cols.start as i64) * window.kind().elt_size_in_bytes() as i64;

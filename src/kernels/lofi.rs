@@ -184,9 +184,15 @@ impl LofiNet {
             (Some(_), None) => panic!("a noise-aware model needs the noise level"),
             (None, _) => None,
         };
+        // A MultiMLP's per-angle MLPs take the level as a constant channel of N columns: they
+        // add it through their first layer's bias instead (`MlpBank::forward_concat_with_constant`),
+        // so the crop is not widened and copied. CCPG blocks and the plain MLP take it in the crop.
+        let fold_level =
+            level.is_some() && self.ccpg.is_none() && matches!(self.network, PixelNetwork::MultiMlp { .. });
         // Crops are laid out (B, C', M, P, N): see `sample_patches_by_angle`.
         let condition = |crop: Tensor| -> Tensor {
             match &level {
+                Some(_) if fold_level => crop,
                 Some(s) => {
                     let (b, _, m, p, n) = crop.size5().expect("crop is (B, C', M, P, N)");
                     Tensor::cat(&[crop, s.expand([b, 1, m, p, n], true)], 1)
@@ -195,7 +201,7 @@ impl LofiNet {
             }
         };
         let (b, c, h, w) = prepared.size4().expect("prepared image is (B, C', H, W)");
-        let c = c + i64::from(level.is_some());
+        let c = c + i64::from(level.is_some() && !fold_level);
         let p = coords.size()[1];
         let (n, m) = (cfg.n, cfg.m);
         // Sampling is float32 whatever the networks' precision: a half-precision grid would put
@@ -231,7 +237,11 @@ impl LofiNet {
                 // Angle m sees its samples flattened in (C', N) order: (M, B P, C' N); a view for
                 // one image of one channel.
                 let chunks = samples.permute([2, 0, 3, 1, 4]).reshape([m, b * p, c * n]);
-                mixer.forward(&per_angle.forward_concat(&chunks)) // (B P, M F) -> (B P, c_out)
+                let features = match &level {
+                    Some(s) if fold_level => per_angle.forward_concat_with_constant(&chunks, s, n),
+                    _ => per_angle.forward_concat(&chunks),
+                };
+                mixer.forward(&features) // (B P, M F) -> (B P, c_out)
             }
             PixelNetwork::Mlp(mlp) => {
                 mlp.forward(&samples.permute([0, 3, 1, 4, 2]).reshape([b * p, c * n * m]))
@@ -255,7 +265,14 @@ impl LofiNet {
         let mlp = |m: &Mlp| m.layers.iter().map(|(w, _)| 2.0 * w.numel() as f64).sum::<f64>();
         let network = match &self.network {
             PixelNetwork::MultiMlp { per_angle, mixer } => {
-                per_angle.mlps.iter().map(mlp).sum::<f64>() + mlp(mixer)
+                // The noise level's N columns are folded into the bias (see forward_conditioned).
+                let hidden = per_angle.mlps[0].layers[0].0.size()[0] as f64;
+                let folded = if self.config.noise_level.is_some() && self.ccpg.is_none() {
+                    2.0 * hidden * self.config.n as f64 * per_angle.mlps.len() as f64
+                } else {
+                    0.0
+                };
+                per_angle.mlps.iter().map(mlp).sum::<f64>() + mlp(mixer) - folded
             }
             PixelNetwork::Mlp(m) => mlp(m),
         };

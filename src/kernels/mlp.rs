@@ -64,6 +64,35 @@ impl Mlp {
         x
     }
 
+    /// As [`forward`](Self::forward) on inputs whose last `constant` columns all hold one value
+    /// per image, `level` ((1,) for every row, or (B,) for B images of rows/B rows each), without
+    /// those columns: `x` is (rows, input - constant). The first layer adds level x the sum of
+    /// their weights to its bias instead, the same affine map without building, copying or
+    /// multiplying the constant columns. (Equal to the full product up to rounding, not bit for
+    /// bit: the sum is taken first.)
+    pub fn forward_with_constant(&self, x: &Tensor, level: &Tensor, constant: i64) -> Tensor {
+        let (w, b) = &self.layers[0];
+        let fan_in = w.size()[1];
+        let w_x = w.narrow(1, 0, fan_in - constant);
+        let shift = w.narrow(1, fan_in - constant, constant).sum_dim_intlist(1, false, w.kind()); // (H,)
+        let level = level.to_kind(w.kind()).view([-1]);
+        let images = level.size()[0];
+        let mut y = if images == 1 {
+            x.linear(&w_x, Some(&(b + &level * &shift)))
+        } else {
+            // One bias per image: (B, H), added to each image's rows.
+            let rows = x.size()[0];
+            let bias = b.unsqueeze(0) + level.unsqueeze(1) * shift.unsqueeze(0);
+            (x.linear(&w_x, None::<Tensor>).view([images, rows / images, -1]) + bias.unsqueeze(1))
+                .view([rows, -1])
+        };
+        // ReLU (in place, as in `forward`) between layers, none after the last.
+        for (w, b) in &self.layers[1..] {
+            y = y.relu_().linear(w, Some(b));
+        }
+        y
+    }
+
     /// Kind of the weights.
     pub fn kind(&self) -> tch::Kind {
         self.layers[0].0.kind()
@@ -99,5 +128,52 @@ impl MlpBank {
         let outputs: Vec<Tensor> =
             self.mlps.iter().enumerate().map(|(m, mlp)| mlp.forward(&x.select(0, m as i64))).collect();
         Tensor::cat(&outputs, 1)
+    }
+
+    /// As [`forward_concat`](Self::forward_concat) with the last `constant` input columns of
+    /// every MLP held at `level` and left out of `x`: see [`Mlp::forward_with_constant`].
+    pub fn forward_concat_with_constant(&self, x: &Tensor, level: &Tensor, constant: i64) -> Tensor {
+        let outputs: Vec<Tensor> = self
+            .mlps
+            .iter()
+            .enumerate()
+            .map(|(m, mlp)| mlp.forward_with_constant(&x.select(0, m as i64), level, constant))
+            .collect();
+        Tensor::cat(&outputs, 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{Device, Kind, Tensor};
+
+    /// Four rows per image, `constant` = 3 columns held at each image's level: the folded bias
+    /// gives the product of the full input, values and gradients, for one level and for one
+    /// level per image.
+    #[test]
+    fn a_constant_block_of_columns_folds_into_the_bias() {
+        tch::manual_seed(3);
+        let layer = |fan_in: i64, fan_out: i64| {
+            let w = Tensor::randn([fan_out, fan_in], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+            (w, Tensor::randn([fan_out], (Kind::Float, Device::Cpu)).set_requires_grad(true))
+        };
+        let mlp = Mlp { layers: vec![layer(5 + 3, 6), layer(6, 6), layer(6, 2)] };
+        let x = Tensor::randn([8, 5], (Kind::Float, Device::Cpu));
+        for level in [Tensor::from_slice(&[0.3f32]), Tensor::from_slice(&[0.1f32, 0.45])] {
+            let per_row = if level.size()[0] == 1 {
+                level.expand([8], false)
+            } else {
+                level.repeat_interleave_self_int(4, 0, None)
+            };
+            let full = Tensor::cat(&[x.shallow_clone(), per_row.unsqueeze(1).expand([8, 3], false)], 1);
+            let w0 = &mlp.layers[0].0;
+            let want = mlp.forward(&full);
+            let want_grad = Tensor::run_backward(&[want.sum(Kind::Float)], &[w0], false, false).remove(0);
+            let got = mlp.forward_with_constant(&x, &level, 3);
+            let got_grad = Tensor::run_backward(&[got.sum(Kind::Float)], &[w0], false, false).remove(0);
+            assert!(got.allclose(&want, 1e-5, 1e-6, false), "{level:?}");
+            assert!(got_grad.allclose(&want_grad, 1e-5, 1e-6, false), "{level:?}: gradients differ");
+        }
     }
 }

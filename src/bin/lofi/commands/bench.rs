@@ -266,7 +266,16 @@ pub fn run(args: Args) -> Result<()> {
     }
     println!(
         "{:>7} {:>10} {:>8} {:>8} {:>12} {:>14} {:>11} {:>16} {:>6} {:>9}",
-        "output", "budget", "batch", "batches", "pixels/s", "estimated", "baseline", "measured", "within", "seconds"
+        "output",
+        "budget",
+        "batch",
+        "batches",
+        "pixels/s",
+        "estimated",
+        "baseline",
+        "measured",
+        "within",
+        "seconds"
     );
     for &budget in &budgets {
         for &size in &sizes {

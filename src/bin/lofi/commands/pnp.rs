@@ -81,14 +81,17 @@ pub struct Args {
     /// Where to write the reconstruction (.npy, .png or .tif).
     #[arg(long)]
     output: PathBuf,
-    /// ADMM iterations.
-    #[arg(long, default_value_t = 90)]
-    iterations: usize,
-    /// ADMM penalty alpha (under --anneal: the data weight at the last sigma).
-    #[arg(long, default_value_t = 0.05)]
-    alpha: f64,
+    /// ADMM iterations [default: 90; inpainting with a noise-level-aware prior: 40].
+    #[arg(long)]
+    iterations: Option<usize>,
+    /// ADMM penalty alpha (under --anneal: the data weight at the last sigma) [default: 0.05;
+    /// inpainting with a noise-level-aware prior: 0.01].
+    #[arg(long)]
+    alpha: Option<f64>,
     /// Noise level a noise-level-aware denoiser is told at every iteration (fixed-sigma ADMM):
-    /// image units (0.05) or a fraction (12/255). Fixed-level models take none.
+    /// image units (0.05) or a fraction (12/255). Fixed-level models take none. [default: the
+    /// annealing schedule below; inpainting: 0.6 x the top of the model's training range, 30/255
+    /// for the shipped gray denoiser]
     #[arg(long, value_parser = super::parse_sigma, allow_hyphen_values = true)]
     denoiser_sigma: Option<f64>,
     /// Annealed LoFi-ADMM (noise-level-aware models, or --prior tv): START,END[,ITERATIONS], the
@@ -509,17 +512,32 @@ pub fn run(args: Args) -> Result<()> {
         }
         (None, None) => bail!("give --input (measurements) or --ground-truth (to simulate them)"),
     };
-    let schedule = args.anneal.as_deref().map(|a| parse_anneal(a, args.iterations)).transpose()?;
+    // Inpainting with a noise-level-aware prior has its own measured defaults (see
+    // `PnpParams::for_inpainting`); every other case the generic ones. Each flag given wins.
+    let preset = match (args.operator, args.prior, &model.config().noise_level) {
+        (OperatorKind::Inpaint, PriorKind::Lofi, Some(range)) => Some(PnpParams::for_inpainting(range)),
+        _ => None,
+    };
+    let iterations = args.iterations.unwrap_or(match preset {
+        Some(_) => PnpParams::INPAINTING_ITERATIONS,
+        None => 90,
+    });
+    let alpha = args.alpha.unwrap_or(preset.unwrap_or_default().alpha);
+    let schedule = args.anneal.as_deref().map(|a| parse_anneal(a, iterations)).transpose()?;
     if schedule.is_some() && args.denoiser_sigma.is_some() {
         bail!("give --denoiser-sigma (fixed) or --anneal (a schedule), not both");
     }
+    let denoiser_sigma = match (args.prior, schedule) {
+        (PriorKind::Lofi, None) => args.denoiser_sigma.or(preset.and_then(|p| p.denoiser_sigma)),
+        _ => args.denoiser_sigma.filter(|_| args.prior == PriorKind::Lofi),
+    };
     let params = PnpParams {
-        alpha: args.alpha,
+        alpha,
         cg_max_iterations: args.cg_iterations,
         cg_tolerance: args.cg_tolerance,
         memory_budget: budget,
         threads: args.threads,
-        denoiser_sigma: if args.prior == PriorKind::Lofi { args.denoiser_sigma } else { None },
+        denoiser_sigma,
         schedule,
         splitting: match args.splitting {
             SplittingKind::Admm => lofi::pnp::Splitting::Admm,
@@ -564,11 +582,7 @@ pub fn run(args: Args) -> Result<()> {
         pnp.set_estimate(&to_tensor(&start, device))?;
     }
     let mut history = lofi::formats::history_lines("pnp", &args.model, model.digest());
-    history.push(format!(
-        "pnp: operator {op_name}, prior {}, {} iterations",
-        pnp.prior().name(),
-        args.iterations
-    ));
+    history.push(format!("pnp: operator {op_name}, prior {}, {} iterations", pnp.prior().name(), iterations));
     let fits = fits_carry(&args, w, h, history)?;
     if let Some(path) = &args.back_projection {
         write_tensor(path, pnp.back_projection(), &fits)?;
@@ -577,7 +591,7 @@ pub fn run(args: Args) -> Result<()> {
         let range = (t.max() - t.min()).double_value(&[]);
         lofi::pnp::psnr(t, pnp.back_projection(), range)
     });
-    let noise = match (&schedule, args.denoiser_sigma) {
+    let noise = match (&pnp.params().schedule, pnp.params().denoiser_sigma) {
         (Some(s), _) => {
             format!(", sigma {:.4} -> {:.4} over {} iterations", s.sigma_start, s.sigma_end, s.iterations)
         }
@@ -587,18 +601,18 @@ pub fn run(args: Args) -> Result<()> {
     eprintln!(
         "lofi pnp: {op_name}, {w} x {h} x {channels}, prior {}, alpha {}{noise}, {} iterations on {}{}",
         pnp.prior().name(),
-        args.alpha,
-        args.iterations,
+        alpha,
+        iterations,
         model.device_spec(),
         baseline.map(|p| format!("; PSNR of A^T y: {p:.2} dB")).unwrap_or_default()
     );
     let started = Instant::now();
     let mut rows: Vec<(Residuals, f64)> = Vec::new();
-    let progress_every = (args.iterations / 10).max(1);
-    pnp.solve(args.iterations, None, |r| {
+    let progress_every = (iterations / 10).max(1);
+    pnp.solve(iterations, None, |r| {
         let t = started.elapsed().as_secs_f64();
         rows.push((*r, t));
-        if r.iteration % progress_every == 0 || r.iteration == args.iterations {
+        if r.iteration % progress_every == 0 || r.iteration == iterations {
             eprintln!(
                 "  iteration {:>4}: primal {:.3e}  dual {:.3e}  misfit {:.3e}{}  ({t:.1} s)",
                 r.iteration,

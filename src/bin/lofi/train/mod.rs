@@ -287,7 +287,9 @@ fn channel_map(old: &lofi::LofiConfig, new: &lofi::LofiConfig) -> Option<Vec<usi
         .into_iter()
         .map(|role| {
             let target = match role {
-                ChannelRole::Raw(c) if !old.fourier_filtering && new.fourier_filtering => ChannelRole::Filtered(c),
+                ChannelRole::Raw(c) if !old.fourier_filtering && new.fourier_filtering => {
+                    ChannelRole::Filtered(c)
+                }
                 other => other,
             };
             new_roles.iter().position(|r| *r == target)
@@ -341,9 +343,11 @@ fn widened_copy(
                     return None;
                 }
                 for (from, &to) in map.iter().enumerate() {
-                    old_rows
-                        .narrow(1, to as i64 * new_width, old_width)
-                        .copy_(&source.narrow(1, from as i64 * old_width, old_width));
+                    old_rows.narrow(1, to as i64 * new_width, old_width).copy_(&source.narrow(
+                        1,
+                        from as i64 * old_width,
+                        old_width,
+                    ));
                 }
             } else {
                 old_rows.narrow(1, 0, have[1]).copy_(source);
@@ -1076,13 +1080,20 @@ mod tests {
         assert!(diff < 1e-5, "the widened model differs by {diff}");
         // The new units are really there: the first per-angle layer is 12 x (6 channels x 5 rings):
         // Re and Im of two filters, the raw input, the noise level.
-        let first = trainer.params.iter().find(|(n, _)| n.ends_with("MLP.0.fcs.0.weight")).map(|(_, t)| t.size());
-        assert_eq!(first, Some(vec![12, 30]), "{:?}", trainer.params.iter().map(|(n, _)| n).collect::<Vec<_>>());
+        let first =
+            trainer.params.iter().find(|(n, _)| n.ends_with("MLP.0.fcs.0.weight")).map(|(_, t)| t.size());
+        assert_eq!(
+            first,
+            Some(vec![12, 30]),
+            "{:?}",
+            trainer.params.iter().map(|(n, _)| n).collect::<Vec<_>>()
+        );
 
         let narrower = LofiConfig { hidden_dim: 4, ..old_cfg };
         let mut cfg = tiny(narrower);
         cfg.train.init_from = Some(path);
-        let err = Trainer::new(cfg, Device::Cpu, None).err().expect("a narrower model is refused").to_string();
+        let err =
+            Trainer::new(cfg, Device::Cpu, None).err().expect("a narrower model is refused").to_string();
         assert!(err.contains("only layers widened"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
