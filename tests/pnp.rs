@@ -519,7 +519,7 @@ fn the_inpainting_settings_beat_the_generic_defaults() {
     let quiet = |p: PnpParams| PnpParams { threads: 1, memory_budget: 64 << 20, ..p };
     let preset = PnpParams::for_inpainting(&range);
     assert_eq!(preset.denoiser_sigma, Some(0.6 * range.sigma_max));
-    let tuned = inpaint_psnr(&shipped, &truth, quiet(preset), PnpParams::INPAINTING_ITERATIONS, None);
+    let tuned = inpaint_psnr(&shipped, &truth, quiet(preset), lofi::pnp::INPAINTING_ITERATIONS, None);
     let generic = inpaint_psnr(&shipped, &truth, quiet(PnpParams::default()), 90, None);
     eprintln!("inpainting settings {tuned:.3} dB, generic defaults {generic:.3} dB");
     assert!(tuned > generic + 0.02, "inpainting settings {tuned:.3} dB, generic {generic:.3} dB");

@@ -159,14 +159,14 @@ impl Default for PnpParams {
     }
 }
 
-impl PnpParams {
-    /// Iterations the [`PnpParams::for_inpainting`] settings were measured with.
-    pub const INPAINTING_ITERATIONS: usize = 40;
+/// Iterations the [`PnpParams::for_inpainting`] settings were measured with.
+pub const INPAINTING_ITERATIONS: usize = 40;
 
+impl PnpParams {
     /// The settings measured best for inpainting with a noise-level-aware prior whose training
     /// range is `range`: a fixed sigma of 0.6 x the top of the range (30/255 for the shipped gray
     /// denoiser), alpha 0.01, the dihedral transforms and the mean of the last 8 outputs, run for
-    /// [`Self::INPAINTING_ITERATIONS`] iterations from the gap-filled start. On Set12 (30 %
+    /// [`INPAINTING_ITERATIONS`] iterations from the gap-filled start. On Set12 (30 %
     /// observed, README "Inpainting") they sit on a plateau: sigma 25-35/255, alpha 0.005-0.02
     /// and 16-40 iterations are within 0.05 dB of each other, while the generic defaults
     /// (alpha 0.05, the default schedule, 90 iterations) are 0.24 dB behind. `lofi pnp

@@ -519,7 +519,7 @@ pub fn run(args: Args) -> Result<()> {
         _ => None,
     };
     let iterations = args.iterations.unwrap_or(match preset {
-        Some(_) => PnpParams::INPAINTING_ITERATIONS,
+        Some(_) => lofi::pnp::INPAINTING_ITERATIONS,
         None => 90,
     });
     let alpha = args.alpha.unwrap_or(preset.unwrap_or_default().alpha);
