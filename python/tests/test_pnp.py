@@ -62,6 +62,30 @@ def test_inpaint_equals_the_cli(tmp_path, gray):
     assert np.abs(ours_plain - ours).max() > 1e-4
 
 
+def test_inpainting_defaults_follow_the_cli(tmp_path, sigma_model):
+    """With a noise-level-aware model, ``lofi.pnp`` inpaints with the CLI's inpainting defaults
+    (40 iterations, alpha 0.01, sigma 0.6 x the top of the training range): the same as those
+    values given explicitly, and as ``lofi pnp --operator inpaint`` without flags."""
+    aware = sigma_model
+    top = aware.info.noise_level_range[1]
+    rng = np.random.default_rng(4)
+    truth = pixels(H, W, seed=4)
+    mask = (rng.random((H, W)) < 0.4).astype(np.float32)
+    y = truth * mask
+    op = lofi.Inpaint(mask=mask)
+    default = lofi.pnp(aware, y, op, threads=1)
+    explicit = lofi.pnp(aware, y, op, iterations=40, alpha=0.01, sigma=0.6 * top, threads=1)
+    np.testing.assert_array_equal(default, explicit)
+    generic = lofi.pnp(aware, y, op, iterations=90, alpha=0.05, threads=1)
+    assert np.abs(generic - default).max() > 1e-4
+    np.save(tmp_path / "mask.npy", mask)
+    np.save(tmp_path / "y.npy", y)
+    run_cli("pnp", "--model", model_path("tiny-gray-sigma.lofi"), "--operator", "inpaint", "--mask",
+            str(tmp_path / "mask.npy"), "--input", str(tmp_path / "y.npy"), "--threads", "1",
+            "--output", str(tmp_path / "out.npy"))
+    np.testing.assert_allclose(np.load(tmp_path / "out.npy").reshape(H, W), default, atol=1e-5)
+
+
 def test_operator_forward_matches_numpy():
     rng = np.random.default_rng(2)
     x = rng.random((H, W)).astype(np.float32)

@@ -410,10 +410,21 @@ class PnP(_HandleOwner):
 
 
 
-def pnp(model: Model, measurements, operator, iterations: int = 90, *, shape=None, ground_truth=None,
+# Inpainting with a noise-level-aware prior: the settings `lofi pnp --operator inpaint` defaults
+# to (the library's `PnpParams::for_inpainting`, measured on Set12 in the README).
+INPAINTING_ITERATIONS = 40
+INPAINTING_ALPHA = 0.01
+INPAINTING_SIGMA_FRACTION = 0.6
+
+
+def pnp(model: Model, measurements, operator, iterations: int | None = None, *, shape=None, ground_truth=None,
         warm_start=None, **params) -> np.ndarray:
     """Solves ``measurements = A x`` with LoFi-ADMM and returns the estimate ((H, W) or
     (H, W, C)).
+
+    Defaults: 90 iterations and :class:`PnP`'s; for :class:`Inpaint` with a noise-level-aware
+    model, as ``lofi pnp --operator inpaint``: 40 iterations, alpha 0.01 and a fixed sigma of 0.6 x
+    the top of the model's training range (unless ``sigma`` or ``anneal`` is given).
 
     ``operator``: an :class:`Operator` (``lofi.Inpaint(mask=m)``, ``lofi.Radon(shape, angles)``,
     ...), or a pair of Python callables ``(forward, adjoint)`` with ``shape=(H, W)``: a
@@ -426,6 +437,13 @@ def pnp(model: Model, measurements, operator, iterations: int = 90, *, shape=Non
         operator = UserOperator(shape, int(np.size(measurements)), operator[0], operator[1])
     elif shape is not None and isinstance(operator, Operator) and tuple(operator.shape) != tuple(shape):
         raise InvalidArgumentError(f"shape {shape} differs from the operator's {operator.shape}")
+    noise_range = model.info.noise_level_range
+    if isinstance(operator, Inpaint) and noise_range is not None:
+        iterations = INPAINTING_ITERATIONS if iterations is None else iterations
+        params.setdefault("alpha", INPAINTING_ALPHA)
+        if params.get("sigma") is None and params.get("anneal") is None:
+            params["sigma"] = INPAINTING_SIGMA_FRACTION * noise_range[1]
+    iterations = 90 if iterations is None else iterations
     with PnP(model, operator, measurements, **params) as state:
         if ground_truth is not None:
             state.set_ground_truth(ground_truth)
