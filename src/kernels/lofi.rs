@@ -184,15 +184,13 @@ impl LofiNet {
             (Some(_), None) => panic!("a noise-aware model needs the noise level"),
             (None, _) => None,
         };
-        // A MultiMLP's per-angle MLPs take the level as a constant channel of N columns: they
-        // add it through their first layer's bias instead (`MlpBank::forward_concat_with_constant`),
-        // so the crop is not widened and copied. CCPG blocks and the plain MLP take it in the crop.
-        let fold_level =
-            level.is_some() && self.ccpg.is_none() && matches!(self.network, PixelNetwork::MultiMlp { .. });
+        // Where the level goes: into the per-angle MLPs' first-layer bias (see `folds_level`), or
+        // into every crop as a constant channel.
+        let (bias_level, crop_level) =
+            if self.folds_level() { (level.as_ref(), None) } else { (None, level.as_ref()) };
         // Crops are laid out (B, C', M, P, N): see `sample_patches_by_angle`.
         let condition = |crop: Tensor| -> Tensor {
-            match &level {
-                Some(_) if fold_level => crop,
+            match crop_level {
                 Some(s) => {
                     let (b, _, m, p, n) = crop.size5().expect("crop is (B, C', M, P, N)");
                     Tensor::cat(&[crop, s.expand([b, 1, m, p, n], true)], 1)
@@ -201,7 +199,7 @@ impl LofiNet {
             }
         };
         let (b, c, h, w) = prepared.size4().expect("prepared image is (B, C', H, W)");
-        let c = c + i64::from(level.is_some() && !fold_level);
+        let c = c + i64::from(crop_level.is_some());
         let p = coords.size()[1];
         let (n, m) = (cfg.n, cfg.m);
         // Sampling is float32 whatever the networks' precision: a half-precision grid would put
@@ -237,9 +235,9 @@ impl LofiNet {
                 // Angle m sees its samples flattened in (C', N) order: (M, B P, C' N); a view for
                 // one image of one channel.
                 let chunks = samples.permute([2, 0, 3, 1, 4]).reshape([m, b * p, c * n]);
-                let features = match &level {
-                    Some(s) if fold_level => per_angle.forward_concat_with_constant(&chunks, s, n),
-                    _ => per_angle.forward_concat(&chunks),
+                let features = match bias_level {
+                    Some(s) => per_angle.forward_concat_with_constant(&chunks, s, n),
+                    None => per_angle.forward_concat(&chunks),
                 };
                 mixer.forward(&features) // (B P, M F) -> (B P, c_out)
             }
@@ -258,6 +256,16 @@ impl LofiNet {
         }
     }
 
+    /// Whether a noise-aware model adds its level through the per-angle MLPs' first-layer bias
+    /// (`MlpBank::forward_concat_with_constant`) rather than as a constant channel of every crop:
+    /// a MultiMLP's N columns of the level contribute level x the sum of their weights, so the
+    /// crop need not be widened and copied. CCPG blocks and the plain MLP take it in the crop.
+    fn folds_level(&self) -> bool {
+        self.config.noise_level.is_some()
+            && self.ccpg.is_none()
+            && matches!(self.network, PixelNetwork::MultiMlp { .. })
+    }
+
     /// Floating-point operations of the matrix products for one output pixel (2 per
     /// multiply-add of every Linear layer: per-angle MLPs, mixer or MLP, CCPG blocks, INR). The
     /// sampling and the filter are not counted: they are a few per cent at most.
@@ -265,9 +273,9 @@ impl LofiNet {
         let mlp = |m: &Mlp| m.layers.iter().map(|(w, _)| 2.0 * w.numel() as f64).sum::<f64>();
         let network = match &self.network {
             PixelNetwork::MultiMlp { per_angle, mixer } => {
-                // The noise level's N columns are folded into the bias (see forward_conditioned).
+                // The noise level's N columns are not multiplied when folded into the bias.
                 let hidden = per_angle.mlps[0].layers[0].0.size()[0] as f64;
-                let folded = if self.config.noise_level.is_some() && self.ccpg.is_none() {
+                let folded = if self.folds_level() {
                     2.0 * hidden * self.config.n as f64 * per_angle.mlps.len() as f64
                 } else {
                     0.0

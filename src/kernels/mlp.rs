@@ -51,17 +51,18 @@ impl Mlp {
 
     /// x: (..., input) -> (..., output).
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        let last = self.layers.len() - 1;
-        let mut x = x.shallow_clone();
-        for (k, (w, b)) in self.layers.iter().enumerate() {
-            x = x.linear(w, Some(b));
-            if k < last {
-                // In place: the product's output is fresh, and ReLU's backward needs only its
-                // own output.
-                x = x.relu_();
-            }
+        let (w, b) = &self.layers[0];
+        self.after_first_layer(x.linear(w, Some(b)))
+    }
+
+    /// The rest of the network from the first layer's output `y`: ReLU before each later layer,
+    /// none after the last. In place: the product's output is fresh, and ReLU's backward needs
+    /// only its own output.
+    fn after_first_layer(&self, mut y: Tensor) -> Tensor {
+        for (w, b) in &self.layers[1..] {
+            y = y.relu_().linear(w, Some(b));
         }
-        x
+        y
     }
 
     /// As [`forward`](Self::forward) on inputs whose last `constant` columns all hold one value
@@ -77,7 +78,7 @@ impl Mlp {
         let shift = w.narrow(1, fan_in - constant, constant).sum_dim_intlist(1, false, w.kind()); // (H,)
         let level = level.to_kind(w.kind()).view([-1]);
         let images = level.size()[0];
-        let mut y = if images == 1 {
+        let y = if images == 1 {
             x.linear(&w_x, Some(&(b + &level * &shift)))
         } else {
             // One bias per image: (B, H), added to each image's rows.
@@ -86,11 +87,7 @@ impl Mlp {
             (x.linear(&w_x, None::<Tensor>).view([images, rows / images, -1]) + bias.unsqueeze(1))
                 .view([rows, -1])
         };
-        // ReLU (in place, as in `forward`) between layers, none after the last.
-        for (w, b) in &self.layers[1..] {
-            y = y.relu_().linear(w, Some(b));
-        }
-        y
+        self.after_first_layer(y)
     }
 
     /// Kind of the weights.
@@ -125,20 +122,19 @@ impl MlpBank {
     /// x: (M, P, input) -> (P, M * output): MLP m sees x[m]; its outputs are columns
     /// m * output .. (m + 1) * output, the order in which the mixer takes them.
     pub fn forward_concat(&self, x: &Tensor) -> Tensor {
-        let outputs: Vec<Tensor> =
-            self.mlps.iter().enumerate().map(|(m, mlp)| mlp.forward(&x.select(0, m as i64))).collect();
-        Tensor::cat(&outputs, 1)
+        self.concat(x, Mlp::forward)
     }
 
     /// As [`forward_concat`](Self::forward_concat) with the last `constant` input columns of
     /// every MLP held at `level` and left out of `x`: see [`Mlp::forward_with_constant`].
     pub fn forward_concat_with_constant(&self, x: &Tensor, level: &Tensor, constant: i64) -> Tensor {
-        let outputs: Vec<Tensor> = self
-            .mlps
-            .iter()
-            .enumerate()
-            .map(|(m, mlp)| mlp.forward_with_constant(&x.select(0, m as i64), level, constant))
-            .collect();
+        self.concat(x, |mlp, x| mlp.forward_with_constant(x, level, constant))
+    }
+
+    /// MLP m's `forward` of x[m], the outputs side by side.
+    fn concat(&self, x: &Tensor, forward: impl Fn(&Mlp, &Tensor) -> Tensor) -> Tensor {
+        let outputs: Vec<Tensor> =
+            self.mlps.iter().enumerate().map(|(m, mlp)| forward(mlp, &x.select(0, m as i64))).collect();
         Tensor::cat(&outputs, 1)
     }
 }

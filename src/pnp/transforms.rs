@@ -36,11 +36,21 @@ impl Dihedral {
     /// The element used at iteration `k`: a fixed order in which consecutive elements differ by
     /// a mirror or a turn (not identity, then identity again), cycling through the group.
     pub fn at_iteration(k: usize, shape: ImageShape) -> Dihedral {
+        let cycle = Self::cycle(shape);
+        let (turns, mirror) = cycle[k % cycle.len()];
+        Dihedral { turns, mirror }
+    }
+
+    /// The elements for `shape`, (turns, mirror) in the order of [`Dihedral::at_iteration`].
+    fn cycle(shape: ImageShape) -> &'static [(u8, bool)] {
         const SQUARE: [(u8, bool); 8] =
             [(0, false), (2, true), (1, false), (3, true), (2, false), (0, true), (3, false), (1, true)];
         const OBLONG: [(u8, bool); 4] = [(0, false), (2, true), (2, false), (0, true)];
-        let (turns, mirror) = if shape.height == shape.width { SQUARE[k % 8] } else { OBLONG[k % 4] };
-        Dihedral { turns, mirror }
+        if shape.height == shape.width {
+            &SQUARE
+        } else {
+            &OBLONG
+        }
     }
 
     /// Whether this element leaves images as they are.
@@ -50,11 +60,7 @@ impl Dihedral {
 
     /// The number of elements a cycle has for `shape`.
     pub fn cycle_len(shape: ImageShape) -> usize {
-        if shape.height == shape.width {
-            8
-        } else {
-            4
-        }
+        Self::cycle(shape).len()
     }
 
     /// `t` (.., H, W) under this element.

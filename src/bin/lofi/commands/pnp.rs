@@ -514,22 +514,22 @@ pub fn run(args: Args) -> Result<()> {
     };
     // Inpainting with a noise-level-aware prior has its own measured defaults (see
     // `PnpParams::for_inpainting`); every other case the generic ones. Each flag given wins.
-    let preset = match (args.operator, args.prior, &model.config().noise_level) {
-        (OperatorKind::Inpaint, PriorKind::Lofi, Some(range)) => Some(PnpParams::for_inpainting(range)),
-        _ => None,
+    let (defaults, default_iterations) = match (args.operator, args.prior, &model.config().noise_level) {
+        (OperatorKind::Inpaint, PriorKind::Lofi, Some(range)) => {
+            (PnpParams::for_inpainting(range), lofi::pnp::INPAINTING_ITERATIONS)
+        }
+        _ => (PnpParams::default(), 90),
     };
-    let iterations = args.iterations.unwrap_or(match preset {
-        Some(_) => lofi::pnp::INPAINTING_ITERATIONS,
-        None => 90,
-    });
-    let alpha = args.alpha.unwrap_or(preset.unwrap_or_default().alpha);
+    let iterations = args.iterations.unwrap_or(default_iterations);
+    let alpha = args.alpha.unwrap_or(defaults.alpha);
     let schedule = args.anneal.as_deref().map(|a| parse_anneal(a, iterations)).transpose()?;
     if schedule.is_some() && args.denoiser_sigma.is_some() {
         bail!("give --denoiser-sigma (fixed) or --anneal (a schedule), not both");
     }
-    let denoiser_sigma = match (args.prior, schedule) {
-        (PriorKind::Lofi, None) => args.denoiser_sigma.or(preset.and_then(|p| p.denoiser_sigma)),
-        _ => args.denoiser_sigma.filter(|_| args.prior == PriorKind::Lofi),
+    // A schedule replaces the default sigma; the TV prior takes none.
+    let denoiser_sigma = match args.prior {
+        PriorKind::Lofi => args.denoiser_sigma.or(defaults.denoiser_sigma.filter(|_| schedule.is_none())),
+        PriorKind::Tv => None,
     };
     let params = PnpParams {
         alpha,
