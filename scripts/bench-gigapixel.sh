@@ -13,8 +13,10 @@
 # baseline must not grow with the input (the input is memory-mapped; each batch reads its window).
 #
 # Environment: LOFI_BENCH_DIR (scratch space, default a temp dir; needs 2 x 4 SIZE^2 bytes),
-# BUDGET (256MiB), MODEL (models/denoise-gray.lofi), SIGMA (25/255), THREADS (2), RANKS (2; 0
-# skips the MPI run), PRECISION (f32; bf16 on CPUs with bfloat16 matrix instructions).
+# BUDGET (256MiB), MODEL (models/denoise-gray.lofi), SIGMA (25/255; "none" for a model without
+# noise conditioning, e.g. MODEL=models/ldct-ellipses.lofi), OUT (--scaling's output side, 512),
+# THREADS (2), RANKS (2; 0 skips the MPI run), SINGLE (1; 0 skips the one-process run),
+# PRECISION (f32; bf16 on CPUs with bfloat16 matrix instructions).
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$here"
@@ -24,6 +26,8 @@ lofi="${LOFI:-$here/target/release/lofi}"
 budget="${BUDGET:-256MiB}"
 model="${MODEL:-models/denoise-gray.lofi}"
 sigma="${SIGMA:-25/255}"
+sigma_args=(--sigma "$sigma")
+[ "$sigma" = none ] && sigma_args=()
 threads="${THREADS:-2}"
 ranks="${RANKS:-2}"
 precision="${PRECISION:-f32}"
@@ -40,7 +44,7 @@ import sys
 import numpy as np
 size, path = int(sys.argv[1]), sys.argv[2]
 num, _, den = sys.argv[3].partition("/")
-sigma = float(num) / float(den or 1)
+sigma = 0.05 if num == "none" else float(num) / float(den or 1)
 out = np.lib.format.open_memmap(path, mode="w+", dtype="<f4", shape=(size, size))
 rng = np.random.default_rng(0)
 x = np.arange(size, dtype=np.float32)
@@ -70,13 +74,14 @@ print(f"{sys.argv[1]:<28} {px/1e6:9.1f} Mpx {secs:9.1f} s {px/secs/1e3:8.1f} kpx
 }
 
 if [ "${1:-}" = "--scaling" ]; then
-    echo "working memory vs input size: 512 x 512 output, budget $budget, $model, $threads thread(s)"
+    out="${OUT:-512}"
+    echo "working memory vs input size: $out x $out output, budget $budget, $model, $threads thread(s)"
     for size in ${SIZES:-1024 4096 16384}; do
         input="$dir/scaling-$size.npy"
         make_input "$size" "$input"
         c=$((size / 2))
-        "$lofi" reconstruct --model "$model" --sigma "$sigma" --input "$input" --output "$dir/scaling-out.npy" \
-            --region "$((c - 256)),$((c - 256)),$((c + 255)),$((c + 255))" --width 512 --height 512 \
+        "$lofi" reconstruct --model "$model" "${sigma_args[@]}" --input "$input" --output "$dir/scaling-out.npy" \
+            --region "$((c - out / 2)),$((c - out / 2)),$((c + out / 2 - 1)),$((c + out / 2 - 1))" --width "$out" --height "$out" \
             --memory-budget "$budget" --threads "$threads" --precision "$precision" --json 2>/dev/null |
             report "input ${size}^2"
     done
@@ -87,15 +92,19 @@ size="${1:-32768}"
 input="$dir/in-$size.npy"
 echo "gigapixel demo: ${size}^2 float32 input, $model ($precision), budget $budget, CPU ($(nproc) cores), scratch $dir"
 make_input "$size" "$input"
-"$lofi" reconstruct --model "$model" --sigma "$sigma" --input "$input" --output "$dir/out-1.npy" \
-    --memory-budget "$budget" --threads "$threads" --precision "$precision" --json 2>/dev/null |
-    report "1 process, $threads threads"
+if [ "${SINGLE:-1}" != 0 ]; then
+    "$lofi" reconstruct --model "$model" "${sigma_args[@]}" --input "$input" --output "$dir/out-1.npy" \
+        --memory-budget "$budget" --threads "$threads" --precision "$precision" --json 2>/dev/null |
+        report "1 process, $threads threads"
+fi
 [ "$ranks" -gt 0 ] || exit 0
 mpiexec="${LOFI_MPIEXEC:-$("$here/scripts/install-mpich.sh")}"
-"$mpiexec" -n "$ranks" "$lofi" reconstruct --model "$model" --sigma "$sigma" --input "$input" \
+"$mpiexec" -n "$ranks" "$lofi" reconstruct --model "$model" "${sigma_args[@]}" --input "$input" \
     --output "$dir/out-$ranks.npy" --memory-budget "$budget" --threads 1 --precision "$precision" --json 2>/dev/null |
     report "$ranks MPI ranks, 1 thread each"
-if cmp -s "$dir/out-1.npy" "$dir/out-$ranks.npy"; then
+if [ ! -f "$dir/out-1.npy" ]; then
+    echo "outputs: no one-process output to compare with (SINGLE=0)"
+elif cmp -s "$dir/out-1.npy" "$dir/out-$ranks.npy"; then
     echo "outputs: identical"
 else
     "$python" -c '

@@ -281,3 +281,135 @@ fn bf16_streams_float32_windows_bit_for_bit() {
     let reports = assert_streamed_equals_whole(&model, 96, 80, 24 << 20, Some(25.0 / 255.0));
     assert!(reports[0].batches > 1, "the budget must force several windows");
 }
+
+/// The filter computed in bands through scratch files equals the in-memory filter up to float32
+/// rounding: gray, RGB and complex models, odd sizes, the stored filter resized (and not), one
+/// band and many.
+#[test]
+fn the_spilled_filter_equals_the_in_memory_filter() {
+    use lofi::engine::spilled_filter::{filter_to_scratch, minimum_budget};
+    for name in ["tiny-gray.lofi", "tiny-rgb.lofi", "tiny-complex.lofi"] {
+        let model = load(&format!("tests/fixtures/models/{name}"));
+        let cfg = model.config();
+        let filter = model.net().filter.as_ref().expect("a filter model");
+        let c = cfg.c_in as usize;
+        // Odd sizes (resized response), and the training size itself (the response as stored).
+        let side = cfg.image_size as usize;
+        for (h, w) in [(97, 131), (side, side)] {
+            let img = image(h, w, c);
+            let view = ImageView { data: &img, height: h, width: w, channels: c, row_stride: w * c };
+            let x = tch::Tensor::from_slice(&img)
+                .view([h as i64, w as i64, c as i64])
+                .permute([2, 0, 1])
+                .unsqueeze(0);
+            let expected = lofi::kernels::filter::apply_filter(cfg, filter, &x);
+            let least = minimum_budget(cfg, h, w);
+            for budget in [least, 3 * least, 1 << 30] {
+                let spilled = filter_to_scratch(cfg, filter, &view, budget).unwrap();
+                assert_eq!([spilled.height(), spilled.width()], [h, w]);
+                assert_eq!(spilled.channels() as i64, cfg.sampled_channels());
+                let got = spilled.read_window(&(0..h), &(0..w)).unwrap();
+                assert_eq!(got.size(), expected.size());
+                let err = f64::try_from((&got - &expected).abs().max()).unwrap();
+                let scale = f64::try_from(expected.abs().max()).unwrap();
+                assert!(err <= 2e-6 * scale.max(1.0), "{name} {h} x {w}, budget {budget}: max error {err}");
+                // The raw channels are copied, not recomputed.
+                let raw = got.narrow(1, cfg.sampled_channels() - cfg.c_in, cfg.c_in);
+                assert!(raw.equal(&x), "{name}: raw input channels");
+                // A window is the same rectangle of the whole.
+                let (rows, cols) = (h / 4..h / 2, w / 3..w - 1);
+                let window = spilled.read_window(&rows, &cols).unwrap();
+                let cut = got.narrow(2, rows.start as i64, rows.len() as i64);
+                assert!(window.equal(&cut.narrow(3, cols.start as i64, cols.len() as i64)));
+                assert!(spilled.read_window(&(0..h + 1), &cols).is_err());
+            }
+            assert!(filter_to_scratch(cfg, filter, &view, least - 1).is_err());
+        }
+    }
+}
+
+/// A filter model whose filtered image does not fit the budget filters into a scratch file: the
+/// call runs under a budget the in-memory filter alone would exceed, and agrees with the
+/// whole-image path up to float32 rounding; the plan is then the same for a 1024^2 and a 2048^2
+/// input (the input's size no longer enters the working memory).
+#[test]
+fn filter_models_spill_when_the_filtered_image_does_not_fit() {
+    let model = load("tests/fixtures/models/tiny-gray.lofi");
+    let cfg = model.config();
+    let (h, w) = (300, 280);
+    let img = image(h, w, 1);
+    let view = ImageView { data: &img, height: h, width: w, channels: 1, row_stride: w };
+    let in_memory = lofi::engine::budget::bytes_for_image(cfg, h, w, 4);
+    let budget = in_memory * 3 / 4;
+    assert!(engine::stream::minimum_budget(&model, h, w) <= budget);
+    let job = engine::GridJob { region: Region::whole(h, w), grid_width: w, grid_height: h };
+    let streamer = engine::Streamer::new(&model, &view, Some((&job, 0..h)), budget, None).unwrap();
+    assert!(streamer.filter_spilled());
+    let (gw, gh) = (w / 2, h / 3);
+    let region = Region { x0: -4.0, y0: 10.5, x1: w as f64 + 3.0, y1: h as f64 - 20.0 };
+    let mut spilled = vec![f32::NAN; gw * gh];
+    let mut whole = vec![f32::NAN; gw * gh];
+    let report = engine::reconstruct_region(
+        &model,
+        view,
+        region,
+        gw,
+        gh,
+        None,
+        OutputView { data: &mut spilled, row_stride: gw },
+        options(budget, None),
+    )
+    .unwrap();
+    assert!(report.batches > 1);
+    engine::reconstruct_region_whole_image(
+        &model,
+        view,
+        region,
+        gw,
+        gh,
+        None,
+        OutputView { data: &mut whole, row_stride: gw },
+        options(1 << 30, None),
+    )
+    .unwrap();
+    let err = spilled.iter().zip(&whole).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(err <= 1e-5, "spilled vs whole image: max difference {err}");
+    // With room, the filter stays in memory and the result is the whole-image path's, bit for bit.
+    let roomy = engine::Streamer::new(&model, &view, Some((&job, 0..h)), 1 << 30, None).unwrap();
+    assert!(!roomy.filter_spilled());
+
+    struct Ramp(usize);
+    impl InputSource for Ramp {
+        fn height(&self) -> usize {
+            self.0
+        }
+        fn width(&self) -> usize {
+            self.0
+        }
+        fn channels(&self) -> usize {
+            1
+        }
+        fn read_block(
+            &self,
+            rows: std::ops::Range<usize>,
+            cols: std::ops::Range<usize>,
+            out: &mut Vec<f32>,
+        ) -> lofi::Result<()> {
+            for r in rows {
+                out.extend(cols.clone().map(|c| ((r * 7 + c * 3) % 11) as f32 / 11.0));
+            }
+            Ok(())
+        }
+    }
+    let budget = 8 << 20;
+    let plan = |n: usize| {
+        let source = Ramp(n);
+        let job = engine::GridJob { region: Region::whole(n, n), grid_width: n, grid_height: n };
+        let streamer = engine::Streamer::new(&model, &source, Some((&job, 0..n)), budget, None).unwrap();
+        assert!(streamer.filter_spilled(), "{n}^2 under 8 MiB");
+        (streamer.plan(), streamer.tile())
+    };
+    let (small, large) = (plan(1024), plan(2048));
+    assert_eq!(small, large);
+    assert!(large.0.estimated_bytes() <= budget);
+}

@@ -17,7 +17,10 @@
 //! margin). Nothing else ever reads through that view.
 //!
 //! The Fourier filter is global: it is computed once on the host for the whole image, and the
-//! windows are cut from the filtered image.
+//! windows are cut from the filtered image. When that image and its FFT buffers would take more
+//! than half the budget (on the CPU; more than half the host's available memory with a GPU), it is
+//! computed in bands into a scratch file instead and the windows are read from there
+//! ([`super::spilled_filter`]; equal up to float32 rounding, logged).
 
 use std::ops::Range;
 
@@ -171,13 +174,41 @@ fn shifted_views_work(device: Device) -> bool {
 /// Bytes of the input's share that do not depend on the batch: the whole prepared image for a
 /// model of unbounded reach, the filtered image on the CPU for a filter model (working memory of
 /// the call there; on a GPU it stays on the host, outside the device budget), else nothing.
-fn fixed_bytes(model: &Model, height: usize, width: usize, reach: Option<[f64; 2]>) -> usize {
+fn fixed_bytes(model: &Model, height: usize, width: usize, reach: Option<[f64; 2]>, spill: bool) -> usize {
     let cfg = model.config();
     let whole = || budget::bytes_for_image(cfg, height, width, model.precision().bytes());
     match reach {
         None => whole(),
-        Some(_) if cfg.fourier_filtering && model.device() == Device::Cpu => whole(),
+        Some(_) if cfg.fourier_filtering && model.device() == Device::Cpu && !spill => whole(),
         Some(_) => 0,
+    }
+}
+
+/// Whether a streaming filter model filters into a scratch file ([`super::spilled_filter`]): when
+/// the filtered image and its FFT buffers would take more than half of `budget` on the CPU (the
+/// batches get the rest), or more than half the host's available memory with a GPU (where the
+/// budget is the device's).
+fn spills(model: &Model, height: usize, width: usize, reach: Option<[f64; 2]>, budget: usize) -> bool {
+    let cfg = model.config();
+    if reach.is_none() || !cfg.fourier_filtering {
+        return false;
+    }
+    let in_memory = budget::bytes_for_image(cfg, height, width, 4);
+    match model.device() {
+        Device::Cpu => in_memory > budget / 2,
+        _ => budget::host_memory().available.is_some_and(|available| in_memory > available / 2),
+    }
+}
+
+/// The budget the spilled filter's passes run under: a quarter of the call's on the CPU (bands
+/// gain nothing from more once every read is contiguous), the host's share with a GPU. On the
+/// CPU the batch plan keeps that quarter aside: the allocator may hold on to the passes' freed
+/// buffers, and the budget bounds the peak of the whole call.
+fn spill_budget(model: &Model, height: usize, width: usize, budget: usize) -> usize {
+    let least = super::spilled_filter::minimum_budget(model.config(), height, width);
+    match model.device() {
+        Device::Cpu => (budget / 4).max(least).min(budget),
+        _ => budget::host_memory().available.map_or(least, |a| (a / 4).max(least)),
     }
 }
 
@@ -273,18 +304,35 @@ fn plan_tiles(
 /// wider windows and may need more; its error states how much).
 pub fn minimum_budget(model: &Model, height: usize, width: usize) -> usize {
     let reach = reach(model, height, width).filter(|_| shifted_views_work(model.device()));
-    let tiling = Tiling {
-        input: [height, width],
-        job: [height, width],
-        step: [1.0, 1.0],
-        reach,
-        window_pixel: window_pixel_bytes(model),
-        reusable: reusable_bytes(model, height, width, reach),
+    let least = |spill: bool| {
+        let tiling = Tiling {
+            input: [height, width],
+            job: [height, width],
+            step: [1.0, 1.0],
+            reach,
+            window_pixel: window_pixel_bytes(model, spill),
+            reusable: if spill { 0 } else { reusable_bytes(model, height, width, reach) },
+        };
+        let per_pixel = bytes_per_pixel(model.config(), model.precision().bytes());
+        fixed_bytes(model, height, width, reach, spill)
+            + per_pixel * BATCH_QUANTUM
+            + tiling.window_bytes(tiling.tile_of(BATCH_QUANTUM)).saturating_sub(tiling.reusable)
     };
-    let per_pixel = bytes_per_pixel(model.config(), model.precision().bytes());
-    fixed_bytes(model, height, width, reach)
-        + per_pixel * BATCH_QUANTUM
-        + tiling.window_bytes(tiling.tile_of(BATCH_QUANTUM)).saturating_sub(tiling.reusable)
+    let cfg = model.config();
+    if reach.is_none() || !cfg.fourier_filtering || model.device() != Device::Cpu {
+        return least(false);
+    }
+    // The filter spills below twice its in-memory bytes (`spills`), and stays in memory above.
+    // Spilled, the plan keeps max(budget / 4, the passes' least) aside (`spill_budget`).
+    let doubled = 2 * budget::bytes_for_image(cfg, height, width, 4) + 2;
+    let batches = least(true);
+    let spilled =
+        (super::spilled_filter::minimum_budget(cfg, height, width) + batches).max((4 * batches).div_ceil(3));
+    if spilled < doubled {
+        spilled
+    } else {
+        least(false).max(doubled)
+    }
 }
 
 /// The filter's FFT buffers that [`fixed_bytes`] counts (see `budget::bytes_for_image`) and that
@@ -360,10 +408,18 @@ impl GridJob {
 
 /// Where the prepared input comes from, batch by batch.
 enum Input {
-    /// Windows read from the source (or cut from the filtered image on the host) per batch.
-    Streamed { filtered: Option<Tensor>, reach: [f64; 2] },
+    /// Windows read from the source (or cut from the filtered image) per batch.
+    Streamed { filtered: Option<Filtered>, reach: [f64; 2] },
     /// The whole prepared image on the device (models of unbounded reach).
     Whole(Tensor),
+}
+
+/// The Fourier-filtered input of a streaming filter model.
+enum Filtered {
+    /// The whole filtered image, (1, C', H, W) float32 on the host.
+    InMemory(Tensor),
+    /// Filtered in bands into a scratch file (inputs too large for the budget).
+    Spilled(super::spilled_filter::SpilledImage),
 }
 
 /// A reconstruction set up once (input checked, filter applied, batch plan made) and run on one
@@ -384,11 +440,13 @@ pub struct Streamer<'a> {
 }
 
 /// Bytes of working memory per pixel of an input window: the block read from the source, its
-/// tensor and channel-first copy, and the filtered window cut from the host image (all float32).
-fn window_pixel_bytes(model: &Model) -> usize {
+/// tensor and channel-first copy, and the filtered window cut from the host image; or, from a
+/// spilled filter's scratch file, the block read, its tensor and channel-first copy (all float32).
+fn window_pixel_bytes(model: &Model, spill: bool) -> usize {
     let cfg = model.config();
     let (c, c_prep) = (cfg.c_in as f64, cfg.sampled_channels() as f64);
-    ((3.0 * c + c_prep) * 4.0 * SAFETY).ceil() as usize
+    let values = if spill { 3.0 * c_prep } else { 3.0 * c + c_prep };
+    (values * 4.0 * SAFETY).ceil() as usize
 }
 
 impl<'a> Streamer<'a> {
@@ -425,16 +483,21 @@ impl<'a> Streamer<'a> {
             None => (usize::MAX, usize::MAX, [1.0, 1.0]),
         };
         // Planned before the input is prepared: a budget too small fails before any work.
+        let spill = spills(model, height, width, reach, budget);
         let tiling = Tiling {
             input: [height, width],
             job: [job_rows, job_cols],
             step,
             reach,
-            window_pixel: window_pixel_bytes(model),
-            reusable: reusable_bytes(model, height, width, reach),
+            window_pixel: window_pixel_bytes(model, spill),
+            reusable: if spill { 0 } else { reusable_bytes(model, height, width, reach) },
         };
-        let (plan, tile, window_allowance) =
-            plan_tiles(model, &tiling, budget, fixed_bytes(model, height, width, reach))?;
+        let fixed = if spill && device == Device::Cpu {
+            spill_budget(model, height, width, budget)
+        } else {
+            fixed_bytes(model, height, width, reach, spill)
+        };
+        let (plan, tile, window_allowance) = plan_tiles(model, &tiling, budget, fixed)?;
         let input = match reach {
             None => {
                 if bounded.is_none() {
@@ -452,6 +515,14 @@ impl<'a> Streamer<'a> {
             }
             Some(reach) => {
                 let filtered = match &model.net().filter {
+                    Some(filter) if spill => {
+                        Some(Filtered::Spilled(super::spilled_filter::filter_to_scratch(
+                            cfg,
+                            &filter.to_device(Device::Cpu),
+                            source,
+                            spill_budget(model, height, width, budget),
+                        )?))
+                    }
                     Some(filter) => {
                         let mut data = Vec::new();
                         source.read_block(0..height, 0..width, &mut data)?;
@@ -464,11 +535,11 @@ impl<'a> Streamer<'a> {
                         };
                         let whole = view.to_tensor()?;
                         drop(data);
-                        Some(crate::kernels::filter::apply_filter(
+                        Some(Filtered::InMemory(crate::kernels::filter::apply_filter(
                             cfg,
                             &filter.to_device(Device::Cpu),
                             &whole,
-                        ))
+                        )))
                     }
                     None => None,
                 };
@@ -493,6 +564,12 @@ impl<'a> Streamer<'a> {
     /// Whether batches read windows of the input (false: the whole image is on the device).
     pub fn is_streaming(&self) -> bool {
         matches!(self.input, Input::Streamed { .. })
+    }
+
+    /// Whether the Fourier filter was computed in bands into a scratch file (the filtered image
+    /// did not fit the budget; see [`super::spilled_filter`]).
+    pub fn filter_spilled(&self) -> bool {
+        matches!(self.input, Input::Streamed { filtered: Some(Filtered::Spilled(_)), .. })
     }
 
     /// Normalised model coordinate of a continuous pixel position (row y, column x).
@@ -521,13 +598,16 @@ impl<'a> Streamer<'a> {
     /// `run_batch`, which copies (and reads) the whole image's extent instead of the window's.
     fn read_window(
         &self,
-        filtered: Option<&Tensor>,
+        filtered: Option<&Filtered>,
         rows: &Range<usize>,
         cols: &Range<usize>,
     ) -> Result<Tensor> {
         let (h, w) = (rows.len() as i64, cols.len() as i64);
         let window = match filtered {
-            Some(f) => f.narrow(2, rows.start as i64, h).narrow(3, cols.start as i64, w).contiguous(),
+            Some(Filtered::InMemory(f)) => {
+                f.narrow(2, rows.start as i64, h).narrow(3, cols.start as i64, w).contiguous()
+            }
+            Some(Filtered::Spilled(f)) => f.read_window(rows, cols)?,
             None => {
                 let c = self.source.channels();
                 let mut block = crate::error::try_vec(rows.len() * cols.len() * c, "a window of the input")?;
@@ -664,7 +744,7 @@ impl<'a> Streamer<'a> {
                 let fits = match &self.input {
                     Input::Streamed { reach, .. } if count > 1 => {
                         let [rows, cols] = self.window_of(&coords, *reach);
-                        rows.len() * cols.len() * window_pixel_bytes(self.model)
+                        rows.len() * cols.len() * window_pixel_bytes(self.model, self.filter_spilled())
                             <= self.window_allowance.max(1)
                     }
                     _ => true,

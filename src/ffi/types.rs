@@ -144,7 +144,10 @@ pub struct lofi_run_params {
     /// (default 512 MiB). The batch size is derived from it; a budget that cannot hold one
     /// batch is an error whose message states the minimum. Larger than useful is fine (up to
     /// `UINT64_MAX`): batches never exceed the work, nor, on the CPU, the memory available when
-    /// the budget is beyond the machine's.
+    /// the budget is beyond the machine's. A model with the Fourier filter whose filtered image
+    /// would take more than half the budget computes it in bands into anonymous scratch files in
+    /// the temporary directory (`TMPDIR`; about 20 bytes per input pixel and channel while
+    /// the call runs), with results equal to the in-memory filter's up to float32 rounding.
     pub memory_budget_bytes: u64,
     /// CPU threads for this call, 0 for libtorch's default. Applies to the calling thread. More
     /// than the machine's available parallelism is clamped to it (with a log message).
