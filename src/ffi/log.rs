@@ -93,8 +93,12 @@ impl log::Log for CallbackLogger {
             // SAFETY: the caller's callback and user data, as registered.
             unsafe { (sink.callback)(sink.user_data as *mut c_void, level, text.as_ptr()) };
         }
-        // The read lock is released: apply a replacement the callback asked for.
-        if let Some((sink, level)) = self.pending.lock().take() {
+        // The read lock is released: apply a replacement the callback asked for. The `pending`
+        // guard must be gone before `install` waits for the write lock: another thread inside its
+        // callback holds the read lock and may be waiting for `pending` (a deadlock, seen in
+        // tests/c/test_log.c's stress test when the guard lived through the `if let`).
+        let pending = self.pending.lock().take();
+        if let Some((sink, level)) = pending {
             self.install(sink, level);
         }
     }

@@ -172,10 +172,17 @@ static inline int lt_done(void) {
 /* ---- helpers ------------------------------------------------------------------------------- */
 
 /* "<fixture dir>/<name>" in a static buffer (one at a time). */
+/* The path of fixture `name` in `buf` (thread-safe). */
+static inline const char *lt_fixture_path(char *buf, size_t size, const char *name) {
+  snprintf(buf, size, "%s/%s", lt_fixture_dir, name);
+  return buf;
+}
+
+/* The path of fixture `name` in one static buffer, valid until the next call: not for threads
+ * (two threads writing it at once hand lofi_load a torn path), which use lt_fixture_path(). */
 static inline const char *lt_fixture(const char *name) {
   static char path[4096];
-  snprintf(path, sizeof path, "%s/%s", lt_fixture_dir, name);
-  return path;
+  return lt_fixture_path(path, sizeof path, name);
 }
 
 static inline const char *lt_tmp_dir(void) {

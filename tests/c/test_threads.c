@@ -44,13 +44,15 @@ static void *run_worker(void *arg) {
   float pts[4];
   lofi_image gi = lt_image(gray_px, W, H, 1), ci = lt_image(rgb_px, W, H, 3);
   lofi_model *own = NULL;
+  char path[4096];
   int round;
   if (!g || !c || !cw) {
     worker_fail(w, "out of memory");
     goto done;
   }
   /* Odd threads also load (and use) a model of their own, concurrently with the others. */
-  if (w->index % 2 == 1 && lofi_load(lt_fixture("tiny-gray.lofi"), NULL, &own) != LOFI_STATUS_OK)
+  if (w->index % 2 == 1 &&
+      lofi_load(lt_fixture_path(path, sizeof path, "tiny-gray.lofi"), NULL, &own) != LOFI_STATUS_OK)
     worker_fail(w, "concurrent lofi_load failed");
   for (round = 0; round < ROUNDS; round++) {
     const lofi_model *gm = own && round == 1 ? own : gray;
