@@ -45,6 +45,33 @@ fn image(h: usize, w: usize, c: usize) -> Vec<f32> {
         .collect()
 }
 
+/// A square gray input of the given side whose values are computed, never stored (inputs far
+/// larger than a test wants to allocate).
+struct Ramp(usize);
+
+impl InputSource for Ramp {
+    fn height(&self) -> usize {
+        self.0
+    }
+    fn width(&self) -> usize {
+        self.0
+    }
+    fn channels(&self) -> usize {
+        1
+    }
+    fn read_block(
+        &self,
+        rows: std::ops::Range<usize>,
+        cols: std::ops::Range<usize>,
+        out: &mut Vec<f32>,
+    ) -> lofi::Result<()> {
+        for r in rows {
+            out.extend(cols.clone().map(|c| ((r * 7 + c * 3) % 11) as f32 / 11.0));
+        }
+        Ok(())
+    }
+}
+
 fn options(budget: usize, sigma: Option<f64>) -> RunOptions<'static> {
     RunOptions { memory_budget: budget, threads: 1, noise_level: sigma, ..Default::default() }
 }
@@ -151,30 +178,9 @@ fn the_ldct_filter_model_streams_bit_for_bit() {
 #[test]
 fn the_plan_does_not_depend_on_the_input_size() {
     let model = built(tiny(false));
-    struct Flat(usize);
-    impl InputSource for Flat {
-        fn height(&self) -> usize {
-            self.0
-        }
-        fn width(&self) -> usize {
-            self.0
-        }
-        fn channels(&self) -> usize {
-            1
-        }
-        fn read_block(
-            &self,
-            rows: std::ops::Range<usize>,
-            cols: std::ops::Range<usize>,
-            out: &mut Vec<f32>,
-        ) -> lofi::Result<()> {
-            out.extend(std::iter::repeat_n(0.5f32, rows.len() * cols.len()));
-            Ok(())
-        }
-    }
     let budget = 8 << 20;
     let plan = |n: usize| {
-        let source = Flat(n);
+        let source = Ramp(n);
         let job = engine::GridJob { region: Region::whole(n, n), grid_width: n, grid_height: n };
         engine::Streamer::new(&model, &source, Some((&job, 0..n)), budget, None).unwrap().plan()
     };
@@ -186,7 +192,7 @@ fn the_plan_does_not_depend_on_the_input_size() {
     assert!(engine::plan_for(&model, 4096, 4096, budget).is_err());
     // ...but the streamed one runs there, reading windows only.
     let n = 4096;
-    let source = Flat(n);
+    let source = Ramp(n);
     let job = engine::GridJob { region: Region::whole(n, n), grid_width: n, grid_height: n };
     let streamer = engine::Streamer::new(&model, &source, Some((&job, 0..n)), budget, None).unwrap();
     assert!(streamer.is_streaming());
@@ -378,29 +384,6 @@ fn filter_models_spill_when_the_filtered_image_does_not_fit() {
     let roomy = engine::Streamer::new(&model, &view, Some((&job, 0..h)), 1 << 30, None).unwrap();
     assert!(!roomy.filter_spilled());
 
-    struct Ramp(usize);
-    impl InputSource for Ramp {
-        fn height(&self) -> usize {
-            self.0
-        }
-        fn width(&self) -> usize {
-            self.0
-        }
-        fn channels(&self) -> usize {
-            1
-        }
-        fn read_block(
-            &self,
-            rows: std::ops::Range<usize>,
-            cols: std::ops::Range<usize>,
-            out: &mut Vec<f32>,
-        ) -> lofi::Result<()> {
-            for r in rows {
-                out.extend(cols.clone().map(|c| ((r * 7 + c * 3) % 11) as f32 / 11.0));
-            }
-            Ok(())
-        }
-    }
     let budget = 8 << 20;
     let plan = |n: usize| {
         let source = Ramp(n);

@@ -423,11 +423,12 @@ impl<'m> PreparedImage<'m> {
     }
 }
 
-/// Copies a batch's (points, c_out) values to the host.
-fn to_host(values: &Tensor) -> Result<Vec<f32>> {
+/// Copies a float32 tensor's values to the host, in order (a batch's results, the spilled
+/// filter's bands); `what` names them in an out-of-memory error.
+fn to_host(values: &Tensor, what: &str) -> Result<Vec<f32>> {
     let host = values.to_device(Device::Cpu).contiguous();
     let n = host.numel();
-    let mut out = crate::error::try_vec(n, "a batch of results on the host")?;
+    let mut out = crate::error::try_vec(n, what)?;
     out.resize(n, 0f32);
     host.f_copy_data(&mut out, n)?;
     Ok(out)
@@ -711,7 +712,7 @@ pub fn reconstruct_region_whole_image(
                 coords.extend_from_slice(&prepared.normalise(job.y(r), job.x(c)));
             },
             &mut |first, values| {
-                let values = to_host(values)?;
+                let values = to_host(values, "a batch of results on the host")?;
                 for (k, px) in values.chunks_exact(c_out).enumerate() {
                     let i = first + k;
                     let (r, c) = (i / window.cols, i % window.cols);
@@ -793,7 +794,7 @@ pub fn reconstruct_points_whole_image(
             &plan,
             &mut |i, coords| coords.extend_from_slice(&prepared.normalise(points[i][1], points[i][0])),
             &mut |first, values| {
-                let values = to_host(values)?;
+                let values = to_host(values, "a batch of results on the host")?;
                 out[first * c_out..first * c_out + values.len()].copy_from_slice(&values);
                 Ok(())
             },

@@ -118,16 +118,6 @@ fn read_at(file: &File, values: &mut [f32], offset: u64) -> Result<()> {
         .map_err(|e| Error::io("cannot read the filtered image's scratch file", e))
 }
 
-/// A contiguous float32 CPU tensor's values.
-fn values(t: &Tensor) -> Result<Vec<f32>> {
-    let t = t.to_kind(Kind::Float).contiguous();
-    let n = t.numel();
-    let mut out = crate::error::try_vec(n, "a band of the filter's spectrum")?;
-    out.resize(n, 0.0);
-    t.f_copy_data(&mut out, n)?;
-    Ok(out)
-}
-
 /// PyTorch's bicubic resize along one axis (`upsample_bicubic2d`, `align_corners = false`,
 /// A = -0.75, indices clamped at the borders) from `input` to `output` samples: for each output
 /// index, the 4 source indices and their weights.
@@ -277,7 +267,11 @@ pub fn filter_to_scratch(
         };
         // (cs, n, wp) complex -> (cs, wp, n, 2) float.
         let spectrum = signal.fft_fft(None::<i64>, -1, "forward").transpose(1, 2).view_as_real();
-        write_at(&half, &values(&spectrum)?, (cs * wp * r0 * 8) as u64)?;
+        write_at(
+            &half,
+            &super::to_host(&spectrum, "a band of the filter's spectrum")?,
+            (cs * wp * r0 * 8) as u64,
+        )?;
     }
 
     // The stored response (2 c_f, S, S), real planes then imaginary planes, and its resize taps.
@@ -326,7 +320,11 @@ pub fn filter_to_scratch(
             .narrow(2, pad as i64, height as i64)
             .transpose(1, 2)
             .view_as_real();
-        write_at(&filtered_half, &values(&filtered)?, (cf * height * k0 * 8) as u64)?;
+        write_at(
+            &filtered_half,
+            &super::to_host(&filtered, "a strip of the filtered spectrum")?,
+            (cf * height * k0 * 8) as u64,
+        )?;
     }
     drop(half);
 
@@ -357,7 +355,7 @@ pub fn filter_to_scratch(
         source.read_block(r0..r1, 0..width, &mut block)?;
         let raw = Tensor::f_from_slice(&block)?.view([nb as i64, width as i64, c as i64]);
         let planes = Tensor::cat(&[filtered.real(), filtered.imag()], 0).permute([1, 2, 0]);
-        let band = values(&Tensor::cat(&[planes, raw], 2))?;
+        let band = super::to_host(&Tensor::cat(&[planes, raw], 2), "a band of the filtered image")?;
         write_at(&out.file, &band, (r0 * width * out.channels * 4) as u64)?;
     }
     Ok(out)

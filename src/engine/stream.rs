@@ -449,6 +449,15 @@ fn window_pixel_bytes(model: &Model, spill: bool) -> usize {
     (values * 4.0 * SAFETY).ceil() as usize
 }
 
+/// The whole image of `source` as a (1, C, H, W) float32 tensor on the host (the rows read are
+/// freed once copied into it).
+fn whole_image(source: &dyn InputSource) -> Result<Tensor> {
+    let (height, width, channels) = (source.height(), source.width(), source.channels());
+    let mut data = Vec::new();
+    source.read_block(0..height, 0..width, &mut data)?;
+    ImageView { data: &data, height, width, channels, row_stride: width * channels }.to_tensor()
+}
+
 impl<'a> Streamer<'a> {
     /// Sets up the reconstruction of `job` (or of points, `None`) from `source`, checking the rows
     /// that grid rows `rows` can reach (all rows for points). `budget` in bytes; `noise_level`
@@ -492,10 +501,10 @@ impl<'a> Streamer<'a> {
             window_pixel: window_pixel_bytes(model, spill),
             reusable: if spill { 0 } else { reusable_bytes(model, height, width, reach) },
         };
-        let fixed = if spill && device == Device::Cpu {
-            spill_budget(model, height, width, budget)
-        } else {
-            fixed_bytes(model, height, width, reach, spill)
+        let passes = spill.then(|| spill_budget(model, height, width, budget));
+        let fixed = match passes {
+            Some(passes) if device == Device::Cpu => passes,
+            _ => fixed_bytes(model, height, width, reach, spill),
         };
         let (plan, tile, window_allowance) = plan_tiles(model, &tiling, budget, fixed)?;
         let input = match reach {
@@ -506,42 +515,26 @@ impl<'a> Streamer<'a> {
                          reach anywhere in the input: the whole prepared image goes to the device (no input streaming)"
                     );
                 }
-                let mut data = Vec::new();
-                source.read_block(0..height, 0..width, &mut data)?;
-                let view = ImageView { data: &data, height, width, channels: c_in, row_stride: width * c_in };
                 // float32, as everywhere: sampling runs in float32 (see `forward_conditioned`).
-                let prepared = model.net().prepare(&view.to_tensor()?.to_device(device))?;
+                let prepared = model.net().prepare(&whole_image(source)?.to_device(device))?;
                 Input::Whole(prepared)
             }
             Some(reach) => {
-                let filtered = match &model.net().filter {
-                    Some(filter) if spill => {
+                let filtered = match (&model.net().filter, passes) {
+                    (Some(filter), Some(passes)) => {
                         Some(Filtered::Spilled(super::spilled_filter::filter_to_scratch(
                             cfg,
                             &filter.to_device(Device::Cpu),
                             source,
-                            spill_budget(model, height, width, budget),
+                            passes,
                         )?))
                     }
-                    Some(filter) => {
-                        let mut data = Vec::new();
-                        source.read_block(0..height, 0..width, &mut data)?;
-                        let view = ImageView {
-                            data: &data,
-                            height,
-                            width,
-                            channels: c_in,
-                            row_stride: width * c_in,
-                        };
-                        let whole = view.to_tensor()?;
-                        drop(data);
-                        Some(Filtered::InMemory(crate::kernels::filter::apply_filter(
-                            cfg,
-                            &filter.to_device(Device::Cpu),
-                            &whole,
-                        )))
-                    }
-                    None => None,
+                    (Some(filter), None) => Some(Filtered::InMemory(crate::kernels::filter::apply_filter(
+                        cfg,
+                        &filter.to_device(Device::Cpu),
+                        &whole_image(source)?,
+                    ))),
+                    (None, _) => None,
                 };
                 Input::Streamed { filtered, reach }
             }
@@ -675,7 +668,7 @@ impl<'a> Streamer<'a> {
                 out
             }
         };
-        super::to_host(&out)
+        super::to_host(&out, "a batch of results on the host")
     }
 
     /// Reconstructs `window` of the grid `job` into `out` ((rows, cols, c_out) with its row
