@@ -430,6 +430,15 @@ typedef struct lofi_run_params {
    * that. NaN is an error. (Added after the first layout.)
    */
   double noise_level;
+  /**
+   * Geometric self-ensemble: each value is the mean of this many network passes with the
+   * sampling geometry turned and mirrored (as the x8 self-ensemble of image restoration, but
+   * in sample space: works for regions, points and streamed inputs, at the same memory).
+   * 0 or 1 (the default): off; 2: half turn; 4: quarter turns; 8: quarter turns and mirrors.
+   * Time grows with the passes. Models with a Fourier filter, CCPG or INR refuse it, and so
+   * does plug-and-play (`lofi_pnp_params.transforms` is its own). (Added in the third layout.)
+   */
+  uint32_t self_ensemble;
 } lofi_run_params;
 
 /**
@@ -1132,7 +1141,7 @@ enum lofi_status lofi_init_load_params(struct lofi_load_params *params);
 
 /**
  * Fills `*params` with the defaults (512 MiB budget, default threads, no callback, no noise
- * level) for the layout `params->struct_size` declares; set it to `sizeof(lofi_run_params)`
+ * level, no self-ensemble) for the layout `params->struct_size` declares; set it to `sizeof(lofi_run_params)`
  * first. `lofi_default_run_params()` does both.
  *
  * # Safety

@@ -2,7 +2,7 @@
 //! bad input giving a non-zero exit and one short message (never a panic or a backtrace).
 
 mod common;
-use common::{fails_with, fixture, lofi, ok};
+use common::{fails_cleanly_with, fails_with, fixture, lofi, ok};
 
 use std::path::Path;
 
@@ -376,6 +376,57 @@ fn noise_levels_on_the_command_line() {
         &lofi(&["reconstruct", "--model", &fixed, "--input", &input, "--output", &out, "--sigma", "0.1"]),
         "fixed noise level",
     );
+}
+
+/// A reader that stops early (`lofi info M | head -1`) ends the output quietly: no panic, no
+/// error line.
+#[test]
+fn a_closed_pipe_is_not_an_error() {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lofi"))
+        .args(["info", &fixture("models/tiny-gray.lofi")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader goes away before lofi writes
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panic") && !stderr.contains("error"), "{stderr}");
+}
+
+/// `--self-ensemble N`: a count that is no subgroup is a usage error, a filter model refuses
+/// with the reason, and a plain model's output changes (the values themselves are checked
+/// against the library in tests/self_ensemble.rs and python/tests).
+#[test]
+fn self_ensemble_on_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = fixture("models/tiny-gray-sigma-plain.lofi");
+    let filtered = fixture("models/tiny-gray-sigma.lofi");
+    let input = write_npy(dir.path(), "in.npy", 18, 20, 1, |i| (i % 13) as f32 / 13.0);
+    let out = s(&dir.path().join("out.npy"));
+    let run = |model: &str, passes: &str| {
+        lofi(&[
+            "reconstruct",
+            "--model",
+            model,
+            "--input",
+            &input,
+            "--output",
+            &out,
+            "--sigma",
+            "0.1",
+            "--self-ensemble",
+            passes,
+        ])
+    };
+    fails_cleanly_with(&run(&plain, "3"), "1 (off), 2 (half turn), 4 (quarter turns) or 8");
+    fails_with(&run(&filtered, "8"), "Fourier filter");
+    ok(&run(&plain, "1"));
+    let one = image_io::read(Path::new(&out)).unwrap();
+    ok(&run(&plain, "8"));
+    let eight = image_io::read(Path::new(&out)).unwrap();
+    assert!(one.data.iter().zip(&eight.data).any(|(a, b)| (a - b).abs() > 1e-6), "8 passes changed nothing");
 }
 
 /// `lofi pnp --operator inpaint` with a noise-level-aware prior starts from the inpainting

@@ -109,7 +109,7 @@ fn exercise_model(bytes: &[u8]) -> Result<bool, Error> {
         h,
         None,
         OutputView { data: &mut out, row_stride: w * cfg.c_out as usize },
-        RunOptions { memory_budget: 64 << 20, threads: 1, progress: None, noise_level },
+        RunOptions { memory_budget: 64 << 20, threads: 1, progress: None, noise_level, ..Default::default() },
     );
     Ok(true)
 }

@@ -46,6 +46,13 @@ def sigma_model(lofi_mod):
 
 
 @pytest.fixture(scope="session")
+def plain_sigma_model(lofi_mod):
+    # Noise-level aware and without the Fourier filter, so that it takes a self-ensemble.
+    with lofi_mod.Model(model_path("tiny-gray-sigma-plain.lofi")) as m:
+        yield m
+
+
+@pytest.fixture(scope="session")
 def complex_model(lofi_mod):
     with lofi_mod.Model(model_path("tiny-complex.lofi")) as m:
         yield m

@@ -120,8 +120,8 @@ def test_ctypes_fields_follow_the_header(name):
 def test_sizes_are_the_released_layouts():
     # docs/abi.md's table (LP64), which tests/c/test_abi.c pins for C.
     assert ctypes.sizeof(_ffi.LoadParams) == 32
-    assert ctypes.sizeof(_ffi.RunParams) == 48
-    assert ctypes.sizeof(_ffi.PnpParams) == 128
+    assert ctypes.sizeof(_ffi.RunParams) == 56
+    assert ctypes.sizeof(_ffi.PnpParams) == 136
     assert ctypes.sizeof(_ffi.Operator) == 144
     assert ctypes.sizeof(_ffi.ModelInfo) == 104
     assert ctypes.sizeof(_ffi.RunReport) == 64

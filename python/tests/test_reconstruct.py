@@ -54,6 +54,22 @@ def test_sigma_equals_the_cli(tmp_path, sigma_model):
     assert not np.array_equal(ours, sigma_model.reconstruct(x, sigma=5 / 255, threads=1))
 
 
+def test_self_ensemble_equals_the_cli(tmp_path, plain_sigma_model, sigma_model):
+    x = pixels(12, 16, seed=6)
+    model = plain_sigma_model
+    ours = model.reconstruct(x, sigma=25 / 255, threads=1, self_ensemble=8)
+    theirs = cli_reconstruct(tmp_path, "tiny-gray-sigma-plain.lofi", x, "--sigma", "25/255", "--self-ensemble", "8")
+    np.testing.assert_array_equal(ours, theirs)
+    assert not np.array_equal(ours, model.reconstruct(x, sigma=25 / 255, threads=1))
+    pts = np.array([[0, 0], [3, 7], [15, 11]], dtype=np.float64)
+    vals = model.reconstruct_points(x, pts, sigma=25 / 255, threads=1, self_ensemble=8)
+    np.testing.assert_allclose(vals, ours[pts[:, 1].astype(int), pts[:, 0].astype(int)], atol=1e-6)
+    with pytest.raises(lofi.InvalidArgumentError, match="1 \\(off\\), 2 \\(half turn\\)"):
+        model.reconstruct(x, sigma=0.1, self_ensemble=3)
+    with pytest.raises(lofi.InvalidArgumentError, match="Fourier filter"):
+        sigma_model.reconstruct(x, sigma=0.1, self_ensemble=4)
+
+
 def test_complex_channel(tmp_path, complex_model):
     # Two input channels = one complex channel (real, imaginary interleaved): a complex (H, W)
     # array is read as that layout.

@@ -15,6 +15,8 @@ use tch::{Device, Kind, Tensor};
 pub use budget::{format_bytes, parse_bytes, BatchPlan, BATCH_QUANTUM};
 pub use stream::{GridJob, InputSource, Streamer};
 
+pub use crate::kernels::SelfEnsemble;
+
 use crate::error::{Error, Result};
 use crate::model::Model;
 
@@ -186,11 +188,28 @@ pub struct RunOptions<'a> {
     /// Noise standard deviation of the input, for noise-level-aware models (required by them,
     /// refused by the others).
     pub noise_level: Option<f64>,
+    /// The mean over turns and mirrors of the sampling geometry (one network pass per element;
+    /// see [`SelfEnsemble`]): better estimates at a multiple of the time, same memory.
+    pub self_ensemble: SelfEnsemble,
 }
 
 impl Default for RunOptions<'_> {
     fn default() -> Self {
-        RunOptions { memory_budget: DEFAULT_MEMORY_BUDGET, threads: 0, progress: None, noise_level: None }
+        RunOptions {
+            memory_budget: DEFAULT_MEMORY_BUDGET,
+            threads: 0,
+            progress: None,
+            noise_level: None,
+            self_ensemble: SelfEnsemble::Off,
+        }
+    }
+}
+
+impl RunOptions<'_> {
+    /// Checks the noise level and the self-ensemble against `model`.
+    fn check(&self, model: &Model) -> Result<()> {
+        model.check_noise_level(self.noise_level)?;
+        model.net().check_self_ensemble(self.self_ensemble)
     }
 }
 
@@ -230,6 +249,7 @@ pub struct PreparedImage<'m> {
     tensor: Tensor,
     /// (1,) float32 on the device: the noise level of a noise-aware model.
     noise_level: Option<Tensor>,
+    self_ensemble: SelfEnsemble,
     pub height: usize,
     pub width: usize,
 }
@@ -288,6 +308,7 @@ impl<'m> PreparedImage<'m> {
             model,
             tensor: prepared,
             noise_level: None,
+            self_ensemble: SelfEnsemble::Off,
             height: image.height,
             width: image.width,
         })
@@ -304,6 +325,13 @@ impl<'m> PreparedImage<'m> {
     /// once, before preparing the image).
     fn attach_noise_level(mut self, sigma: Option<f64>) -> Self {
         self.noise_level = sigma.map(|s| Tensor::from_slice(&[s as f32]).to_device(self.model.device()));
+        self
+    }
+
+    /// Sets a self-ensemble the caller has already checked
+    /// ([`LofiNet::check_self_ensemble`](crate::kernels::LofiNet::check_self_ensemble)).
+    fn attach_self_ensemble(mut self, ensemble: SelfEnsemble) -> Self {
+        self.self_ensemble = ensemble;
         self
     }
 
@@ -339,6 +367,7 @@ impl<'m> PreparedImage<'m> {
             model,
             tensor: prepared,
             noise_level: None,
+            self_ensemble: SelfEnsemble::Off,
             height: h as usize,
             width: w as usize,
         })
@@ -406,7 +435,7 @@ impl<'m> PreparedImage<'m> {
             let out = self
                 .model
                 .pixel_net()
-                .forward_conditioned(&self.tensor, &batch, self.noise_level.as_ref())
+                .forward_ensemble(&self.tensor, &batch, self.noise_level.as_ref(), self.self_ensemble)
                 .narrow(1, 0, count as i64)
                 .squeeze_dim(0)
                 .to_kind(Kind::Float);
@@ -516,8 +545,8 @@ pub fn reconstruct_region_on_devices(
         return reconstruct_region(first, image, region, grid_width, grid_height, window, out, options);
     }
     let (_, window) = check_region_args(first, region, grid_width, grid_height, window, &out)?;
-    first.check_noise_level(options.noise_level)?;
-    let RunOptions { memory_budget, threads, mut progress, noise_level } = options;
+    options.check(first)?;
+    let RunOptions { memory_budget, threads, mut progress, noise_level, self_ensemble } = options;
     let stride = out.row_stride;
     // Four bands per device balance devices of unequal speed; each band is a whole window call.
     let band_rows = window.rows.div_ceil(4 * models.len()).max(1);
@@ -543,7 +572,8 @@ pub fn reconstruct_region_on_devices(
                 }
                 let Some((row, rows, data)) = queue.lock().next() else { return };
                 let band = Window { row0: window.row0 + row, rows, ..window };
-                let options = RunOptions { memory_budget, threads, progress: None, noise_level };
+                let options =
+                    RunOptions { memory_budget, threads, progress: None, noise_level, self_ensemble };
                 let result = reconstruct_region(
                     model,
                     image,
@@ -613,7 +643,7 @@ pub fn reconstruct_region_from(
 ) -> Result<RunReport> {
     crate::error::catch_torch(move || {
         let (job, window) = check_region_args(model, region, grid_width, grid_height, window, &out)?;
-        model.check_noise_level(options.noise_level)?;
+        options.check(model)?;
         let _threads = ThreadScope::new(options.threads);
         let memory = cuda_memory::PeakTracker::start(model.device());
         let streamer = Streamer::new(
@@ -622,7 +652,8 @@ pub fn reconstruct_region_from(
             Some((&job, window.row0..window.row0 + window.rows)),
             options.memory_budget,
             options.noise_level,
-        )?;
+        )?
+        .with_self_ensemble(options.self_ensemble);
         let RunOptions { mut progress, .. } = options;
         let batches = streamer.run_grid(&job, window, out, &mut progress)?;
         let total = window.rows * window.cols;
@@ -695,11 +726,13 @@ pub fn reconstruct_region_whole_image(
     crate::error::catch_torch(move || {
         let (job, window) = check_region_args(model, region, grid_width, grid_height, window, &out)?;
         let c_out = model.config().c_out as usize;
-        model.check_noise_level(options.noise_level)?;
+        options.check(model)?;
         let plan = plan_for(model, image.height, image.width, options.memory_budget)?;
         let _threads = ThreadScope::new(options.threads);
         let memory = cuda_memory::PeakTracker::start(model.device());
-        let prepared = PreparedImage::new(model, image)?.attach_noise_level(options.noise_level);
+        let prepared = PreparedImage::new(model, image)?
+            .attach_noise_level(options.noise_level)
+            .attach_self_ensemble(options.self_ensemble);
 
         let total = window.rows * window.cols;
         let OutputView { data, row_stride } = out;
@@ -739,10 +772,11 @@ pub fn reconstruct_points(
 ) -> Result<RunReport> {
     crate::error::catch_torch(move || {
         check_points_args(model, points, out)?;
-        model.check_noise_level(options.noise_level)?;
+        options.check(model)?;
         let _threads = ThreadScope::new(options.threads);
         let memory = cuda_memory::PeakTracker::start(model.device());
-        let streamer = Streamer::new(model, &image, None, options.memory_budget, options.noise_level)?;
+        let streamer = Streamer::new(model, &image, None, options.memory_budget, options.noise_level)?
+            .with_self_ensemble(options.self_ensemble);
         let RunOptions { mut progress, .. } = options;
         let batches = streamer.run_points(points, out, &mut progress)?;
         Ok(RunReport::new(streamer.plan().limited_to(points.len()), points.len(), batches, memory.measure()))
@@ -783,11 +817,13 @@ pub fn reconstruct_points_whole_image(
     crate::error::catch_torch(move || {
         check_points_args(model, points, out)?;
         let c_out = model.config().c_out as usize;
-        model.check_noise_level(options.noise_level)?;
+        options.check(model)?;
         let plan = plan_for(model, image.height, image.width, options.memory_budget)?;
         let _threads = ThreadScope::new(options.threads);
         let memory = cuda_memory::PeakTracker::start(model.device());
-        let prepared = PreparedImage::new(model, image)?.attach_noise_level(options.noise_level);
+        let prepared = PreparedImage::new(model, image)?
+            .attach_noise_level(options.noise_level)
+            .attach_self_ensemble(options.self_ensemble);
         let RunOptions { mut progress, .. } = options;
         let batches = prepared.stream(
             points.len(),

@@ -29,6 +29,7 @@ use tch::{Device, Kind, Tensor};
 use super::budget::{self, bytes_per_pixel, format_bytes, BatchPlan, BATCH_QUANTUM};
 use super::{ImageView, OutputView, Progress, Region, Window};
 use crate::error::{Error, Result};
+use crate::kernels::SelfEnsemble;
 use crate::model::Model;
 
 /// Pixels of margin around a batch's computed reach: float32 rounding of coordinates (a sixteenth
@@ -132,9 +133,14 @@ pub fn reach(model: &Model, height: usize, width: usize) -> Option<[f64; 2]> {
         width as i64,
         net.patch.device(),
     );
-    // The offsets as the network scales them, in grid units (the image spans [-1, 1]).
-    let offsets = (&net.patch_scale * &net.patch * scale).to_kind(Kind::Double).to_device(Device::Cpu);
-    let axis = |i: i64| f64::try_from(offsets.select(-1, i).abs().max()).unwrap_or(f64::INFINITY);
+    // The network scales the offsets to `base * scale`, in grid units (the image spans [-1, 1]).
+    // Both axes take the larger of the two components of `base`: a self-ensemble swaps rows and
+    // columns (`SelfEnsemble::swaps_axes`), and the geometries are nearly round, so one reach for
+    // both costs little and keeps every plan valid for every ensemble.
+    let scale = Vec::<f64>::try_from(scale.to_kind(Kind::Double).to_device(Device::Cpu)).unwrap_or_default();
+    let base = (&net.patch_scale * &net.patch).to_kind(Kind::Double).to_device(Device::Cpu);
+    let furthest = f64::try_from(base.abs().max()).unwrap_or(f64::INFINITY);
+    let axis = |i: usize| scale.get(i).map_or(f64::INFINITY, |s| furthest * s);
     let reach = [axis(0) * (height as f64 - 1.0) / 2.0, axis(1) * (width as f64 - 1.0) / 2.0];
     reach.iter().all(|r| r.is_finite() && *r < super::MAX_COORDINATE).then_some(reach)
 }
@@ -430,6 +436,7 @@ pub struct Streamer<'a> {
     source: &'a dyn InputSource,
     input: Input,
     noise_level: Option<Tensor>,
+    self_ensemble: SelfEnsemble,
     plan: BatchPlan,
     /// Output samples per tile (rows, columns): one batch each.
     tile: [usize; 2],
@@ -540,7 +547,25 @@ impl<'a> Streamer<'a> {
             }
         };
         let noise_level = noise_level.map(|s| Tensor::from_slice(&[s as f32]).to_device(device));
-        Ok(Streamer { model, source, input, noise_level, plan, tile, window_allowance, height, width })
+        Ok(Streamer {
+            model,
+            source,
+            input,
+            noise_level,
+            self_ensemble: SelfEnsemble::Off,
+            plan,
+            tile,
+            window_allowance,
+            height,
+            width,
+        })
+    }
+
+    /// Averages every value over `ensemble` (already checked against the model). Windows need no
+    /// change: [`reach`] is the same along both axes.
+    pub fn with_self_ensemble(mut self, ensemble: SelfEnsemble) -> Self {
+        self.self_ensemble = ensemble;
+        self
     }
 
     /// The batch plan (its `image_bytes` are the input's share: window and, on the CPU, the
@@ -629,7 +654,7 @@ impl<'a> Streamer<'a> {
         let forward = |image: &Tensor| {
             self.model
                 .pixel_net()
-                .forward_conditioned(image, &batch, self.noise_level.as_ref())
+                .forward_ensemble(image, &batch, self.noise_level.as_ref(), self.self_ensemble)
                 .narrow(1, 0, count as i64)
                 .squeeze_dim(0)
                 .to_kind(Kind::Float)
@@ -791,7 +816,7 @@ pub fn reconstruct_rows(
     crate::error::catch_torch(move || {
         let c_out = model.config().c_out as usize;
         check_rows(&job, &rows)?;
-        model.check_noise_level(options.noise_level)?;
+        options.check(model)?;
         let _threads = super::ThreadScope::new(options.threads);
         let memory = super::cuda_memory::PeakTracker::start(model.device());
         let streamer = Streamer::new(
@@ -800,7 +825,8 @@ pub fn reconstruct_rows(
             Some((&job, rows.clone())),
             options.memory_budget,
             options.noise_level,
-        )?;
+        )?
+        .with_self_ensemble(options.self_ensemble);
         let row_values = job.grid_width * c_out;
         let tile_rows = streamer.tile[0];
         let band_rows = (tile_rows * (band_bytes / (tile_rows * row_values * 4)).max(1)).min(rows.len());
@@ -853,9 +879,9 @@ pub fn reconstruct_rows_on_devices(
         return reconstruct_rows(first, source, job, rows, band_bytes, options, sink);
     }
     check_rows(&job, &rows)?;
-    first.check_noise_level(options.noise_level)?;
+    options.check(first)?;
     let _threads = super::ThreadScope::new(options.threads);
-    let super::RunOptions { memory_budget, noise_level, mut progress, .. } = options;
+    let super::RunOptions { memory_budget, noise_level, self_ensemble, mut progress, .. } = options;
     let row_values = job.grid_width * first.config().c_out as usize;
     // Bands of whole tiles of the first replica's plan (all replicas of one model on devices of
     // one kind plan alike); at least one band per device where the rows allow.
@@ -876,7 +902,8 @@ pub fn reconstruct_rows_on_devices(
             scope.spawn(move || {
                 let work = || -> Result<()> {
                     let streamer =
-                        Streamer::new(model, source, Some((&job, rows.clone())), memory_budget, noise_level)?;
+                        Streamer::new(model, source, Some((&job, rows.clone())), memory_budget, noise_level)?
+                            .with_self_ensemble(self_ensemble);
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         if i >= bands.len() || stop.load(Ordering::Relaxed) {

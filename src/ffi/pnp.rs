@@ -641,6 +641,13 @@ pub unsafe extern "C" fn lofi_pnp_create(
         if p.run.threads < 0 {
             return Err(Error::invalid_argument("threads is negative"));
         }
+        if p.run.self_ensemble > 1 {
+            return Err(Error::invalid_argument(format!(
+                "run.self_ensemble = {}: plug-and-play averages over turns and mirrors with its own \
+                 lofi_pnp_params.transforms and average_last; leave it at 1",
+                p.run.self_ensemble
+            )));
+        }
         let (operator, shape) = build_operator(&read_operator(op)?, model.device())?;
         let y = slice(measurements, measurement_len, "measurements")?;
         let y = operator.measurements_from_host(y, model.device())?;

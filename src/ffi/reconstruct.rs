@@ -6,7 +6,7 @@ use super::abi;
 use super::error::{guard, lofi_status, non_null};
 use super::model::lofi_model;
 use super::types::*;
-use crate::engine::{self, ImageView, OutputView, Progress, Region, RunOptions, Window};
+use crate::engine::{self, ImageView, OutputView, Progress, Region, RunOptions, SelfEnsemble, Window};
 use crate::error::{Error, Result};
 
 /// Checks an image descriptor and borrows its pixels.
@@ -82,7 +82,14 @@ impl CallParams {
         });
         let progress = callback.as_mut().map(|c| c as &mut dyn FnMut(Progress) -> bool);
         let noise_level = noise_level_from_c(p.noise_level)?;
-        f(RunOptions { memory_budget: budget, threads: p.threads as usize, progress, noise_level })
+        let self_ensemble = SelfEnsemble::from_passes(u64::from(p.self_ensemble))?;
+        f(RunOptions {
+            memory_budget: budget,
+            threads: p.threads as usize,
+            progress,
+            noise_level,
+            self_ensemble,
+        })
     }
 }
 

@@ -11,6 +11,7 @@ use super::filter::apply_filter;
 use super::geometry::{initial_patch, resolution_scale, sample_patches_by_angle};
 use super::mlp::{Mlp, MlpBank};
 use super::params::{Init, ParamBuilder, ParamStore};
+use super::self_ensemble::SelfEnsemble;
 use crate::config::{LofiConfig, Network, PatchShape};
 use crate::error::{Error, Result};
 
@@ -177,6 +178,63 @@ impl LofiNet {
         coords: &Tensor,
         noise_level: Option<&Tensor>,
     ) -> Tensor {
+        self.forward_with_patch(prepared, coords, noise_level, &self.patch)
+    }
+
+    /// As [`forward_conditioned`](Self::forward_conditioned), averaged over the elements of
+    /// `ensemble` (the self-ensemble in sample space: see [`super::self_ensemble`]): one pass per
+    /// element with the base offsets turned or mirrored, summed in float32. `Off` is one plain
+    /// pass. Callers check the model with [`check_self_ensemble`](Self::check_self_ensemble).
+    pub fn forward_ensemble(
+        &self,
+        prepared: &Tensor,
+        coords: &Tensor,
+        noise_level: Option<&Tensor>,
+        ensemble: SelfEnsemble,
+    ) -> Tensor {
+        let elements = ensemble.elements();
+        let mut sum = self.forward_conditioned(prepared, coords, noise_level);
+        for t in &elements[1..] {
+            sum += self.forward_with_patch(prepared, coords, noise_level, &t.apply(&self.patch));
+        }
+        if elements.len() > 1 {
+            sum /= elements.len() as f64;
+        }
+        sum
+    }
+
+    /// Whether this model can average over `ensemble`: models whose geometry is shared by every
+    /// pixel and without the Fourier filter (see [`super::self_ensemble`]).
+    pub fn check_self_ensemble(&self, ensemble: SelfEnsemble) -> Result<()> {
+        if ensemble == SelfEnsemble::Off {
+            return Ok(());
+        }
+        let refused = if self.filter.is_some() {
+            Some("a learned Fourier filter, which would have to turn with the image")
+        } else if self.ccpg.is_some() {
+            Some("CCPG geometry, predicted from the samples")
+        } else if self.inr.is_some() {
+            Some("an INR coordinate transform")
+        } else {
+            None
+        };
+        match refused {
+            Some(why) => Err(Error::invalid_argument(format!(
+                "a self-ensemble of {} passes needs a model without Fourier filter, CCPG or INR; this one has {why}",
+                ensemble.passes()
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// The pixel step with the base offsets `patch` (the model's own, or a turn of them).
+    fn forward_with_patch(
+        &self,
+        prepared: &Tensor,
+        coords: &Tensor,
+        noise_level: Option<&Tensor>,
+        patch: &Tensor,
+    ) -> Tensor {
         let cfg = &self.config;
         // The noise-level channel, appended to every crop: (B, 1, 1, 1, 1), broadcast below.
         let level = match (&cfg.noise_level, noise_level) {
@@ -217,7 +275,7 @@ impl LofiNet {
             None => coords,
         };
         let mut crop =
-            condition(sample_patches_by_angle(&prepared, &centre, &self.scaled_offsets(&self.patch, h, w)));
+            condition(sample_patches_by_angle(&prepared, &centre, &self.scaled_offsets(patch, h, w)));
         if let Some(ccpg) = &self.ccpg {
             for block in &ccpg.blocks {
                 // (B, C', M, P, N) -> (B, P, C' N M) in (C', N, M) order, as the reference flattens.

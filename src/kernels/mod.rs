@@ -6,6 +6,8 @@ pub mod geometry;
 pub mod lofi;
 pub mod mlp;
 pub mod params;
+pub mod self_ensemble;
 
 pub use lofi::LofiNet;
 pub use params::{Init, ParamBuilder, ParamSource, ParamStore};
+pub use self_ensemble::SelfEnsemble;

@@ -51,14 +51,24 @@ typedef struct {
   run_params_v1 run;
 } pnp_params_v1;
 
-/* The second lofi_pnp_params: the current run, then annealing, tolerance and splitting (its last
+/* The second lofi_run_params: the first and the noise level. */
+typedef struct {
+  size_t struct_size;
+  uint64_t memory_budget_bytes;
+  int32_t threads;
+  lofi_progress_fn progress;
+  void *progress_user_data;
+  double noise_level;
+} run_params_v2;
+
+/* The second lofi_pnp_params: the second run, then annealing, tolerance and splitting (its last
  * 4 bytes padding, where the third layout put `transforms`). */
 typedef struct {
   size_t struct_size;
   double alpha;
   uint32_t cg_max_iterations;
   double cg_tolerance;
-  lofi_run_params run;
+  run_params_v2 run;
   double anneal_sigma_start, anneal_sigma_end;
   uint32_t anneal_iterations;
   double tolerance;
@@ -112,13 +122,14 @@ static void test_layouts_are_pinned(void) {
   CHECK_LAYOUT(lofi_load_params, precision, 16);
   CHECK_LAYOUT(lofi_load_params, devices, 24);
 
-  CHECK_SIZE(lofi_run_params, 48);
+  CHECK_SIZE(lofi_run_params, 56);
   CHECK_LAYOUT(lofi_run_params, struct_size, 0);
   CHECK_LAYOUT(lofi_run_params, memory_budget_bytes, 8);
   CHECK_LAYOUT(lofi_run_params, threads, 16);
   CHECK_LAYOUT(lofi_run_params, progress, 24);
   CHECK_LAYOUT(lofi_run_params, progress_user_data, 32);
   CHECK_LAYOUT(lofi_run_params, noise_level, 40);
+  CHECK_LAYOUT(lofi_run_params, self_ensemble, 48);
 
   CHECK_SIZE(lofi_run_report, 64);
   CHECK_LAYOUT(lofi_run_report, struct_size, 0);
@@ -176,19 +187,19 @@ static void test_layouts_are_pinned(void) {
   CHECK_LAYOUT(lofi_operator, pixel_arcsec, 168);
   CHECK_LAYOUT(lofi_operator, weighting, 176);
 
-  CHECK_SIZE(lofi_pnp_params, 128);
+  CHECK_SIZE(lofi_pnp_params, 136);
   CHECK_LAYOUT(lofi_pnp_params, struct_size, 0);
   CHECK_LAYOUT(lofi_pnp_params, alpha, 8);
   CHECK_LAYOUT(lofi_pnp_params, cg_max_iterations, 16);
   CHECK_LAYOUT(lofi_pnp_params, cg_tolerance, 24);
   CHECK_LAYOUT(lofi_pnp_params, run, 32);
-  CHECK_LAYOUT(lofi_pnp_params, anneal_sigma_start, 80);
-  CHECK_LAYOUT(lofi_pnp_params, anneal_sigma_end, 88);
-  CHECK_LAYOUT(lofi_pnp_params, anneal_iterations, 96);
-  CHECK_LAYOUT(lofi_pnp_params, tolerance, 104);
-  CHECK_LAYOUT(lofi_pnp_params, splitting, 112);
-  CHECK_LAYOUT(lofi_pnp_params, transforms, 116);
-  CHECK_LAYOUT(lofi_pnp_params, average_last, 120);
+  CHECK_LAYOUT(lofi_pnp_params, anneal_sigma_start, 88);
+  CHECK_LAYOUT(lofi_pnp_params, anneal_sigma_end, 96);
+  CHECK_LAYOUT(lofi_pnp_params, anneal_iterations, 104);
+  CHECK_LAYOUT(lofi_pnp_params, tolerance, 112);
+  CHECK_LAYOUT(lofi_pnp_params, splitting, 120);
+  CHECK_LAYOUT(lofi_pnp_params, transforms, 124);
+  CHECK_LAYOUT(lofi_pnp_params, average_last, 128);
   CHECK_SIZE(pnp_params_v2, 120);
 
   CHECK_SIZE(lofi_pnp_residuals, 80);
@@ -224,6 +235,8 @@ static void test_layouts_are_pinned(void) {
   /* The first layouts are prefixes of the current ones. */
   CHECK_SIZE(load_params_v1, 24);
   CHECK_SIZE(run_params_v1, 40);
+  CHECK_SIZE(run_params_v2, 48);
+  CHECK_LAYOUT(run_params_v2, noise_level, 40);
   CHECK_SIZE(pnp_params_v1, 72);
   CHECK_SIZE(run_report_v1, 48);
   CHECK_SIZE(model_info_v1, 80);
@@ -243,6 +256,7 @@ static void test_defaults_carry_their_size(void) {
   CHECK(lp.struct_size == sizeof lp && lp.device == LOFI_DEVICE_CPU && lp.precision == LOFI_PRECISION_F32);
   CHECK(rp.struct_size == sizeof rp && rp.memory_budget_bytes == (uint64_t)512 << 20 && rp.threads == 0);
   CHECK(rp.progress == NULL && rp.progress_user_data == NULL && rp.noise_level == LOFI_NOISE_LEVEL_NONE);
+  CHECK(rp.self_ensemble == 1);
   CHECK(pp.struct_size == sizeof pp && pp.run.struct_size == sizeof pp.run);
   CHECK(pp.alpha == 0.05 && pp.cg_max_iterations == 100 && pp.cg_tolerance == 1e-7);
   CHECK(pp.anneal_iterations == 0 && pp.tolerance == 0.0 && pp.splitting == LOFI_SPLITTING_ADMM);
@@ -408,6 +422,58 @@ static void test_first_layout_run_params(void) {
   free(wide);
 }
 
+/* The second lofi_run_params (up to noise_level) in an exactly-sized heap block: self_ensemble,
+ * which it lacks, is off, whatever lies after it; the current layout's self_ensemble is used,
+ * checked, and refused by plug-and-play (which has its own transforms). */
+static void test_second_layout_run_params(void) {
+  lofi_image img = lt_image(pixels, W, H, 1);
+  lofi_model *plain = lt_load("tiny-gray-sigma-plain.lofi");
+  run_params_v2 *old = (run_params_v2 *)malloc(sizeof *old);
+  lofi_run_params *wide = (lofi_run_params *)malloc(sizeof *wide);
+  float one[W * H], eight[W * H];
+  REQUIRE(plain && old && wide);
+  memset(old, 0xA5, sizeof *old);
+  old->struct_size = sizeof *old;
+  CHECK_OK(lofi_init_run_params((lofi_run_params *)old));
+  CHECK(old->noise_level == LOFI_NOISE_LEVEL_NONE);
+  old->threads = 1;
+  old->noise_level = 0.1;
+  CHECK_OK(lofi_reconstruct_region(plain, &img, NULL, W, H, NULL, one, 0, (const lofi_run_params *)old, NULL));
+
+  *wide = lofi_default_run_params();
+  wide->threads = 1;
+  wide->noise_level = 0.1;
+  wide->self_ensemble = 8;
+  CHECK_OK(lofi_reconstruct_region(plain, &img, NULL, W, H, NULL, eight, 0, wide, NULL));
+  CHECK(lt_all_finite(eight, W * H));
+  CHECK_MSG(memcmp(one, eight, sizeof one) != 0, "8 passes gave the one-pass values");
+  /* Read with the second layout's size, the 8 is not seen. */
+  wide->struct_size = sizeof(run_params_v2);
+  CHECK_OK(lofi_reconstruct_region(plain, &img, NULL, W, H, NULL, out, 0, wide, NULL));
+  CHECK(memcmp(out, one, sizeof one) == 0);
+  wide->struct_size = sizeof *wide;
+  wide->self_ensemble = 3;
+  EXPECT_FAIL(lofi_reconstruct_region(plain, &img, NULL, W, H, NULL, out, 0, wide, NULL),
+              LOFI_STATUS_INVALID_ARGUMENT, "1 (off), 2 (half turn), 4 (quarter turns) or 8");
+  /* A model with the Fourier filter refuses an ensemble, saying why. */
+  wide->self_ensemble = 4;
+  wide->noise_level = LOFI_NOISE_LEVEL_NONE;
+  EXPECT_FAIL(lofi_reconstruct_region(gray, &img, NULL, W, H, NULL, out, 0, wide, NULL),
+              LOFI_STATUS_INVALID_ARGUMENT, "Fourier filter");
+  {
+    lofi_operator op = gray_op();
+    lofi_pnp_params pp = lofi_default_pnp_params();
+    lofi_pnp *pnp = NULL;
+    pp.run.self_ensemble = 8;
+    EXPECT_FAIL(lofi_pnp_create(gray, &op, pixels, W * H, &pp, &pnp), LOFI_STATUS_INVALID_ARGUMENT,
+                "run.self_ensemble = 8");
+    CHECK(pnp == NULL);
+  }
+  lofi_model_free(plain);
+  free(old);
+  free(wide);
+}
+
 /* The first lofi_pnp_params (with the first run inside, and no annealing, tolerance or
  * splitting): initialised and used; bytes after it are not read. */
 static void test_first_layout_pnp_params(void) {
@@ -488,11 +554,17 @@ static void test_second_layout_pnp_params(void) {
   CHECK_OK(lofi_pnp_solve(pnp, 2, &r));
   CHECK_MSG(r.iteration == 2, "iteration %u", r.iteration);
   lofi_pnp_free(pnp);
-  /* The same bytes read as the current layout: `transforms` = 0x7F7F7F7F, refused by name. */
+  /* The same bytes read as the current layout (head, run and tail each where the current one
+   * puts them): `transforms` = 0x7F7F7F7F, refused by name. */
   {
     lofi_pnp_params now = lofi_default_pnp_params();
-    memcpy(&now, old, sizeof *old);
+    memcpy(&now, old, offsetof(pnp_params_v2, run));
+    memcpy(&now.run, &old->run, sizeof old->run);
+    memcpy((unsigned char *)&now + offsetof(lofi_pnp_params, anneal_sigma_start),
+           (unsigned char *)old + offsetof(pnp_params_v2, anneal_sigma_start),
+           sizeof *old - offsetof(pnp_params_v2, anneal_sigma_start));
     now.struct_size = sizeof now;
+    now.run.struct_size = sizeof now.run;
     EXPECT_FAIL(lofi_pnp_create(gray, &op, pixels, W * H, &now, &pnp), LOFI_STATUS_INVALID_ARGUMENT,
                 "transforms = ");
   }
@@ -676,6 +748,7 @@ int main(int argc, char **argv) {
   RUN(test_bad_struct_sizes_are_refused);
   RUN(test_first_layout_load_params);
   RUN(test_first_layout_run_params);
+  RUN(test_second_layout_run_params);
   RUN(test_first_layout_pnp_params);
   RUN(test_second_layout_pnp_params);
   RUN(test_first_layout_outputs);

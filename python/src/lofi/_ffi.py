@@ -163,6 +163,7 @@ class RunParams(Structure):
         ("progress", PROGRESS_FN),
         ("progress_user_data", c_void_p),
         ("noise_level", c_double),
+        ("self_ensemble", c_uint32),
     ]
 
 

@@ -80,8 +80,8 @@ class RunReport:
     reserved_bytes: int
 
 
-def run_params(*, budget=None, threads=0, sigma=None, progress=None, slot: ErrorSlot | None = None,
-               into: _ffi.RunParams | None = None):
+def run_params(*, budget=None, threads=0, sigma=None, self_ensemble=1, progress=None,
+               slot: ErrorSlot | None = None, into: _ffi.RunParams | None = None):
     """A ``lofi_run_params`` from the library's defaults (``lofi_init_run_params``) and the
     arguments; returns (params, the ctypes callback to keep alive)."""
     p = into if into is not None else _ffi.RunParams()
@@ -96,6 +96,8 @@ def run_params(*, budget=None, threads=0, sigma=None, progress=None, slot: Error
         if s < 0:  # negative means "no level" to the library: refuse it rather than ignore it
             raise InvalidArgumentError(f"sigma = {s} is negative (use None for no noise level)")
         p.noise_level = s  # NaN goes through: the library refuses it with its own message
+    # 1, 2, 4 or 8: the library checks the count (and the model) and says why it refuses.
+    p.self_ensemble = as_int(self_ensemble, "self_ensemble", 0, 2**32 - 1)
     if progress is None:
         # Always a callback, so that Ctrl-C stops a long call between batches (see
         # _callbacks.deferred_sigint) instead of waiting for its end.
@@ -357,6 +359,7 @@ class Model(_HandleOwner):
         sigma=None,
         threads: int = 0,
         *,
+        self_ensemble: int = 1,
         window=None,
         out: np.ndarray | None = None,
         progress=None,
@@ -374,6 +377,9 @@ class Model(_HandleOwner):
         * ``budget``: working-memory budget, bytes or a string ("256MiB"); default 512 MiB.
         * ``sigma``: the input's noise level (image units) for noise-level-aware models.
         * ``threads``: CPU threads for this call (0: libtorch's default).
+        * ``self_ensemble``: 1 (off), 2, 4 or 8 network passes per value with the sampling
+          geometry turned and mirrored, averaged (``lofi_run_params.self_ensemble``): better
+          estimates at that multiple of the time.
         * ``window``: ``(row0, col0, rows, cols)``, a tile of the grid to compute.
         * ``out``: a float32 array to write into (rows packed, any row stride), e.g. a slice of
           a larger mosaic; it is returned.
@@ -417,7 +423,8 @@ class Model(_HandleOwner):
             rows, cols = window_c.rows, window_c.cols
         result, out_view, out_stride = self._output(out, rows, cols, info.channels_out, squeeze)
         slot = ErrorSlot()
-        params, keep = run_params(budget=budget, threads=threads, sigma=sigma, progress=progress, slot=slot)
+        params, keep = run_params(budget=budget, threads=threads, sigma=sigma, self_ensemble=self_ensemble,
+                                  progress=progress, slot=slot)
         rep = _ffi.RunReport()
         desc = image_descriptor(view)
         with self._using() as ptr:
@@ -443,7 +450,8 @@ class Model(_HandleOwner):
             result = result[:, :, 0]
         return (result, _report(rep)) if report else result
 
-    def reconstruct_points(self, image, points, budget=None, sigma=None, threads: int = 0, *, progress=None):
+    def reconstruct_points(self, image, points, budget=None, sigma=None, threads: int = 0, *, progress=None,
+                           self_ensemble: int = 1):
         """Reconstructs arbitrary points (``lofi_reconstruct_points``): ``points`` is (N, 2) of
         (x, y) = (column, row) in input pixel coordinates. Returns (N, channels_out) float32
         ((N,) for one output channel and a 2-D input)."""
@@ -457,7 +465,8 @@ class Model(_HandleOwner):
             raise InvalidArgumentError(f"points must be (N, 2) with N > 0, got shape {pts.shape}")
         result = np.empty((pts.shape[0], info.channels_out), dtype=np.float32)
         slot = ErrorSlot()
-        params, keep = run_params(budget=budget, threads=threads, sigma=sigma, progress=progress, slot=slot)
+        params, keep = run_params(budget=budget, threads=threads, sigma=sigma, self_ensemble=self_ensemble,
+                                  progress=progress, slot=slot)
         desc = image_descriptor(view)
         with self._using() as ptr:
             run_call(

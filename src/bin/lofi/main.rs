@@ -64,7 +64,17 @@ fn tune_allocator() {
     }
 }
 
+/// Dies quietly when the reader of its output goes away (`lofi info M | head -1`), as Unix tools
+/// do, instead of panicking on the next `println!`: Rust ignores SIGPIPE by default.
+fn quiet_on_closed_pipe() {
+    // SAFETY: restores the default disposition of one signal before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
+    quiet_on_closed_pipe();
     tune_allocator();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
         .format_timestamp(None)

@@ -178,6 +178,7 @@ fn run_pass(job: &Job<'_>, out: &mut [f32], window: Option<Window>, track_host: 
             threads,
             progress: None,
             noise_level: model.config().noise_level.map(|_| 0.1),
+            ..Default::default()
         },
     )?;
     let seconds = started.elapsed().as_secs_f64();

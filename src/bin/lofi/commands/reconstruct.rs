@@ -7,6 +7,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use lofi::device::{DeviceSpec, Precision};
 use lofi::engine::{
     self, format_bytes, parse_bytes, GridJob, ImageView, InputSource, Progress, Region, RunOptions,
+    SelfEnsemble,
 };
 use lofi::image_io::Image;
 use lofi::model::LoadOptions;
@@ -52,6 +53,11 @@ pub struct Args {
     /// which): a number in image units (0.1) or a fraction (25/255). Fixed-level models refuse it.
     #[arg(long, value_parser = super::parse_sigma, allow_hyphen_values = true)]
     sigma: Option<f64>,
+    /// Geometric self-ensemble: each value is the mean of N network passes with the sampling
+    /// geometry turned and mirrored (1: off; 2: half turn; 4: quarter turns; 8: quarter turns
+    /// and mirrors). N times the time, the same memory; +0.1 dB on Set12 denoising at 8.
+    #[arg(long, default_value_t = 1, value_parser = parse_self_ensemble)]
+    self_ensemble: u64,
     /// Bits per sample of PNG/TIFF outputs: 8 or 16.
     #[arg(long, default_value_t = 8)]
     bits: u8,
@@ -212,6 +218,7 @@ pub fn run(args: Args) -> Result<()> {
         threads: args.threads,
         progress: Some(&mut progress),
         noise_level: args.sigma,
+        self_ensemble: SelfEnsemble::from_passes(args.self_ensemble)?,
     };
     let job = GridJob { region, grid_width: width, grid_height: height };
     let report = if is_npy(&args.output) {
@@ -339,6 +346,7 @@ pub fn run(args: Args) -> Result<()> {
             "peak_rss_bytes": peak,
             "peak_rss_above_baseline_bytes": baseline.zip(peak).map(|(b, p)| p.saturating_sub(b)),
             "seconds": seconds,
+            "self_ensemble_passes": args.self_ensemble.max(1),
             "rank": rank,
             "ranks": ranks,
             "rows": [rows.start, rows.end],
@@ -348,4 +356,11 @@ pub fn run(args: Args) -> Result<()> {
         println!("{json}");
     }
     Ok(())
+}
+
+/// `--self-ensemble`: checked when parsed, so that a wrong count is a usage error.
+fn parse_self_ensemble(text: &str) -> Result<u64, String> {
+    let passes: u64 = text.parse().map_err(|_| format!("\"{text}\" is not a number of passes"))?;
+    SelfEnsemble::from_passes(passes).map_err(|e| e.to_string())?;
+    Ok(passes)
 }

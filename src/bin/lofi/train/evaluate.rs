@@ -128,7 +128,7 @@ pub fn reconstruct(
         height,
         None,
         OutputView { data: &mut out.data, row_stride: width * c_out },
-        RunOptions { memory_budget: budget, threads: 0, progress: None, noise_level },
+        RunOptions { memory_budget: budget, threads: 0, progress: None, noise_level, ..Default::default() },
     )
     .with_context(|| "reconstructing a test image")?;
     Ok(out)
