@@ -77,6 +77,12 @@
 #define LOFI_WEIGHTING_UNIFORM 1
 
 /**
+ * Iterations `lofi_init_inpainting_pnp_params()` is measured with: pass it to
+ * `lofi_pnp_solve()`.
+ */
+#define LOFI_PNP_INPAINTING_ITERATIONS 40
+
+/**
  * `lofi_run_params.noise_level` when no noise level is given.
  */
 #define LOFI_NOISE_LEVEL_NONE -1.0
@@ -946,6 +952,20 @@ enum lofi_status lofi_init_operator(struct lofi_operator *op);
  * `params` must be NULL or valid for writes of the `struct_size` it declares.
  */
 enum lofi_status lofi_init_pnp_params(struct lofi_pnp_params *params);
+
+/**
+ * As `lofi_init_pnp_params()`, with the settings measured for inpainting (30 % observed, Set12;
+ * README "Inpainting") when `model` is noise-level aware: a fixed denoiser sigma
+ * (`run.noise_level`) of 0.6 x the top of its training range and alpha 0.01, to be run for
+ * `LOFI_PNP_INPAINTING_ITERATIONS` iterations. A fixed-level model gets the generic defaults.
+ * These are `lofi pnp --operator inpaint`'s defaults.
+ *
+ * # Safety
+ * `model` must be NULL or a live model; `params` NULL or valid for writes of the
+ * `struct_size` it declares.
+ */
+enum lofi_status lofi_init_inpainting_pnp_params(const struct lofi_model *model,
+                                                 struct lofi_pnp_params *params);
 
 /**
  * Number of measurement floats the operator `op` expects, into `*out_len`.

@@ -73,6 +73,7 @@ def test_inpainting_defaults_follow_the_cli(tmp_path, sigma_model):
     mask = (rng.random((H, W)) < 0.4).astype(np.float32)
     y = truth * mask
     op = lofi.Inpaint(mask=mask)
+    assert lofi.inpainting_settings(aware) == pytest.approx({"alpha": 0.01, "sigma": 0.6 * top})
     default = lofi.pnp(aware, y, op, threads=1)
     explicit = lofi.pnp(aware, y, op, iterations=40, alpha=0.01, sigma=0.6 * top, threads=1)
     np.testing.assert_array_equal(default, explicit)
@@ -84,6 +85,11 @@ def test_inpainting_defaults_follow_the_cli(tmp_path, sigma_model):
             str(tmp_path / "mask.npy"), "--input", str(tmp_path / "y.npy"), "--threads", "1",
             "--output", str(tmp_path / "out.npy"))
     np.testing.assert_allclose(np.load(tmp_path / "out.npy").reshape(H, W), default, atol=1e-5)
+
+
+def test_inpainting_settings_of_a_fixed_level_model(gray):
+    # The generic defaults (lofi_default_pnp_params()'s alpha, no noise level).
+    assert lofi.inpainting_settings(gray) == {"alpha": 0.05, "sigma": None}
 
 
 def test_operator_forward_matches_numpy():

@@ -343,24 +343,58 @@ unsafe fn read_pnp_params(ptr: *const lofi_pnp_params) -> Result<lofi_pnp_params
 /// `params` must be NULL or valid for writes of the `struct_size` it declares.
 #[no_mangle]
 pub unsafe extern "C" fn lofi_init_pnp_params(params: *mut lofi_pnp_params) -> lofi_status {
-    guard("lofi_init_pnp_params", || {
-        if params.is_null() {
-            return Err(Error::invalid_argument("the lofi_pnp_params pointer is NULL"));
+    guard("lofi_init_pnp_params", || write_pnp_params(params, &default_pnp_params()))
+}
+
+/// Iterations `lofi_init_inpainting_pnp_params()` is measured with: pass it to
+/// `lofi_pnp_solve()`.
+pub const LOFI_PNP_INPAINTING_ITERATIONS: u32 = 40;
+const _: () = assert!(LOFI_PNP_INPAINTING_ITERATIONS as usize == pnp::INPAINTING_ITERATIONS);
+
+/// As `lofi_init_pnp_params()`, with the settings measured for inpainting (30 % observed, Set12;
+/// README "Inpainting") when `model` is noise-level aware: a fixed denoiser sigma
+/// (`run.noise_level`) of 0.6 x the top of its training range and alpha 0.01, to be run for
+/// `LOFI_PNP_INPAINTING_ITERATIONS` iterations. A fixed-level model gets the generic defaults.
+/// These are `lofi pnp --operator inpaint`'s defaults.
+///
+/// # Safety
+/// `model` must be NULL or a live model; `params` NULL or valid for writes of the
+/// `struct_size` it declares.
+#[no_mangle]
+pub unsafe extern "C" fn lofi_init_inpainting_pnp_params(
+    model: *const lofi_model,
+    params: *mut lofi_pnp_params,
+) -> lofi_status {
+    guard("lofi_init_inpainting_pnp_params", || {
+        let model = &non_null(model, "model")?.inner;
+        let mut d = default_pnp_params();
+        if let Some(range) = &model.config().noise_level {
+            let inpainting = pnp::PnpParams::for_inpainting(range);
+            d.alpha = inpainting.alpha;
+            d.run.noise_level = inpainting.denoiser_sigma.unwrap_or(super::types::LOFI_NOISE_LEVEL_NONE);
         }
-        let (size, run_size, _) = pnp_layout(params)?;
-        let d = default_pnp_params();
-        let src = &d as *const lofi_pnp_params as *const u8;
-        let dst = params as *mut u8;
-        std::ptr::copy_nonoverlapping(src, dst, RUN_OFFSET);
-        (params as *mut usize).write_unaligned(size);
-        abi::write_out(dst.add(RUN_OFFSET) as *mut lofi_run_params, run_size, d.run);
-        std::ptr::copy_nonoverlapping(
-            src.add(TAIL_OFFSET),
-            dst.add(RUN_OFFSET + run_size),
-            size - RUN_OFFSET - run_size,
-        );
-        Ok(())
+        write_pnp_params(params, &d)
     })
+}
+
+/// Writes `d` into the caller's `*params` in the layout its sizes declare (head, `run` by its
+/// own size, tail after it), keeping those sizes.
+unsafe fn write_pnp_params(params: *mut lofi_pnp_params, d: &lofi_pnp_params) -> Result<()> {
+    if params.is_null() {
+        return Err(Error::invalid_argument("the lofi_pnp_params pointer is NULL"));
+    }
+    let (size, run_size, _) = pnp_layout(params)?;
+    let src = d as *const lofi_pnp_params as *const u8;
+    let dst = params as *mut u8;
+    std::ptr::copy_nonoverlapping(src, dst, RUN_OFFSET);
+    (params as *mut usize).write_unaligned(size);
+    abi::write_out(dst.add(RUN_OFFSET) as *mut lofi_run_params, run_size, d.run);
+    std::ptr::copy_nonoverlapping(
+        src.add(TAIL_OFFSET),
+        dst.add(RUN_OFFSET + run_size),
+        size - RUN_OFFSET - run_size,
+    );
+    Ok(())
 }
 
 /// Figures of one ADMM iteration. Written by the library up to the size the call passes (the

@@ -48,6 +48,7 @@ from .pnp import (
     Radon,
     Residuals,
     UserOperator,
+    inpainting_settings,
     pnp,
 )
 
@@ -135,7 +136,7 @@ check_version()
 __all__ = [
     "Model", "ModelInfo", "RunReport", "image_view",
     "Operator", "Denoise", "Inpaint", "FourierMask", "Blur", "Lensing", "Radon", "UserOperator",
-    "PnP", "Residuals", "pnp",
+    "PnP", "Residuals", "pnp", "inpainting_settings",
     "LofiError", "InvalidArgumentError", "InvalidInputError", "InvalidModelError", "LofiIOError",
     "BudgetTooSmallError", "DeviceUnavailableError", "CancelledError", "TorchError", "InternalError",
     "OutOfMemoryError", "ModelClosedError", "VersionMismatchError",

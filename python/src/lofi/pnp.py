@@ -411,10 +411,22 @@ class PnP(_HandleOwner):
 
 
 # Inpainting with a noise-level-aware prior: the settings `lofi pnp --operator inpaint` defaults
-# to (the library's `PnpParams::for_inpainting`, measured on Set12 in the README).
+# to, measured on Set12 (README): alpha and sigma from the library's
+# lofi_init_inpainting_pnp_params(), run for the header's LOFI_PNP_INPAINTING_ITERATIONS.
 INPAINTING_ITERATIONS = 40
-INPAINTING_ALPHA = 0.01
-INPAINTING_SIGMA_FRACTION = 0.6
+
+
+def inpainting_settings(model: Model) -> dict:
+    """The library's inpainting settings for ``model`` (``lofi_init_inpainting_pnp_params``):
+    ``{"alpha": ..., "sigma": ...}``, sigma None for a fixed-level model."""
+    params = _ffi.PnpParams()
+    params.struct_size = ctypes.sizeof(_ffi.PnpParams)
+    params.run.struct_size = ctypes.sizeof(_ffi.RunParams)
+    with model._using() as mptr:
+        check(_ffi.lib.lofi_init_inpainting_pnp_params(mptr, ctypes.byref(params)),
+              "lofi_init_inpainting_pnp_params")
+    sigma = params.run.noise_level
+    return {"alpha": params.alpha, "sigma": sigma if sigma >= 0 else None}
 
 
 def pnp(model: Model, measurements, operator, iterations: int | None = None, *, shape=None, ground_truth=None,
@@ -440,9 +452,10 @@ def pnp(model: Model, measurements, operator, iterations: int | None = None, *, 
     noise_range = model.info.noise_level_range
     if isinstance(operator, Inpaint) and noise_range is not None:
         iterations = INPAINTING_ITERATIONS if iterations is None else iterations
-        params.setdefault("alpha", INPAINTING_ALPHA)
+        settings = inpainting_settings(model)
+        params.setdefault("alpha", settings["alpha"])
         if params.get("sigma") is None and params.get("anneal") is None:
-            params["sigma"] = INPAINTING_SIGMA_FRACTION * noise_range[1]
+            params["sigma"] = settings["sigma"]
     iterations = 90 if iterations is None else iterations
     with PnP(model, operator, measurements, **params) as state:
         if ground_truth is not None:
