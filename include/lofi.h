@@ -77,7 +77,7 @@
 #define LOFI_WEIGHTING_UNIFORM 1
 
 /**
- * Iterations `lofi_init_inpainting_pnp_params()` is measured with: pass it to
+ * Iterations `lofi_pnp_params_for_inpainting()` is measured with: pass it to
  * `lofi_pnp_solve()`.
  */
 #define LOFI_PNP_INPAINTING_ITERATIONS 40
@@ -964,8 +964,8 @@ enum lofi_status lofi_init_pnp_params(struct lofi_pnp_params *params);
  * `model` must be NULL or a live model; `params` NULL or valid for writes of the
  * `struct_size` it declares.
  */
-enum lofi_status lofi_init_inpainting_pnp_params(const struct lofi_model *model,
-                                                 struct lofi_pnp_params *params);
+enum lofi_status lofi_pnp_params_for_inpainting(const struct lofi_model *model,
+                                                struct lofi_pnp_params *params);
 
 /**
  * Number of measurement floats the operator `op` expects, into `*out_len`.

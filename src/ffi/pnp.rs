@@ -346,7 +346,7 @@ pub unsafe extern "C" fn lofi_init_pnp_params(params: *mut lofi_pnp_params) -> l
     guard("lofi_init_pnp_params", || write_pnp_params(params, &default_pnp_params()))
 }
 
-/// Iterations `lofi_init_inpainting_pnp_params()` is measured with: pass it to
+/// Iterations `lofi_pnp_params_for_inpainting()` is measured with: pass it to
 /// `lofi_pnp_solve()`.
 pub const LOFI_PNP_INPAINTING_ITERATIONS: u32 = 40;
 const _: () = assert!(LOFI_PNP_INPAINTING_ITERATIONS as usize == pnp::INPAINTING_ITERATIONS);
@@ -361,11 +361,11 @@ const _: () = assert!(LOFI_PNP_INPAINTING_ITERATIONS as usize == pnp::INPAINTING
 /// `model` must be NULL or a live model; `params` NULL or valid for writes of the
 /// `struct_size` it declares.
 #[no_mangle]
-pub unsafe extern "C" fn lofi_init_inpainting_pnp_params(
+pub unsafe extern "C" fn lofi_pnp_params_for_inpainting(
     model: *const lofi_model,
     params: *mut lofi_pnp_params,
 ) -> lofi_status {
-    guard("lofi_init_inpainting_pnp_params", || {
+    guard("lofi_pnp_params_for_inpainting", || {
         let model = &non_null(model, "model")?.inner;
         let mut d = default_pnp_params();
         if let Some(range) = &model.config().noise_level {

@@ -474,7 +474,7 @@ static void test_second_layout_run_params(void) {
   free(wide);
 }
 
-/* lofi_init_inpainting_pnp_params(): the measured inpainting settings for a noise-level-aware
+/* lofi_pnp_params_for_inpainting(): the measured inpainting settings for a noise-level-aware
  * model (alpha 0.01, sigma 0.6 x the top of its range: 0.12 for the fixture's [0, 0.2]), the
  * generic defaults for a fixed-level one; the first layout is written up to its size only. */
 static void test_inpainting_pnp_params(void) {
@@ -483,19 +483,19 @@ static void test_inpainting_pnp_params(void) {
   pnp_params_v1 *old = (pnp_params_v1 *)malloc(sizeof *old);
   REQUIRE(aware && old);
   CHECK(LOFI_PNP_INPAINTING_ITERATIONS == 40);
-  CHECK_OK(lofi_init_inpainting_pnp_params(aware, &pp));
+  CHECK_OK(lofi_pnp_params_for_inpainting(aware, &pp));
   CHECK(pp.struct_size == sizeof pp && pp.run.struct_size == sizeof pp.run && pp.alpha == 0.01);
   CHECK_MSG(pp.run.noise_level > 0.11999 && pp.run.noise_level < 0.12001, "sigma %g", pp.run.noise_level);
   CHECK(pp.transforms == LOFI_TRANSFORMS_DIHEDRAL && pp.average_last == 8 && pp.anneal_iterations == 0);
   CHECK(pp.run.self_ensemble == 1 && pp.run.memory_budget_bytes == (uint64_t)512 << 20);
-  CHECK_OK(lofi_init_inpainting_pnp_params(gray, &pp));
+  CHECK_OK(lofi_pnp_params_for_inpainting(gray, &pp));
   CHECK(pp.alpha == 0.05 && pp.run.noise_level == LOFI_NOISE_LEVEL_NONE);
-  EXPECT_FAIL(lofi_init_inpainting_pnp_params(NULL, &pp), LOFI_STATUS_INVALID_ARGUMENT, "model is NULL");
-  EXPECT_FAIL(lofi_init_inpainting_pnp_params(aware, NULL), LOFI_STATUS_INVALID_ARGUMENT, "pointer is NULL");
+  EXPECT_FAIL(lofi_pnp_params_for_inpainting(NULL, &pp), LOFI_STATUS_INVALID_ARGUMENT, "model is NULL");
+  EXPECT_FAIL(lofi_pnp_params_for_inpainting(aware, NULL), LOFI_STATUS_INVALID_ARGUMENT, "pointer is NULL");
   memset(old, 0xA5, sizeof *old);
   old->struct_size = sizeof *old;
   old->run.struct_size = sizeof old->run;
-  CHECK_OK(lofi_init_inpainting_pnp_params(aware, (lofi_pnp_params *)old));
+  CHECK_OK(lofi_pnp_params_for_inpainting(aware, (lofi_pnp_params *)old));
   CHECK(old->struct_size == sizeof *old && old->run.struct_size == sizeof old->run && old->alpha == 0.01);
   CHECK(old->cg_max_iterations == 100 && old->run.threads == 0);
   lofi_model_free(aware);

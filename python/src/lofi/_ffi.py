@@ -256,7 +256,7 @@ _SIGNATURES = [
     ("lofi_init_load_params", c_int32, [POINTER(LoadParams)]),
     ("lofi_init_run_params", c_int32, [POINTER(RunParams)]),
     ("lofi_init_pnp_params", c_int32, [POINTER(PnpParams)]),
-    ("lofi_init_inpainting_pnp_params", c_int32, [MODEL_P, POINTER(PnpParams)]),
+    ("lofi_pnp_params_for_inpainting", c_int32, [MODEL_P, POINTER(PnpParams)]),
     ("lofi_init_operator", c_int32, [POINTER(Operator)]),
     ("lofi_load", c_int32, [c_char_p, POINTER(LoadParams), POINTER(MODEL_P)]),
     ("lofi_load_from_memory", c_int32, [POINTER(c_uint8), c_size_t, POINTER(LoadParams), POINTER(MODEL_P)]),

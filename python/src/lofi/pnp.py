@@ -412,19 +412,19 @@ class PnP(_HandleOwner):
 
 # Inpainting with a noise-level-aware prior: the settings `lofi pnp --operator inpaint` defaults
 # to, measured on Set12 (README): alpha and sigma from the library's
-# lofi_init_inpainting_pnp_params(), run for the header's LOFI_PNP_INPAINTING_ITERATIONS.
+# lofi_pnp_params_for_inpainting(), run for the header's LOFI_PNP_INPAINTING_ITERATIONS.
 INPAINTING_ITERATIONS = 40
 
 
 def inpainting_settings(model: Model) -> dict:
-    """The library's inpainting settings for ``model`` (``lofi_init_inpainting_pnp_params``):
+    """The library's inpainting settings for ``model`` (``lofi_pnp_params_for_inpainting``):
     ``{"alpha": ..., "sigma": ...}``, sigma None for a fixed-level model."""
     params = _ffi.PnpParams()
     params.struct_size = ctypes.sizeof(_ffi.PnpParams)
     params.run.struct_size = ctypes.sizeof(_ffi.RunParams)
     with model._using() as mptr:
-        check(_ffi.lib.lofi_init_inpainting_pnp_params(mptr, ctypes.byref(params)),
-              "lofi_init_inpainting_pnp_params")
+        check(_ffi.lib.lofi_pnp_params_for_inpainting(mptr, ctypes.byref(params)),
+              "lofi_pnp_params_for_inpainting")
     sigma = params.run.noise_level
     return {"alpha": params.alpha, "sigma": sigma if sigma >= 0 else None}
 
