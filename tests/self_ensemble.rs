@@ -61,6 +61,10 @@ fn options(ensemble: SelfEnsemble, budget: usize) -> RunOptions<'static> {
 
 /// The whole grid of an (h, w) image, through the streaming engine.
 fn reconstruct(model: &Model, img: &[f32], h: usize, w: usize, ensemble: SelfEnsemble) -> Vec<f32> {
+    reconstruct_with(model, img, h, w, options(ensemble, 8 << 20))
+}
+
+fn reconstruct_with(model: &Model, img: &[f32], h: usize, w: usize, options: RunOptions<'_>) -> Vec<f32> {
     let mut out = vec![f32::NAN; h * w];
     engine::reconstruct_region(
         model,
@@ -70,17 +74,21 @@ fn reconstruct(model: &Model, img: &[f32], h: usize, w: usize, ensemble: SelfEns
         h,
         None,
         OutputView { data: &mut out, row_stride: w },
-        options(ensemble, 8 << 20),
+        options,
     )
     .unwrap();
     out
 }
 
+/// The axes (0: rows, 1: columns) an element negates.
+fn mirrored_axes(t: &lofi::kernels::self_ensemble::OffsetTransform) -> Vec<i64> {
+    [(t.row_sign < 0, 0), (t.col_sign < 0, 1)].iter().filter(|f| f.0).map(|f| f.1).collect()
+}
+
 /// An (h, w) tensor under the element that maps (row, col) offsets to `t`'s: `J = I o T` in
 /// centred pixel coordinates (mirror the negated axes, then transpose when the element swaps).
 fn turn(image: &Tensor, t: &lofi::kernels::self_ensemble::OffsetTransform) -> Tensor {
-    let flips: Vec<i64> =
-        [(t.row_sign < 0, 0), (t.col_sign < 0, 1)].iter().filter(|f| f.0).map(|f| f.1).collect();
+    let flips = mirrored_axes(t);
     let flipped = if flips.is_empty() { image.shallow_clone() } else { image.flip(&flips) };
     if t.swap {
         flipped.transpose(0, 1).contiguous()
@@ -92,8 +100,7 @@ fn turn(image: &Tensor, t: &lofi::kernels::self_ensemble::OffsetTransform) -> Te
 /// Undoes [`turn`] on an output: `Z(p) = Y(T^-1 p)`, i.e. transpose first, then mirror.
 fn unturn(output: &Tensor, t: &lofi::kernels::self_ensemble::OffsetTransform) -> Tensor {
     let swapped = if t.swap { output.transpose(0, 1) } else { output.shallow_clone() };
-    let flips: Vec<i64> =
-        [(t.row_sign < 0, 0), (t.col_sign < 0, 1)].iter().filter(|f| f.0).map(|f| f.1).collect();
+    let flips = mirrored_axes(t);
     if flips.is_empty() {
         swapped.contiguous()
     } else {
@@ -193,24 +200,13 @@ fn the_ensemble_denoises_better() {
         Vec::<f32>::try_from(Tensor::randn([(h * w) as i64], (Kind::Float, Device::Cpu)) * sigma).unwrap();
     let noisy: Vec<f32> = clean.iter().zip(&noise).map(|(c, n)| c + n).collect();
     let psnr = |ensemble: SelfEnsemble| {
-        let mut out = vec![f32::NAN; h * w];
-        engine::reconstruct_region(
-            &model,
-            ImageView { data: &noisy, height: h, width: w, channels: 1, row_stride: w },
-            Region::whole(h, w),
-            w,
-            h,
-            None,
-            OutputView { data: &mut out, row_stride: w },
-            RunOptions {
-                threads: 2,
-                noise_level: Some(sigma),
-                self_ensemble: ensemble,
-                ..Default::default()
-            },
-        )
-        .unwrap();
-        lofi::metrics::psnr_with_range(&clean, &out, 1.0)
+        let options = RunOptions {
+            threads: 2,
+            noise_level: Some(sigma),
+            self_ensemble: ensemble,
+            ..Default::default()
+        };
+        lofi::metrics::psnr_with_range(&clean, &reconstruct_with(&model, &noisy, h, w, options), 1.0)
     };
     let (one, four, eight) =
         (psnr(SelfEnsemble::Off), psnr(SelfEnsemble::QuarterTurns), psnr(SelfEnsemble::Dihedral));

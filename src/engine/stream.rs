@@ -134,9 +134,9 @@ pub fn reach(model: &Model, height: usize, width: usize) -> Option<[f64; 2]> {
         net.patch.device(),
     );
     // The network scales the offsets to `base * scale`, in grid units (the image spans [-1, 1]).
-    // Both axes take the larger of the two components of `base`: a self-ensemble swaps rows and
-    // columns (`SelfEnsemble::swaps_axes`), and the geometries are nearly round, so one reach for
-    // both costs little and keeps every plan valid for every ensemble.
+    // Both axes take the larger of the two components of `base`: a self-ensemble's quarter turns
+    // swap rows and columns, and the geometries are nearly round, so one reach for both costs
+    // little and keeps every plan valid for every ensemble.
     let scale = Vec::<f64>::try_from(scale.to_kind(Kind::Double).to_device(Device::Cpu)).unwrap_or_default();
     let base = (&net.patch_scale * &net.patch).to_kind(Kind::Double).to_device(Device::Cpu);
     let furthest = f64::try_from(base.abs().max()).unwrap_or(f64::INFINITY);
@@ -562,7 +562,7 @@ impl<'a> Streamer<'a> {
     }
 
     /// Averages every value over `ensemble` (already checked against the model). Windows need no
-    /// change: [`reach`] is the same along both axes.
+    /// change: [`reach`] already covers the turned offsets.
     pub fn with_self_ensemble(mut self, ensemble: SelfEnsemble) -> Self {
         self.self_ensemble = ensemble;
         self

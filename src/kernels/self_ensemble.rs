@@ -91,12 +91,6 @@ impl SelfEnsemble {
     pub fn elements(self) -> &'static [OffsetTransform] {
         &DIHEDRAL[..self.passes()]
     }
-
-    /// Whether some element swaps rows and columns (then a sample reaches as far along each axis
-    /// as the geometry reaches along either).
-    pub fn swaps_axes(self) -> bool {
-        self.elements().iter().any(|t| t.swap)
-    }
 }
 
 impl OffsetTransform {
@@ -147,8 +141,9 @@ mod tests {
             assert_eq!(SelfEnsemble::from_passes(e.passes() as u64).unwrap(), e);
         }
         assert_eq!(image_of(&DIHEDRAL[2], &v), vec![-0.5, -0.25]);
-        assert!(SelfEnsemble::QuarterTurns.swaps_axes());
-        assert!(!SelfEnsemble::HalfTurn.swaps_axes());
+        // The half turn keeps the axes; the quarter turns swap them.
+        assert!(!SelfEnsemble::HalfTurn.elements().iter().any(|t| t.swap));
+        assert!(SelfEnsemble::QuarterTurns.elements().iter().any(|t| t.swap));
         assert!(SelfEnsemble::from_passes(3).is_err());
         assert_eq!(SelfEnsemble::from_passes(0).unwrap(), SelfEnsemble::Off);
         let t = Tensor::randn([3, 4, 2], (Kind::Float, Device::Cpu));

@@ -304,9 +304,7 @@ class PnP(_HandleOwner):
         op, self._keep_op = operator._describe(channels, self._slot)
         n = operator.measurement_len(channels)
         y = packed(measurements, n, "measurements")
-        params = _ffi.PnpParams()
-        params.struct_size = ctypes.sizeof(_ffi.PnpParams)
-        params.run.struct_size = ctypes.sizeof(_ffi.RunParams)
+        params = _sized_pnp_params()
         check(_ffi.lib.lofi_init_pnp_params(ctypes.byref(params)), "lofi_init_pnp_params")
         params.alpha = as_float(alpha, "alpha")
         params.cg_max_iterations = as_int(cg_iterations, "cg_iterations", 0, 2**32 - 1)
@@ -416,12 +414,18 @@ class PnP(_HandleOwner):
 INPAINTING_ITERATIONS = 40
 
 
-def inpainting_settings(model: Model) -> dict:
-    """The library's inpainting settings for ``model`` (``lofi_pnp_params_for_inpainting``):
-    ``{"alpha": ..., "sigma": ...}``, sigma None for a fixed-level model."""
+def _sized_pnp_params() -> _ffi.PnpParams:
+    """A ``lofi_pnp_params`` with this binding's sizes set, for the library to fill."""
     params = _ffi.PnpParams()
     params.struct_size = ctypes.sizeof(_ffi.PnpParams)
     params.run.struct_size = ctypes.sizeof(_ffi.RunParams)
+    return params
+
+
+def inpainting_settings(model: Model) -> dict:
+    """The library's inpainting settings for ``model`` (``lofi_pnp_params_for_inpainting``):
+    ``{"alpha": ..., "sigma": ...}``, sigma None for a fixed-level model."""
+    params = _sized_pnp_params()
     with model._using() as mptr:
         check(_ffi.lib.lofi_pnp_params_for_inpainting(mptr, ctypes.byref(params)),
               "lofi_pnp_params_for_inpainting")
