@@ -389,6 +389,9 @@ typedef struct lofi_operator {
 
 /**
  * Progress callback: called after every batch with the pixels done so far and the total.
+ * A model with the Fourier filter that computes it in bands (see `memory_budget_bytes`) also
+ * calls it before the first batch, after every band of the filter's passes, with `done` = 0:
+ * those passes take minutes on gigapixel inputs, and the call can be cancelled during them.
  * Return `true` to continue, `false` to cancel (the call then returns `LOFI_STATUS_CANCELLED`).
  * Called on the thread that made the call. It must return normally: no C++ exception, longjmp
  * or thread cancellation may leave it (catch inside and return `false`).

@@ -222,6 +222,116 @@ fn unbounded_models_fall_back_to_the_whole_image() {
     assert!(engine::stream::reach(&built(tiny(false)), 50, 40).is_some());
 }
 
+/// A filter that runs in bands reports every piece of its passes before the first batch (no pixel
+/// done yet, the call's total), then the batches follow; cancelling during the passes ends the
+/// call before any batch. The plan several devices share is the one each of their streamers
+/// makes, found without filtering.
+#[test]
+fn a_spilled_filter_reports_its_passes_and_can_be_cancelled() {
+    use lofi::engine::Progress;
+    let model = load("tests/fixtures/models/tiny-gray.lofi");
+    let (h, w) = (300, 280);
+    let img = image(h, w, 1);
+    let view = ImageView { data: &img, height: h, width: w, channels: 1, row_stride: w };
+    let budget = lofi::engine::budget::bytes_for_image(model.config(), h, w, 4) * 3 / 4;
+    let run = |progress: &mut dyn FnMut(Progress) -> bool, out: &mut [f32]| {
+        engine::reconstruct_region(
+            &model,
+            view,
+            Region::whole(h, w),
+            w,
+            h,
+            None,
+            OutputView { data: out, row_stride: w },
+            RunOptions { progress: Some(progress), ..options(budget, None) },
+        )
+    };
+    let mut events = Vec::new();
+    let mut out = vec![f32::NAN; h * w];
+    run(
+        &mut |p| {
+            events.push(p);
+            true
+        },
+        &mut out,
+    )
+    .unwrap();
+    let n = events[0].filter.expect("the filter's passes come first")[1];
+    assert!(n >= 3, "{n} pieces");
+    let (passes, batches) = events.split_at(n);
+    assert!(passes.iter().zip(1..).all(|(p, k)| p.filter == Some([k, n]) && p.done == 0 && p.total == h * w));
+    assert!(batches.len() > 1 && batches.iter().all(|p| p.filter.is_none() && p.total == h * w));
+    assert!(batches.windows(2).all(|b| b[0].done < b[1].done) && batches[batches.len() - 1].done == h * w);
+    assert!(out.iter().all(|v| v.is_finite()));
+
+    let mut calls = 0;
+    let mut cancelled = vec![f32::NAN; h * w];
+    let err = run(
+        &mut |p| {
+            calls += 1;
+            p.done > 0 || p.filter != Some([2, n])
+        },
+        &mut cancelled,
+    )
+    .unwrap_err();
+    assert!(matches!(err, lofi::Error::Cancelled), "{err}");
+    assert_eq!(calls, 2, "no call after the cancel");
+    assert!(cancelled.iter().all(|v| v.is_nan()), "no batch ran");
+
+    let job = engine::GridJob { region: Region::whole(h, w), grid_width: w, grid_height: h };
+    let streamer = engine::Streamer::new(&model, &view, Some((&job, 0..h)), budget, None).unwrap();
+    assert!(streamer.filter_spilled());
+    let planned = engine::stream::plan_of(&model, &view, (&job, 0..h), budget).unwrap();
+    assert_eq!(planned, (streamer.plan(), streamer.tile()));
+
+    // Two devices: the filter is computed once, on the calling thread (its passes reported
+    // once), shared, and the result is one device's bit for bit.
+    let other = load("tests/fixtures/models/tiny-gray.lofi");
+    let mut shared = vec![f32::NAN; h * w];
+    let mut events = Vec::new();
+    let mut record = |p: Progress| {
+        events.push(p);
+        true
+    };
+    engine::stream::reconstruct_rows_on_devices(
+        &[&model, &other],
+        &view,
+        job,
+        0..h,
+        8 * w * 4,
+        RunOptions { progress: Some(&mut record), ..options(budget, None) },
+        &mut |row0, values| {
+            shared[row0 * w..row0 * w + values.len()].copy_from_slice(values);
+            Ok(())
+        },
+    )
+    .unwrap();
+    assert_eq!(events.iter().filter(|p| p.filter.is_some()).count(), n);
+    assert!(events[..n].iter().all(|p| p.filter.is_some()));
+    assert!(shared.iter().zip(&out).all(|(a, b)| a.to_bits() == b.to_bits()));
+    // The same through the in-memory image's path (the C API's device list).
+    let mut shared = vec![f32::NAN; h * w];
+    let mut events = Vec::new();
+    let mut record = |p: Progress| {
+        events.push(p);
+        true
+    };
+    let report = engine::reconstruct_region_on_devices(
+        &[&model, &other],
+        view,
+        Region::whole(h, w),
+        w,
+        h,
+        None,
+        OutputView { data: &mut shared, row_stride: w },
+        RunOptions { progress: Some(&mut record), ..options(budget, None) },
+    )
+    .unwrap();
+    assert_eq!(events.iter().filter(|p| p.filter.is_some()).count(), n);
+    assert_eq!((report.pixels, events.last().unwrap().done), (h * w, h * w));
+    assert!(shared.iter().zip(&out).all(|(a, b)| a.to_bits() == b.to_bits()));
+}
+
 /// Several devices (two CPU replicas standing in for GPUs): bands dealt out, the result equals one
 /// device's bit for bit, with and without the filter.
 #[test]
@@ -311,7 +421,7 @@ fn the_spilled_filter_equals_the_in_memory_filter() {
             let expected = lofi::kernels::filter::apply_filter(cfg, filter, &x);
             let least = minimum_budget(cfg, h, w);
             for budget in [least, 3 * least, 1 << 30] {
-                let spilled = filter_to_scratch(cfg, filter, &view, budget).unwrap();
+                let spilled = filter_to_scratch(cfg, filter, &view, budget, &mut |_| true).unwrap();
                 assert_eq!([spilled.height(), spilled.width()], [h, w]);
                 assert_eq!(spilled.channels() as i64, cfg.sampled_channels());
                 let got = spilled.read_window(&(0..h), &(0..w)).unwrap();
@@ -329,7 +439,7 @@ fn the_spilled_filter_equals_the_in_memory_filter() {
                 assert!(window.equal(&cut.narrow(3, cols.start as i64, cols.len() as i64)));
                 assert!(spilled.read_window(&(0..h + 1), &cols).is_err());
             }
-            assert!(filter_to_scratch(cfg, filter, &view, least - 1).is_err());
+            assert!(filter_to_scratch(cfg, filter, &view, least - 1, &mut |_| true).is_err());
         }
     }
 }

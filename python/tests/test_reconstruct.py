@@ -277,6 +277,22 @@ def test_progress_reports_and_cancels(gray):
     assert e.value.status == 7 and "cancelled" in e.value.message
 
 
+def test_progress_covers_a_filter_computed_in_bands(gray):
+    # tiny-gray has the Fourier filter: under 3/4 of what its in-memory filter needs, it filters
+    # in bands first, reporting each with done = 0, and can be cancelled there.
+    x = pixels(280, 300)
+    _, rep = gray.reconstruct(x, report=True)
+    budget = (rep.estimated_peak_bytes - rep.batch_pixels * gray.info.bytes_per_pixel) * 3 // 4
+    calls = []
+    gray.reconstruct(x, budget=budget, progress=lambda d, t: calls.append((d, t)))
+    bands = [c for c in calls if c[0] == 0]
+    assert len(bands) >= 3 and calls[:len(bands)] == bands and calls[-1] == (84000, 84000)
+    seen = []
+    with pytest.raises(lofi.CancelledError):
+        gray.reconstruct(x, budget=budget, progress=lambda d, t: seen.append(d) or d > 0)
+    assert seen == [0]
+
+
 def test_exception_in_progress_propagates(gray):
     class Stop(Exception):
         pass

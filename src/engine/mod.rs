@@ -169,11 +169,27 @@ pub struct OutputView<'a> {
     pub row_stride: usize,
 }
 
-/// Progress of a reconstruction, handed to the callback after every batch.
+/// Progress of a reconstruction, handed to the callback after every batch (pixels, points or
+/// iterations done and in all), and, before the first batch of a model whose Fourier filter runs
+/// in bands through scratch files, after every piece of the filter's passes (`done` 0 then).
 #[derive(Clone, Copy, Debug)]
 pub struct Progress {
     pub done: usize,
     pub total: usize,
+    /// While the Fourier filter runs in bands: [pieces done, pieces in all] of its passes.
+    pub filter: Option<[usize; 2]>,
+}
+
+impl Progress {
+    /// `done` of `total` (pixels, points or iterations) computed.
+    pub fn new(done: usize, total: usize) -> Progress {
+        Progress { done, total, filter: None }
+    }
+
+    /// Before any of `total` is computed: `pieces` [done, in all] of the filter's passes.
+    pub fn filtering(pieces: [usize; 2], total: usize) -> Progress {
+        Progress { done: 0, total, filter: Some(pieces) }
+    }
 }
 
 /// Per-call settings.
@@ -443,7 +459,7 @@ impl<'m> PreparedImage<'m> {
             batches += 1;
             start += count;
             if let Some(cb) = progress.as_mut() {
-                if !cb(Progress { done: start, total }) {
+                if !cb(Progress::new(start, total)) {
                     return Err(Error::Cancelled);
                 }
             }
@@ -524,10 +540,11 @@ pub(crate) fn first_replica<'m>(models: &[&'m Model]) -> Result<&'m Model> {
 /// [`reconstruct_region`] on several devices: one replica of the model per device (`models`, the
 /// same model loaded once per device; the C API's `lofi_load_params.devices`). The window (or the
 /// whole grid) is cut into bands of rows, a few per device, dealt out as each device finishes its
-/// last; every band is the window call one device would make, so the result equals one device's
-/// (bit for bit on CPUs with one thread each: tiles equal the whole image). The budget is per
-/// device. `progress` runs on the calling thread after every band. With one model this is
-/// [`reconstruct_region`].
+/// last. Each device prepares the input once (a filter too large for the budget is computed in
+/// bands once, on the calling thread, and shared) and runs each band's tiles as one device would,
+/// so the result equals one device's (bit for bit on CPUs with one thread each: tiles equal the
+/// whole image). The budget is per device. `progress` runs on the calling thread after every band
+/// (and every piece of a filter computed in bands). With one model this is [`reconstruct_region`].
 #[allow(clippy::too_many_arguments)]
 pub fn reconstruct_region_on_devices(
     models: &[&Model],
@@ -544,11 +561,22 @@ pub fn reconstruct_region_on_devices(
     if models.len() == 1 {
         return reconstruct_region(first, image, region, grid_width, grid_height, window, out, options);
     }
-    let (_, window) = check_region_args(first, region, grid_width, grid_height, window, &out)?;
+    let (job, window) = check_region_args(first, region, grid_width, grid_height, window, &out)?;
     options.check(first)?;
     let RunOptions { memory_budget, threads, mut progress, noise_level, self_ensemble } = options;
+    let rows = window.row0..window.row0 + window.rows;
+    let total = window.rows * window.cols;
+    let (plan, spilled) = crate::error::catch_torch(|| {
+        let _threads = ThreadScope::new(threads);
+        let (plan, _) = stream::plan_of(first, &image, (&job, rows.clone()), memory_budget)?;
+        let spilled =
+            stream::spilled_filter_of(first, &image, (&job, rows.clone()), memory_budget, &mut |pieces| {
+                progress.as_mut().is_none_or(|cb| cb(Progress::filtering(pieces, total)))
+            })?;
+        Ok((plan, spilled))
+    })?;
     let stride = out.row_stride;
-    // Four bands per device balance devices of unequal speed; each band is a whole window call.
+    // Four bands per device balance devices of unequal speed.
     let band_rows = window.rows.div_ceil(4 * models.len()).max(1);
     let mut bands = Vec::new();
     let (mut rest, mut row) = (out.data, 0);
@@ -562,68 +590,89 @@ pub fn reconstruct_region_on_devices(
     }
     let queue = parking_lot::Mutex::new(bands.into_iter());
     let stop = AtomicBool::new(false);
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Result<RunReport>>(models.len());
+    /// A worker's news: a band done (pixels, batches), or the device's memory figures at its end.
+    enum News {
+        Band(usize, usize),
+        Finished(Option<cuda_memory::Measured>),
+    }
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Result<News>>(models.len());
     std::thread::scope(|scope| {
         for &model in models {
-            let (tx, queue, stop) = (tx.clone(), &queue, &stop);
-            scope.spawn(move || loop {
-                if stop.load(Ordering::Relaxed) {
-                    return;
-                }
-                let Some((row, rows, data)) = queue.lock().next() else { return };
-                let band = Window { row0: window.row0 + row, rows, ..window };
-                let options =
-                    RunOptions { memory_budget, threads, progress: None, noise_level, self_ensemble };
-                let result = reconstruct_region(
-                    model,
-                    image,
-                    region,
-                    grid_width,
-                    grid_height,
-                    Some(band),
-                    OutputView { data, row_stride: stride },
-                    options,
-                );
-                let failed = result.is_err();
-                if tx.send(result).is_err() || failed {
+            let (tx, queue, stop, spilled, rows) = (tx.clone(), &queue, &stop, spilled.clone(), rows.clone());
+            scope.spawn(move || {
+                let work = || -> Result<()> {
+                    let _threads = ThreadScope::new(threads);
+                    let memory = cuda_memory::PeakTracker::start(model.device());
+                    // Nothing calls this when the filter is shared or in memory; a replica that
+                    // spills on its own stops when another device failed.
+                    let streamer = Streamer::prepare_sharing(
+                        model,
+                        &image,
+                        Some((&job, rows)),
+                        memory_budget,
+                        noise_level,
+                        spilled,
+                        &mut |_| !stop.load(Ordering::Relaxed),
+                    )?
+                    .with_self_ensemble(self_ensemble);
+                    loop {
+                        if stop.load(Ordering::Relaxed) {
+                            return Ok(());
+                        }
+                        let Some((row, n, data)) = queue.lock().next() else { break };
+                        let band = Window { row0: window.row0 + row, rows: n, ..window };
+                        let batches = streamer.run_grid(
+                            &job,
+                            band,
+                            OutputView { data, row_stride: stride },
+                            &mut None,
+                        )?;
+                        if tx.send(Ok(News::Band(n * window.cols, batches))).is_err() {
+                            return Ok(());
+                        }
+                    }
+                    let _ = tx.send(Ok(News::Finished(memory.measure())));
+                    Ok(())
+                };
+                if let Err(e) = crate::error::catch_torch(work) {
                     stop.store(true, Ordering::Relaxed);
-                    return;
+                    let _ = tx.send(Err(e));
                 }
             });
         }
         drop(tx);
-        let total = window.rows * window.cols;
-        let mut combined: Option<RunReport> = None;
+        let (mut done, mut batches, mut measured) = (0, 0, None::<cuda_memory::Measured>);
         let mut failure = None;
-        for result in rx.iter() {
+        for news in rx.iter() {
             if failure.is_some() {
                 continue;
             }
-            match result {
-                Ok(r) => {
-                    let c = combined.get_or_insert(RunReport { pixels: 0, batches: 0, ..r });
-                    c.pixels += r.pixels;
-                    c.batches += r.batches;
-                    c.measured_peak_bytes = c.measured_peak_bytes.max(r.measured_peak_bytes);
-                    c.measured_peak_reserved_bytes =
-                        c.measured_peak_reserved_bytes.max(r.measured_peak_reserved_bytes);
-                    c.reserved_bytes = c.reserved_bytes.max(r.reserved_bytes);
-                    let done = c.pixels;
-                    if !progress.as_mut().is_none_or(|cb| cb(Progress { done, total })) {
+            match news {
+                Ok(News::Band(pixels, b)) => {
+                    done += pixels;
+                    batches += b;
+                    if !progress.as_mut().is_none_or(|cb| cb(Progress::new(done, total))) {
                         stop.store(true, Ordering::Relaxed);
                         failure = Some(Error::Cancelled);
                     }
                 }
+                Ok(News::Finished(Some(m))) => {
+                    let c = measured.get_or_insert(m);
+                    c.peak_allocated = c.peak_allocated.max(m.peak_allocated);
+                    c.peak_reserved = c.peak_reserved.max(m.peak_reserved);
+                    c.reserved = c.reserved.max(m.reserved);
+                }
+                Ok(News::Finished(None)) => {}
                 Err(e) => {
                     stop.store(true, Ordering::Relaxed);
                     failure = Some(e);
                 }
             }
         }
-        match (failure, combined) {
-            (Some(e), _) => Err(e),
-            (None, Some(report)) => Ok(report),
-            (None, None) => Err(Error::invalid_argument("no band was computed")),
+        match failure {
+            Some(e) => Err(e),
+            None if done == total => Ok(RunReport::new(plan, total, batches, measured)),
+            None => Err(Error::Internal(format!("{done} of {total} pixels were computed"))),
         }
     })
 }
@@ -646,17 +695,18 @@ pub fn reconstruct_region_from(
         options.check(model)?;
         let _threads = ThreadScope::new(options.threads);
         let memory = cuda_memory::PeakTracker::start(model.device());
-        let streamer = Streamer::new(
+        let RunOptions { memory_budget, mut progress, noise_level, self_ensemble, .. } = options;
+        let total = window.rows * window.cols;
+        let streamer = Streamer::prepare(
             model,
             source,
             Some((&job, window.row0..window.row0 + window.rows)),
-            options.memory_budget,
-            options.noise_level,
+            memory_budget,
+            noise_level,
+            &mut |pieces| progress.as_mut().is_none_or(|cb| cb(Progress::filtering(pieces, total))),
         )?
-        .with_self_ensemble(options.self_ensemble);
-        let RunOptions { mut progress, .. } = options;
+        .with_self_ensemble(self_ensemble);
         let batches = streamer.run_grid(&job, window, out, &mut progress)?;
-        let total = window.rows * window.cols;
         Ok(RunReport::new(streamer.plan(), total, batches, memory.measure()))
     })
 }
@@ -775,9 +825,12 @@ pub fn reconstruct_points(
         options.check(model)?;
         let _threads = ThreadScope::new(options.threads);
         let memory = cuda_memory::PeakTracker::start(model.device());
-        let streamer = Streamer::new(model, &image, None, options.memory_budget, options.noise_level)?
-            .with_self_ensemble(options.self_ensemble);
-        let RunOptions { mut progress, .. } = options;
+        let RunOptions { memory_budget, mut progress, noise_level, self_ensemble, .. } = options;
+        let total = points.len();
+        let streamer = Streamer::prepare(model, &image, None, memory_budget, noise_level, &mut |pieces| {
+            progress.as_mut().is_none_or(|cb| cb(Progress::filtering(pieces, total)))
+        })?
+        .with_self_ensemble(self_ensemble);
         let batches = streamer.run_points(points, out, &mut progress)?;
         Ok(RunReport::new(streamer.plan().limited_to(points.len()), points.len(), batches, memory.measure()))
     })

@@ -203,11 +203,14 @@ pub fn minimum_budget(cfg: &LofiConfig, height: usize, width: usize) -> usize {
 /// Filters the image of `source` as [`crate::kernels::filter::apply_filter`] does (channels
 /// Re(filtered), Im(filtered), raw input) into a scratch file, in bands sized so that the passes'
 /// working memory stays within `budget` bytes. `filter` is the stored parameter on the CPU.
+/// `progress` gets [pieces done, pieces in all] after every band and strip of the three passes;
+/// returning `false` stops the work ([`Error::Cancelled`]).
 pub fn filter_to_scratch(
     cfg: &LofiConfig,
     filter: &Tensor,
     source: &dyn InputSource,
     budget: usize,
+    progress: &mut dyn FnMut([usize; 2]) -> bool,
 ) -> Result<SpilledImage> {
     let _guard = tch::no_grad_guard();
     let (height, width, c) = (source.height(), source.width(), source.channels());
@@ -241,6 +244,20 @@ pub fn filter_to_scratch(
     let rows_per_band = band(costs.row, hp);
     let bands: Vec<Range<usize>> =
         (0..hp).step_by(rows_per_band).map(|r0| r0..(r0 + rows_per_band).min(hp)).collect();
+    let cols_per_strip = band(costs.column, wp);
+    let strips: Vec<Range<usize>> =
+        (0..wp).step_by(cols_per_strip).map(|k0| k0..(k0 + cols_per_strip).min(wp)).collect();
+    let image_rows_per_band = band(costs.image_row, height);
+    let pieces_in_all = bands.len() + strips.len() + height.div_ceil(image_rows_per_band);
+    let mut pieces_done = 0;
+    let mut piece_done = || {
+        pieces_done += 1;
+        if progress([pieces_done, pieces_in_all]) {
+            Ok(())
+        } else {
+            Err(Error::Cancelled)
+        }
+    };
     let mut block = Vec::new();
     for rows in &bands {
         let (r0, n) = (rows.start, rows.len());
@@ -272,6 +289,7 @@ pub fn filter_to_scratch(
             &super::to_host(&spectrum, "a band of the filter's spectrum")?,
             (cs * wp * r0 * 8) as u64,
         )?;
+        piece_done()?;
     }
 
     // The stored response (2 c_f, S, S), real planes then imaginary planes, and its resize taps.
@@ -289,9 +307,6 @@ pub fn filter_to_scratch(
     // cropped to the image's rows. Each strip is stored whole as (filter channel, image row,
     // column of the strip), after the strips left of it.
     let filtered_half = scratch_file()?;
-    let cols_per_strip = band(costs.column, wp);
-    let strips: Vec<Range<usize>> =
-        (0..wp).step_by(cols_per_strip).map(|k0| k0..(k0 + cols_per_strip).min(wp)).collect();
     let repeats = (cf / cs) as i64;
     for cols in &strips {
         let (k0, n) = (cols.start, cols.len());
@@ -325,6 +340,7 @@ pub fn filter_to_scratch(
             &super::to_host(&filtered, "a strip of the filtered spectrum")?,
             (cf * height * k0 * 8) as u64,
         )?;
+        piece_done()?;
     }
     drop(half);
 
@@ -332,9 +348,8 @@ pub fn filter_to_scratch(
     // and cropped; stored with the raw input as (row, column, channel).
     let out =
         SpilledImage { file: scratch_file()?, height, width, channels: cfg.sampled_channels() as usize };
-    let rows_per_band = band(costs.image_row, height);
-    for r0 in (0..height).step_by(rows_per_band) {
-        let r1 = (r0 + rows_per_band).min(height);
+    for r0 in (0..height).step_by(image_rows_per_band) {
+        let r1 = (r0 + image_rows_per_band).min(height);
         let nb = r1 - r0;
         // (cf, nb, strip columns, 2) from each strip, joined along the columns.
         let mut pieces = Vec::with_capacity(strips.len());
@@ -357,6 +372,7 @@ pub fn filter_to_scratch(
         let planes = Tensor::cat(&[filtered.real(), filtered.imag()], 0).permute([1, 2, 0]);
         let band = super::to_host(&Tensor::cat(&[planes, raw], 2), "a band of the filtered image")?;
         write_at(&out.file, &band, (r0 * width * out.channels * 4) as u64)?;
+        piece_done()?;
     }
     Ok(out)
 }

@@ -23,10 +23,12 @@
 //! ([`super::spilled_filter`]; equal up to float32 rounding, logged).
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use tch::{Device, Kind, Tensor};
 
 use super::budget::{self, bytes_per_pixel, format_bytes, BatchPlan, BATCH_QUANTUM};
+use super::spilled_filter::{filter_to_scratch, SpilledImage};
 use super::{ImageView, OutputView, Progress, Region, Window};
 use crate::error::{Error, Result};
 use crate::kernels::SelfEnsemble;
@@ -424,8 +426,9 @@ enum Input {
 enum Filtered {
     /// The whole filtered image, (1, C', H, W) float32 on the host.
     InMemory(Tensor),
-    /// Filtered in bands into a scratch file (inputs too large for the budget).
-    Spilled(super::spilled_filter::SpilledImage),
+    /// Filtered in bands into a scratch file (inputs too large for the budget); shared by the
+    /// streamers of several devices (see [`reconstruct_rows_on_devices`]).
+    Spilled(Arc<SpilledImage>),
 }
 
 /// A reconstruction set up once (input checked, filter applied, batch plan made) and run on one
@@ -465,17 +468,28 @@ fn whole_image(source: &dyn InputSource) -> Result<Tensor> {
     ImageView { data: &data, height, width, channels, row_stride: width * channels }.to_tensor()
 }
 
-impl<'a> Streamer<'a> {
-    /// Sets up the reconstruction of `job` (or of points, `None`) from `source`, checking the rows
-    /// that grid rows `rows` can reach (all rows for points). `budget` in bytes; `noise_level`
-    /// already checked against the model.
-    pub fn new(
-        model: &'a Model,
-        source: &'a dyn InputSource,
+/// What a [`Streamer`] decides before any work: the window reach (`None`: the whole image), the
+/// spilled filter's budget (`None`: no spill) and the batch plan.
+struct Setup {
+    /// The model's reach when batches read windows (bounded reach, and views that work).
+    reach: Option<[f64; 2]>,
+    /// Whether the model's reach is bounded at all (for the log message when it is not).
+    bounded: bool,
+    passes: Option<usize>,
+    plan: BatchPlan,
+    tile: [usize; 2],
+    window_allowance: usize,
+}
+
+impl Setup {
+    /// Checks the input and plans the batches of `job` (or of points, `None`): nothing is read
+    /// but the rows' check, so a budget too small fails before any work.
+    fn new(
+        model: &Model,
+        source: &dyn InputSource,
         job: Option<(&GridJob, Range<usize>)>,
         budget: usize,
-        noise_level: Option<f64>,
-    ) -> Result<Streamer<'a>> {
+    ) -> Result<Setup> {
         let cfg = model.config();
         let c_in = cfg.c_in as usize;
         check_shape(source.height(), source.width(), source.channels(), c_in)?;
@@ -490,7 +504,6 @@ impl<'a> Streamer<'a> {
             _ => 0..height,
         };
         source.check(c_in, rows_needed)?;
-        let _guard = tch::no_grad_guard();
         let device = model.device();
         let budget =
             if device == Device::Cpu { budget::host_budget(budget, budget::host_memory()) } else { budget };
@@ -498,7 +511,6 @@ impl<'a> Streamer<'a> {
             Some((job, _)) => (job.grid_height, job.grid_width, job.step()),
             None => (usize::MAX, usize::MAX, [1.0, 1.0]),
         };
-        // Planned before the input is prepared: a budget too small fails before any work.
         let spill = spills(model, height, width, reach, budget);
         let tiling = Tiling {
             input: [height, width],
@@ -514,9 +526,94 @@ impl<'a> Streamer<'a> {
             _ => fixed_bytes(model, height, width, reach, spill),
         };
         let (plan, tile, window_allowance) = plan_tiles(model, &tiling, budget, fixed)?;
+        Ok(Setup { reach, bounded: bounded.is_some(), passes, plan, tile, window_allowance })
+    }
+}
+
+/// The filter a [`Streamer`] of `job` would compute in bands (see [`Streamer::prepare`] for
+/// `progress`), for several devices' streamers to share; `None` where it would not spill.
+pub(crate) fn spilled_filter_of(
+    model: &Model,
+    source: &dyn InputSource,
+    job: (&GridJob, Range<usize>),
+    budget: usize,
+    progress: &mut dyn FnMut([usize; 2]) -> bool,
+) -> Result<Option<Arc<SpilledImage>>> {
+    let _guard = tch::no_grad_guard();
+    let Setup { reach, passes, .. } = Setup::new(model, source, Some(job), budget)?;
+    match (&model.net().filter, reach, passes) {
+        (Some(filter), Some(_), Some(passes)) => Ok(Some(Arc::new(filter_to_scratch(
+            model.config(),
+            &filter.to_device(Device::Cpu),
+            source,
+            passes,
+            progress,
+        )?))),
+        _ => Ok(None),
+    }
+}
+
+/// The batch plan and tile (output samples per batch, rows and columns) a [`Streamer`] of `job`
+/// would use, without preparing the input (no filter is computed).
+pub fn plan_of(
+    model: &Model,
+    source: &dyn InputSource,
+    job: (&GridJob, Range<usize>),
+    budget: usize,
+) -> Result<(BatchPlan, [usize; 2])> {
+    let setup = Setup::new(model, source, Some(job), budget)?;
+    Ok((setup.plan, setup.tile))
+}
+
+impl<'a> Streamer<'a> {
+    /// Sets up the reconstruction of `job` (or of points, `None`) from `source`, checking the rows
+    /// that grid rows `rows` can reach (all rows for points). `budget` in bytes; `noise_level`
+    /// already checked against the model. See [`Streamer::prepare`] for a long filter's progress.
+    pub fn new(
+        model: &'a Model,
+        source: &'a dyn InputSource,
+        job: Option<(&GridJob, Range<usize>)>,
+        budget: usize,
+        noise_level: Option<f64>,
+    ) -> Result<Streamer<'a>> {
+        Self::prepare(model, source, job, budget, noise_level, &mut |_| true)
+    }
+
+    /// [`Streamer::new`], calling `filter_progress` with [pieces done, pieces in all] after every
+    /// piece (band or strip) of the passes of a Fourier filter that runs in bands through scratch
+    /// files (seconds to minutes on huge inputs); returning `false` cancels the call
+    /// ([`Error::Cancelled`]). Not called otherwise.
+    pub fn prepare(
+        model: &'a Model,
+        source: &'a dyn InputSource,
+        job: Option<(&GridJob, Range<usize>)>,
+        budget: usize,
+        noise_level: Option<f64>,
+        filter_progress: &mut dyn FnMut([usize; 2]) -> bool,
+    ) -> Result<Streamer<'a>> {
+        Self::prepare_sharing(model, source, job, budget, noise_level, None, filter_progress)
+    }
+
+    /// [`Streamer::prepare`] that takes the filter computed in bands from `spilled` (from
+    /// [`spilled_filter_of`] for the same model, input and budget) instead of computing it again.
+    pub(crate) fn prepare_sharing(
+        model: &'a Model,
+        source: &'a dyn InputSource,
+        job: Option<(&GridJob, Range<usize>)>,
+        budget: usize,
+        noise_level: Option<f64>,
+        spilled: Option<Arc<SpilledImage>>,
+        filter_progress: &mut dyn FnMut([usize; 2]) -> bool,
+    ) -> Result<Streamer<'a>> {
+        let cfg = model.config();
+        let (height, width) = (source.height(), source.width());
+        let _guard = tch::no_grad_guard();
+        let device = model.device();
+        let Setup { reach, bounded, passes, plan, tile, window_allowance } =
+            Setup::new(model, source, job, budget)?;
         let input = match reach {
             None => {
-                if bounded.is_none() {
+                if !bounded {
                     log::info!(
                         "this model's sampling geometry is learned per pixel (CCPG or INR-LoFi), so a batch can \
                          reach anywhere in the input: the whole prepared image goes to the device (no input streaming)"
@@ -528,14 +625,16 @@ impl<'a> Streamer<'a> {
             }
             Some(reach) => {
                 let filtered = match (&model.net().filter, passes) {
-                    (Some(filter), Some(passes)) => {
-                        Some(Filtered::Spilled(super::spilled_filter::filter_to_scratch(
+                    (Some(filter), Some(passes)) => Some(Filtered::Spilled(match spilled {
+                        Some(shared) => shared,
+                        None => Arc::new(filter_to_scratch(
                             cfg,
                             &filter.to_device(Device::Cpu),
                             source,
                             passes,
-                        )?))
-                    }
+                            filter_progress,
+                        )?),
+                    })),
                     (Some(filter), None) => Some(Filtered::InMemory(crate::kernels::filter::apply_filter(
                         cfg,
                         &filter.to_device(Device::Cpu),
@@ -731,7 +830,7 @@ impl<'a> Streamer<'a> {
                 batches += 1;
                 done += rows * cols;
                 if let Some(cb) = progress.as_mut() {
-                    if !cb(Progress { done, total }) {
+                    if !cb(Progress::new(done, total)) {
                         return Err(Error::Cancelled);
                     }
                 }
@@ -777,7 +876,7 @@ impl<'a> Streamer<'a> {
             batches += 1;
             start += count;
             if let Some(cb) = progress.as_mut() {
-                if !cb(Progress { done: start, total: points.len() }) {
+                if !cb(Progress::new(start, points.len())) {
                     return Err(Error::Cancelled);
                 }
             }
@@ -819,27 +918,28 @@ pub fn reconstruct_rows(
         options.check(model)?;
         let _threads = super::ThreadScope::new(options.threads);
         let memory = super::cuda_memory::PeakTracker::start(model.device());
-        let streamer = Streamer::new(
+        let super::RunOptions { memory_budget, mut progress, noise_level, self_ensemble, .. } = options;
+        let total = rows.len() * job.grid_width;
+        let streamer = Streamer::prepare(
             model,
             source,
             Some((&job, rows.clone())),
-            options.memory_budget,
-            options.noise_level,
+            memory_budget,
+            noise_level,
+            &mut |pieces| progress.as_mut().is_none_or(|cb| cb(Progress::filtering(pieces, total))),
         )?
-        .with_self_ensemble(options.self_ensemble);
+        .with_self_ensemble(self_ensemble);
         let row_values = job.grid_width * c_out;
         let tile_rows = streamer.tile[0];
         let band_rows = (tile_rows * (band_bytes / (tile_rows * row_values * 4)).max(1)).min(rows.len());
         let mut band = crate::error::try_vec(band_rows * row_values, "a band of output rows")?;
         band.resize(band_rows * row_values, 0f32);
-        let super::RunOptions { mut progress, .. } = options;
-        let total = rows.len() * job.grid_width;
         let (mut batches, mut before) = (0, 0);
         for row0 in rows.clone().step_by(band_rows) {
             let n = band_rows.min(rows.end - row0);
             let window = Window { col0: 0, row0, cols: job.grid_width, rows: n };
             let mut forward = |p: Progress| match progress.as_mut() {
-                Some(cb) => cb(Progress { done: before + p.done, total }),
+                Some(cb) => cb(Progress::new(before + p.done, total)),
                 None => true,
             };
             let mut band_progress: Option<&mut dyn FnMut(Progress) -> bool> = Some(&mut forward);
@@ -885,25 +985,38 @@ pub fn reconstruct_rows_on_devices(
     let row_values = job.grid_width * first.config().c_out as usize;
     // Bands of whole tiles of the first replica's plan (all replicas of one model on devices of
     // one kind plan alike); at least one band per device where the rows allow.
-    let (tile_rows, plan) = {
-        let streamer = Streamer::new(first, source, Some((&job, rows.clone())), memory_budget, noise_level)?;
-        (streamer.tile[0], streamer.plan)
-    };
+    // Planned without preparing the input. A filter too large for the budget is computed in
+    // bands once, here (with progress), and shared by every device; one that fits is computed in
+    // memory per device (on a GPU it stays on the host).
+    let (plan, [tile_rows, _]) = plan_of(first, source, (&job, rows.clone()), memory_budget)?;
+    let total = rows.len() * job.grid_width;
+    let spilled = spilled_filter_of(first, source, (&job, rows.clone()), memory_budget, &mut |pieces| {
+        progress.as_mut().is_none_or(|cb| cb(Progress::filtering(pieces, total)))
+    })?;
     let per_device = rows.len().div_ceil(models.len());
     let band_rows = (tile_rows * (band_bytes / (tile_rows * row_values * 4)).max(1)).min(per_device).max(1);
     let bands: Vec<usize> = rows.clone().step_by(band_rows).collect();
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
     let (tx, rx) = std::sync::mpsc::sync_channel::<Result<(usize, Vec<f32>, usize)>>(models.len());
-    let total = rows.len() * job.grid_width;
     std::thread::scope(|scope| {
         for &model in models {
             let (tx, next, stop, bands, rows) = (tx.clone(), &next, &stop, &bands, rows.clone());
+            let spilled = spilled.clone();
             scope.spawn(move || {
                 let work = || -> Result<()> {
-                    let streamer =
-                        Streamer::new(model, source, Some((&job, rows.clone())), memory_budget, noise_level)?
-                            .with_self_ensemble(self_ensemble);
+                    // Nothing calls this when the filter is shared or in memory; a replica that
+                    // spills on its own stops when another device failed.
+                    let streamer = Streamer::prepare_sharing(
+                        model,
+                        source,
+                        Some((&job, rows.clone())),
+                        memory_budget,
+                        noise_level,
+                        spilled,
+                        &mut |_| !stop.load(Ordering::Relaxed),
+                    )?
+                    .with_self_ensemble(self_ensemble);
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         if i >= bands.len() || stop.load(Ordering::Relaxed) {
@@ -938,7 +1051,7 @@ pub fn reconstruct_rows_on_devices(
                 sink(row0, &values)?;
                 done += values.len() / row_values * job.grid_width;
                 batches += b;
-                let keep_going = progress.as_mut().is_none_or(|cb| cb(Progress { done, total }));
+                let keep_going = progress.as_mut().is_none_or(|cb| cb(Progress::new(done, total)));
                 if keep_going {
                     Ok(())
                 } else {

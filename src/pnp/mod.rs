@@ -631,7 +631,7 @@ impl<'m> Pnp<'m> {
             on_iteration(&r);
             all.push(r);
             if let Some(cb) = progress.as_mut() {
-                if !cb(Progress { done: k + 1, total: iterations }) {
+                if !cb(Progress::new(k + 1, iterations)) {
                     return Err(Error::Cancelled);
                 }
             }

@@ -232,7 +232,8 @@ static void test_points_match_grid(void) {
 
 typedef struct {
   unsigned calls;
-  unsigned cancel_at; /* 0: never */
+  unsigned filter_calls; /* done = 0: a band of a filter computed in bands, before the batches */
+  unsigned cancel_at;    /* 0: never */
   uint64_t last_done, total;
   int monotonic;
   const void *self;
@@ -242,7 +243,10 @@ static bool on_progress(void *user, uint64_t done, uint64_t total) {
   progress_log *log = (progress_log *)user;
   if (log->self != log) return false; /* user_data not passed unchanged */
   log->calls++;
-  if (done <= log->last_done || done > total || (log->total && total != log->total))
+  if (done == 0) log->filter_calls++;
+  /* Batches count up strictly; the filter's calls (done = 0) come only before them. */
+  if ((done == 0 ? log->last_done != 0 : done <= log->last_done) || done > total ||
+      (log->total && total != log->total))
     log->monotonic = 0;
   log->last_done = done;
   log->total = total;
@@ -436,6 +440,46 @@ static void test_cancel(void) {
   EXPECT_FAIL(lofi_reconstruct_points(gray, &img, xy, 2, o, &params, NULL), LOFI_STATUS_CANCELLED, NULL);
   /* A cancelled call leaves the model usable, and the next success clears the error. */
   CHECK_OK(lofi_reconstruct_points(gray, &img, xy, 2, o, NULL, NULL));
+  free(px);
+  free(o);
+}
+
+/* A filter model whose filtered image would take more than half the budget computes it in bands
+ * through scratch files before the first batch (minutes on gigapixel inputs): the callback hears
+ * of every band with done = 0 and can cancel there, before any batch runs. */
+static void test_cancel_during_filter(void) {
+  enum { FW = 300, FH = 280 };
+  float *px = lt_make_pixels(FW, FH, 1, 5);
+  lofi_image img = lt_image(px, FW, FH, 1);
+  float *o = (float *)malloc(FW * FH * sizeof(float));
+  lofi_run_params params = lofi_default_run_params();
+  lofi_run_report rep;
+  progress_log log;
+  uint64_t per_pixel = 0, fixed;
+  size_t i;
+  int untouched = 1;
+  REQUIRE(px && o);
+  fixed = fixed_bytes(gray, &img, &per_pixel);
+  REQUIRE(fixed > 0);
+  params.memory_budget_bytes = fixed * 3 / 4; /* the in-memory filter does not fit: bands */
+  params.progress = on_progress;
+  params.progress_user_data = &log;
+  log = new_log(0);
+  log.self = &log;
+  CHECK_OK(lofi_reconstruct_region(gray, &img, NULL, FW, FH, NULL, o, 0, &params, &rep));
+  CHECK_MSG(log.filter_calls >= 3 && log.calls == log.filter_calls + rep.batches,
+            "%u calls: %u of the filter, %llu batches", log.calls, log.filter_calls,
+            (unsigned long long)rep.batches);
+  CHECK(log.monotonic && log.last_done == (uint64_t)FW * FH && log.total == (uint64_t)FW * FH);
+
+  for (i = 0; i < (size_t)FW * FH; i++) o[i] = -7.0f;
+  log = new_log(1);
+  log.self = &log;
+  EXPECT_FAIL(lofi_reconstruct_region(gray, &img, NULL, FW, FH, NULL, o, 0, &params, NULL),
+              LOFI_STATUS_CANCELLED, NULL);
+  CHECK(log.calls == 1 && log.filter_calls == 1 && log.total == (uint64_t)FW * FH);
+  for (i = 0; i < (size_t)FW * FH; i++) untouched &= o[i] == -7.0f;
+  CHECK_MSG(untouched, "a batch ran after the cancel");
   free(px);
   free(o);
 }
@@ -639,6 +683,7 @@ int main(int argc, char **argv) {
   RUN(test_budget_batches_and_progress);
   RUN(test_memory_requirements);
   RUN(test_cancel);
+  RUN(test_cancel_during_filter);
   RUN(test_threads_param);
   RUN(test_memory_load_equivalent);
   RUN(test_noise_level);

@@ -383,8 +383,10 @@ class Model(_HandleOwner):
         * ``window``: ``(row0, col0, rows, cols)``, a tile of the grid to compute.
         * ``out``: a float32 array to write into (rows packed, any row stride), e.g. a slice of
           a larger mosaic; it is returned.
-        * ``progress``: ``fn(done, total)`` after every batch; returning False cancels
-          (:class:`lofi.CancelledError`); an exception it raises propagates.
+        * ``progress``: ``fn(done, total)`` after every batch (and, for a Fourier filter
+          computed in bands because it does not fit half the budget, after every band of it,
+          with ``done`` 0); returning False cancels (:class:`lofi.CancelledError`); an
+          exception it raises propagates.
         * ``report``: also return a :class:`RunReport`.
 
         Returns (rows, cols, channels_out) float32, or (rows, cols) when the input was 2-D and

@@ -195,22 +195,44 @@ pub fn run(args: Args) -> Result<()> {
     }
 
     let started = Instant::now();
-    let bar = ProgressBar::with_draw_target(Some((rows.len() * width) as u64), ProgressDrawTarget::hidden());
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{elapsed_precise} [{bar:30}] {percent:>3}% {human_pos}/{human_len} px, {per_sec}, ETA {eta}",
-        )
-        .expect("a valid template")
-        .progress_chars("=> "),
-    );
+    let pixels = (rows.len() * width) as u64;
+    let bar = ProgressBar::with_draw_target(Some(pixels), ProgressDrawTarget::hidden());
+    let style = |template: &str| {
+        ProgressStyle::with_template(template).expect("a valid template").progress_chars("=> ")
+    };
+    let pixel_style =
+        style("{elapsed_precise} [{bar:30}] {percent:>3}% {human_pos}/{human_len} px, {per_sec}, ETA {eta}");
+    // A Fourier filter too large for half the budget runs in bands before the first pixel
+    // (minutes on gigapixel inputs): the bar counts them, then the pixels.
+    let filter_style =
+        style("{elapsed_precise} [{bar:30}] {percent:>3}% Fourier filter in bands: {pos}/{len}, ETA {eta}");
+    bar.set_style(pixel_style.clone());
     let show_bar = rank == 0 && std::io::stderr().is_terminal();
-    let mut shown = false;
+    let (mut shown, mut filtering) = (false, false);
     let mut progress = |p: Progress| {
         if show_bar && !shown && started.elapsed() > Duration::from_secs(1) {
             bar.set_draw_target(ProgressDrawTarget::stderr());
             shown = true;
         }
-        bar.set_position(p.done as u64);
+        match p.filter {
+            Some([done, all]) => {
+                if !filtering {
+                    bar.set_style(filter_style.clone());
+                    bar.set_length(all as u64);
+                    filtering = true;
+                }
+                bar.set_position(done as u64);
+            }
+            None => {
+                if filtering {
+                    bar.set_style(pixel_style.clone());
+                    bar.set_length(pixels);
+                    bar.reset_eta();
+                    filtering = false;
+                }
+                bar.set_position(p.done as u64);
+            }
+        }
         true
     };
     let options = RunOptions {
