@@ -568,9 +568,8 @@ pub fn reconstruct_region_on_devices(
     let total = window.rows * window.cols;
     let (plan, spilled) = crate::error::catch_torch(|| {
         let _threads = ThreadScope::new(threads);
-        let (plan, _) = stream::plan_of(first, &image, (&job, rows.clone()), memory_budget)?;
-        let spilled =
-            stream::spilled_filter_of(first, &image, (&job, rows.clone()), memory_budget, &mut |pieces| {
+        let (plan, _, spilled) =
+            stream::shared_setup(first, &image, (&job, rows.clone()), memory_budget, &mut |pieces| {
                 progress.as_mut().is_none_or(|cb| cb(Progress::filtering(pieces, total)))
             })?;
         Ok((plan, spilled))
@@ -603,18 +602,16 @@ pub fn reconstruct_region_on_devices(
                 let work = || -> Result<()> {
                     let _threads = ThreadScope::new(threads);
                     let memory = cuda_memory::PeakTracker::start(model.device());
-                    // Nothing calls this when the filter is shared or in memory; a replica that
-                    // spills on its own stops when another device failed.
-                    let streamer = Streamer::prepare_sharing(
+                    let streamer = Streamer::replica(
                         model,
                         &image,
-                        Some((&job, rows)),
+                        (&job, rows),
                         memory_budget,
                         noise_level,
+                        self_ensemble,
                         spilled,
-                        &mut |_| !stop.load(Ordering::Relaxed),
-                    )?
-                    .with_self_ensemble(self_ensemble);
+                        stop,
+                    )?;
                     loop {
                         if stop.load(Ordering::Relaxed) {
                             return Ok(());

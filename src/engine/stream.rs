@@ -530,27 +530,37 @@ impl Setup {
     }
 }
 
-/// The filter a [`Streamer`] of `job` would compute in bands (see [`Streamer::prepare`] for
-/// `progress`), for several devices' streamers to share; `None` where it would not spill.
-pub(crate) fn spilled_filter_of(
+/// The Fourier filter of `source` computed in bands through scratch files within `passes` bytes
+/// (see [`Streamer::prepare`] for `progress`).
+fn filter_in_bands(
+    model: &Model,
+    filter: &Tensor,
+    source: &dyn InputSource,
+    passes: usize,
+    progress: &mut dyn FnMut([usize; 2]) -> bool,
+) -> Result<Arc<SpilledImage>> {
+    Ok(Arc::new(filter_to_scratch(model.config(), &filter.to_device(Device::Cpu), source, passes, progress)?))
+}
+
+/// What the streamers of several devices share, found once: the batch plan, the tile, and the
+/// filter computed in bands (`None` where it would not spill; see [`Streamer::prepare`] for
+/// `progress`). A filter that fits is computed in memory by each device.
+pub(crate) fn shared_setup(
     model: &Model,
     source: &dyn InputSource,
     job: (&GridJob, Range<usize>),
     budget: usize,
     progress: &mut dyn FnMut([usize; 2]) -> bool,
-) -> Result<Option<Arc<SpilledImage>>> {
+) -> Result<(BatchPlan, [usize; 2], Option<Arc<SpilledImage>>)> {
     let _guard = tch::no_grad_guard();
-    let Setup { reach, passes, .. } = Setup::new(model, source, Some(job), budget)?;
-    match (&model.net().filter, reach, passes) {
-        (Some(filter), Some(_), Some(passes)) => Ok(Some(Arc::new(filter_to_scratch(
-            model.config(),
-            &filter.to_device(Device::Cpu),
-            source,
-            passes,
-            progress,
-        )?))),
-        _ => Ok(None),
-    }
+    let Setup { reach, passes, plan, tile, .. } = Setup::new(model, source, Some(job), budget)?;
+    let spilled = match (&model.net().filter, reach, passes) {
+        (Some(filter), Some(_), Some(passes)) => {
+            Some(filter_in_bands(model, filter, source, passes, progress)?)
+        }
+        _ => None,
+    };
+    Ok((plan, tile, spilled))
 }
 
 /// The batch plan and tile (output samples per batch, rows and columns) a [`Streamer`] of `job`
@@ -595,8 +605,8 @@ impl<'a> Streamer<'a> {
     }
 
     /// [`Streamer::prepare`] that takes the filter computed in bands from `spilled` (from
-    /// [`spilled_filter_of`] for the same model, input and budget) instead of computing it again.
-    pub(crate) fn prepare_sharing(
+    /// [`shared_setup`] for the same model, input and budget) instead of computing it again.
+    fn prepare_sharing(
         model: &'a Model,
         source: &'a dyn InputSource,
         job: Option<(&GridJob, Range<usize>)>,
@@ -627,13 +637,7 @@ impl<'a> Streamer<'a> {
                 let filtered = match (&model.net().filter, passes) {
                     (Some(filter), Some(passes)) => Some(Filtered::Spilled(match spilled {
                         Some(shared) => shared,
-                        None => Arc::new(filter_to_scratch(
-                            cfg,
-                            &filter.to_device(Device::Cpu),
-                            source,
-                            passes,
-                            filter_progress,
-                        )?),
+                        None => filter_in_bands(model, filter, source, passes, filter_progress)?,
                     })),
                     (Some(filter), None) => Some(Filtered::InMemory(crate::kernels::filter::apply_filter(
                         cfg,
@@ -658,6 +662,27 @@ impl<'a> Streamer<'a> {
             height,
             width,
         })
+    }
+
+    /// The streamer of one device among several (see [`shared_setup`]): the shared filter, the
+    /// call's self-ensemble, and, for a replica that has to filter in bands on its own (nothing
+    /// else calls it), a stop when another device failed or the caller cancelled.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn replica(
+        model: &'a Model,
+        source: &'a dyn InputSource,
+        job: (&GridJob, Range<usize>),
+        budget: usize,
+        noise_level: Option<f64>,
+        self_ensemble: SelfEnsemble,
+        spilled: Option<Arc<SpilledImage>>,
+        stop: &std::sync::atomic::AtomicBool,
+    ) -> Result<Streamer<'a>> {
+        use std::sync::atomic::Ordering;
+        Ok(Self::prepare_sharing(model, source, Some(job), budget, noise_level, spilled, &mut |_| {
+            !stop.load(Ordering::Relaxed)
+        })?
+        .with_self_ensemble(self_ensemble))
     }
 
     /// Averages every value over `ensemble` (already checked against the model). Windows need no
@@ -988,10 +1013,11 @@ pub fn reconstruct_rows_on_devices(
     // Planned without preparing the input. A filter too large for the budget is computed in
     // bands once, here (with progress), and shared by every device; one that fits is computed in
     // memory per device (on a GPU it stays on the host).
-    let (plan, [tile_rows, _]) = plan_of(first, source, (&job, rows.clone()), memory_budget)?;
     let total = rows.len() * job.grid_width;
-    let spilled = spilled_filter_of(first, source, (&job, rows.clone()), memory_budget, &mut |pieces| {
-        progress.as_mut().is_none_or(|cb| cb(Progress::filtering(pieces, total)))
+    let (plan, [tile_rows, _], spilled) = crate::error::catch_torch(|| {
+        shared_setup(first, source, (&job, rows.clone()), memory_budget, &mut |pieces| {
+            progress.as_mut().is_none_or(|cb| cb(Progress::filtering(pieces, total)))
+        })
     })?;
     let per_device = rows.len().div_ceil(models.len());
     let band_rows = (tile_rows * (band_bytes / (tile_rows * row_values * 4)).max(1)).min(per_device).max(1);
@@ -1005,18 +1031,16 @@ pub fn reconstruct_rows_on_devices(
             let spilled = spilled.clone();
             scope.spawn(move || {
                 let work = || -> Result<()> {
-                    // Nothing calls this when the filter is shared or in memory; a replica that
-                    // spills on its own stops when another device failed.
-                    let streamer = Streamer::prepare_sharing(
+                    let streamer = Streamer::replica(
                         model,
                         source,
-                        Some((&job, rows.clone())),
+                        (&job, rows.clone()),
                         memory_budget,
                         noise_level,
+                        self_ensemble,
                         spilled,
-                        &mut |_| !stop.load(Ordering::Relaxed),
-                    )?
-                    .with_self_ensemble(self_ensemble);
+                        stop,
+                    )?;
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         if i >= bands.len() || stop.load(Ordering::Relaxed) {
