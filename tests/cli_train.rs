@@ -151,6 +151,8 @@ fn denoise_training_lowers_the_loss_and_writes_everything() {
     assert_eq!(file.config.hidden_dim, 8);
     assert_eq!(file.notes.as_ref().unwrap()["task"]["kind"], "denoise");
     assert_eq!(file.notes.as_ref().unwrap()["steps"], 60);
+    // The training folders by name, not by this machine's path.
+    assert_eq!(file.notes.as_ref().unwrap()["data"], serde_json::json!(["images"]));
     let out = dir.path().join("rec.png");
     ok(&lofi(&[
         "reconstruct",

@@ -234,6 +234,49 @@ fn a_huge_budget_plans_only_the_work() {
     assert!(unbounded.estimated_bytes() > 0); // saturates, no overflow
 }
 
+/// On the CPU a large budget does not make batches larger than suits the cache:
+/// `CPU_BATCH_PIXELS_PER_THREAD` per thread (two threads' worth at least), on the streamed and the
+/// whole-image path alike; a budget below that still decides, and the results do not depend on it.
+#[test]
+fn cpu_batches_are_capped_for_the_cache() {
+    let model = fixture_model("tiny-gray.lofi");
+    let img = image(64, 64, 1);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let size = 160; // 25,600 pixels: more than any cap below
+    let run = |threads: usize, budget: usize, whole: bool| {
+        let mut out = vec![0f32; size * size];
+        let options = RunOptions { memory_budget: budget, threads, ..Default::default() };
+        let args = (view(&img, 64, 64, 1), Region::whole(64, 64), size, size, None);
+        let output = OutputView { data: &mut out, row_stride: size };
+        let report = if whole {
+            engine::reconstruct_region_whole_image(
+                &model, args.0, args.1, args.2, args.3, args.4, output, options,
+            )
+        } else {
+            engine::reconstruct_region(&model, args.0, args.1, args.2, args.3, args.4, output, options)
+        }
+        .unwrap();
+        (report, out)
+    };
+    let cap = |threads: usize| engine::budget::cpu_batch_cap(threads);
+    assert_eq!(cap(1), 2 * engine::budget::CPU_BATCH_PIXELS_PER_THREAD);
+    assert_eq!(cap(1), cap(2));
+    assert_eq!(cap(8), 8 * engine::budget::CPU_BATCH_PIXELS_PER_THREAD);
+    for whole in [false, true] {
+        let (one, reference) = run(1, 1 << 30, whole);
+        assert_eq!(one.plan.batch_pixels, cap(1), "whole image: {whole}");
+        // (Streamed batches are square tiles of at most the plan's pixels, so there may be more.)
+        assert!(one.batches >= (size * size).div_ceil(cap(1)), "{} batches", one.batches);
+        let (all, _) = run(cores, 1 << 30, whole);
+        assert_eq!(all.plan.batch_pixels, cap(cores), "{cores} threads, whole image: {whole}");
+        let (small, out) = run(1, 4 << 20, whole);
+        assert!(small.plan.batch_pixels < cap(1), "{:?}", small.plan);
+        assert_eq!(out, reference, "batches of {} and {}", small.plan.batch_pixels, cap(1));
+    }
+    // The plan a caller may query is capped the same way.
+    assert!(engine::plan_for(&model, 64, 64, 1 << 30).unwrap().batch_pixels <= cap(cores));
+}
+
 /// More threads than the machine has are clamped (a million OpenMP threads would hang), and
 /// coordinates are bounded: non-finite or beyond `MAX_COORDINATE` pixels is refused before any
 /// work (1e300 used to give NaN).

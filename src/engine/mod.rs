@@ -497,7 +497,18 @@ pub fn plan_for(model: &Model, height: usize, width: usize, budget: usize) -> Re
     } else {
         budget
     };
-    BatchPlan::new(model.config(), height, width, model.precision().bytes(), budget)
+    Ok(BatchPlan::new(model.config(), height, width, model.precision().bytes(), budget)?
+        .at_most(batch_cap(model)))
+}
+
+/// The most pixels a batch of `model` takes whatever the budget: on the CPU, what suits the cache
+/// for the calling thread's libtorch threads ([`budget::cpu_batch_cap`]; plan under the call's
+/// [`ThreadScope`]); on a GPU, no limit but the budget.
+pub(crate) fn batch_cap(model: &Model) -> usize {
+    match model.device() {
+        Device::Cpu => budget::cpu_batch_cap(tch::get_num_threads().max(1) as usize),
+        _ => usize::MAX,
+    }
 }
 
 /// Reconstructs `region` of `image` sampled on a `grid_width` x `grid_height` grid (both ends of
@@ -674,7 +685,7 @@ pub fn reconstruct_region_on_devices(
     })
 }
 
-/// [`reconstruct_region`] from any [`InputSource`] (a memory-mapped file, ...), streaming the
+/// [`reconstruct_region`] from any [`InputSource`] (a `.npy` file read in pieces, ...), streaming the
 /// input: each batch reads only the window of the input its samples reach.
 #[allow(clippy::too_many_arguments)]
 pub fn reconstruct_region_from(
@@ -774,8 +785,8 @@ pub fn reconstruct_region_whole_image(
         let (job, window) = check_region_args(model, region, grid_width, grid_height, window, &out)?;
         let c_out = model.config().c_out as usize;
         options.check(model)?;
-        let plan = plan_for(model, image.height, image.width, options.memory_budget)?;
         let _threads = ThreadScope::new(options.threads);
+        let plan = plan_for(model, image.height, image.width, options.memory_budget)?;
         let memory = cuda_memory::PeakTracker::start(model.device());
         let prepared = PreparedImage::new(model, image)?
             .attach_noise_level(options.noise_level)
@@ -868,8 +879,8 @@ pub fn reconstruct_points_whole_image(
         check_points_args(model, points, out)?;
         let c_out = model.config().c_out as usize;
         options.check(model)?;
-        let plan = plan_for(model, image.height, image.width, options.memory_budget)?;
         let _threads = ThreadScope::new(options.threads);
+        let plan = plan_for(model, image.height, image.width, options.memory_budget)?;
         let memory = cuda_memory::PeakTracker::start(model.device());
         let prepared = PreparedImage::new(model, image)?
             .attach_noise_level(options.noise_level)

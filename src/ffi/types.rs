@@ -147,7 +147,8 @@ pub struct lofi_run_params {
     /// (default 512 MiB). The batch size is derived from it; a budget that cannot hold one
     /// batch is an error whose message states the minimum. Larger than useful is fine (up to
     /// `UINT64_MAX`): batches never exceed the work, nor, on the CPU, the memory available when
-    /// the budget is beyond the machine's. A model with the Fourier filter whose filtered image
+    /// the budget is beyond the machine's, nor 1,024 pixels per libtorch thread
+    /// (2,048 at least: larger batches are slower there). A model with the Fourier filter whose filtered image
     /// would take more than half the budget computes it in bands into anonymous scratch files in
     /// the temporary directory (`TMPDIR`; about 20 bytes per input pixel and channel while
     /// the call runs), with results equal to the in-memory filter's up to float32 rounding.

@@ -255,8 +255,11 @@ impl<'m> LofiPrior<'m> {
                 shape.channels, cfg.c_in
             )));
         }
-        let plan =
-            engine::plan_for(model, shape.height as usize, shape.width as usize, params.memory_budget)?;
+        let plan = {
+            // Planned with the threads the denoiser runs on (the CPU's batch cap depends on them).
+            let _threads = engine::ThreadScope::new(params.threads);
+            engine::plan_for(model, shape.height as usize, shape.width as usize, params.memory_budget)?
+        };
         Ok(LofiPrior { model, plan, threads: params.threads })
     }
 }

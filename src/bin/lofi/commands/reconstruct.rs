@@ -151,7 +151,7 @@ pub fn run(args: Args) -> Result<()> {
     let baseline = status_bytes("VmRSS:");
     let peak_reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
 
-    // A .npy input stays on disk (memory-mapped in bands); other formats (PNG, TIFF, FITS, DICOM)
+    // A .npy input stays on disk (read in pieces as batches need them); other formats (PNG, TIFF, FITS, DICOM)
     // are decoded whole, keeping a FITS input's header and a DICOM input's window.
     let (mapped, decoded, view);
     let (mut fits_header, mut window) = (None, window);

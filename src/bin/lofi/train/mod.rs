@@ -606,7 +606,10 @@ impl Trainer {
             "task": task,
             "train_size": cfg.model.image_size,
             "train_objects": n,
-            "data": cfg.data.train,
+            // The training folders by name: their paths are this machine's, not the model's.
+            "data": cfg.data.train.iter().map(|p| {
+                p.file_name().map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned())
+            }).collect::<Vec<_>>(),
             "steps": self.step,
             "epochs": self.epoch(n),
             "seed": cfg.train.seed,
