@@ -18,6 +18,17 @@ SETUP :=
 endif
 
 CARGO ?= cargo
+
+# MKL (inside libtorch) picks its kernels by CPU vendor. On an AMD EPYC its default path rounds a
+# row of a matrix product differently depending on how many rows the product has, so tiles and
+# streamed batches stop being bit-identical to the whole image (tests/stream.rs, threads = 1);
+# its AVX-512 path, the one it takes on Xeons, keeps them identical. Hosts that need bit-identical
+# tiles on such CPUs can set the same variable.
+ifeq ($(origin MKL_CBWR),undefined)
+ifneq ($(shell grep -qw avx512f /proc/cpuinfo 2>/dev/null && echo yes),)
+export MKL_CBWR := AVX512
+endif
+endif
 LOFI := target/release/lofi
 
 .PHONY: help setup build test test-rust test-c demo bench bench-targets install header fmt lint clean

@@ -10,13 +10,16 @@
  * (HEIGHT, WIDTH, C_out), the on-grid reconstruction of the whole image.
  *
  * What it shows: the output grid (WIDTH x HEIGHT samples of the whole image) is split into
- * contiguous bands of rows, as evenly as possible over the ranks. Every rank loads the model,
- * reads the input with MPI-IO and computes only its band, as a lofi_window of the whole-image
- * grid: a window of a grid is exactly what the whole-grid call computes for those samples (bit
- * for bit on the CPU with one thread), so the file equals the single-process result (ctest
- * checks it with -n 1, 2 and 3). The ranks then write their bands with one collective
- * MPI_File_write_at_all into the output, which MPI_File_set_size sized (and truncated) first.
- * A rank whose band is empty (more ranks than rows) still takes part in every collective call.
+ * contiguous bands of rows, as evenly as possible over the ranks. Every rank loads the model and
+ * computes only its band, as a lofi_window of the whole-image grid: a window of a grid is exactly
+ * what the whole-grid call computes for those samples (bit for bit on the CPU with one thread), so
+ * the file equals the single-process result (ctest checks it with -n 1, 2 and 3). The input is
+ * not loaded: a lofi_input_reader reads, with MPI_File_read_at, the rectangles lofi asks for,
+ * which are the rows the band's samples can reach (its rows plus a halo from the model's learned
+ * offsets; all rows for a model with the Fourier filter, which is global). Rank 0 prints the rows
+ * each rank read. The ranks then write their bands with one collective MPI_File_write_at_all into
+ * the output, which MPI_File_set_size sized (and truncated) first. A rank whose band is empty
+ * (more ranks than rows) still takes part in every collective call.
  *
  * Every lofi call's status is checked; a failure prints the rank and lofi_last_error(), and
  * MPI_Abort stops all ranks (a rank that just returned would leave the others waiting in a
@@ -151,23 +154,62 @@ static void file_io_all(MPI_File fh, const char *path, int write, MPI_Offset off
 
 static size_t pieces_of(size_t bytes) { return (bytes + PIECE - 1) / PIECE; }
 
+/* ---- the input, read where lofi asks ------------------------------------------------------------ */
+
+/* The open input file and the rows read so far ([first_row, end_row)); `failure` keeps the first
+ * MPI error for the message (the reader itself only returns false). */
+typedef struct {
+  MPI_File fh;
+  size_t width, channels;
+  size_t first_row, end_row;
+  int failure;
+} input_file;
+
+/* lofi_read_fn: rows x cols pixels at (row0, col0), packed, with independent MPI_File_read_at
+ * calls (the ranks read different rows at different times). Whole rows are one read per 1 GiB;
+ * narrower windows one read per row. */
+static bool read_rectangle(void *user, size_t row0, size_t rows, size_t col0, size_t cols, float *out) {
+  input_file *f = (input_file *)user;
+  size_t pixel = f->channels * sizeof(float), r, done, bytes;
+  size_t pieces = cols == f->width ? 1 : rows, piece_bytes = cols == f->width ? rows * cols * pixel : cols * pixel;
+  for (r = 0; r < pieces; r++) {
+    MPI_Offset at = (MPI_Offset)((((row0 + r) * f->width + col0)) * pixel);
+    char *dst = (char *)out + r * piece_bytes;
+    for (done = 0; done < piece_bytes; done += bytes) {
+      MPI_Status status;
+      int count = 0, code;
+      bytes = piece_bytes - done < PIECE ? piece_bytes - done : PIECE;
+      code = MPI_File_read_at(f->fh, at + (MPI_Offset)done, dst + done, (int)bytes, MPI_BYTE, &status);
+      MPI_Get_count(&status, MPI_BYTE, &count);
+      if (code != MPI_SUCCESS || (size_t)count != bytes) {
+        if (!f->failure) f->failure = code != MPI_SUCCESS ? code : MPI_ERR_TRUNCATE;
+        return false;
+      }
+    }
+  }
+  if (row0 < f->first_row) f->first_row = row0;
+  if (row0 + rows > f->end_row) f->end_row = row0 + rows;
+  return true;
+}
+
 int main(int argc, char **argv) {
   const char *model_path, *input_path, *output_path;
   size_t width = 0, height = 0, c_in, c_out, band_start, band_rows, base, extra, in_bytes, out_row_bytes,
          band_bytes, out_bytes;
-  unsigned long long local_pieces, max_pieces;
+  unsigned long long local_pieces, max_pieces, rows_read[2], *all_rows_read = NULL;
   double sigma = LOFI_NOISE_LEVEL_NONE, t0, seconds, slowest;
   int i, r;
   lofi_load_params load = lofi_default_load_params();
   lofi_run_params params = lofi_default_run_params();
   lofi_model *model = NULL;
   lofi_model_info info;
-  lofi_image input;
+  lofi_input_reader reader = lofi_default_input_reader();
+  input_file input = {0};
   lofi_window window;
   lofi_run_report report;
   MPI_File fh;
   MPI_Offset file_size;
-  float *in = NULL, *out = NULL;
+  float *out = NULL;
 
   MPI_Init(&argc, &argv);
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
@@ -239,48 +281,45 @@ int main(int argc, char **argv) {
   MPI_Barrier(MPI_COMM_WORLD);
   t0 = MPI_Wtime();
 
-  /* 3. The input, whole, on every rank. The C API does not expose how far a model's samples reach
-   *    (it depends on the learned offsets and on the image size; a Fourier-filter model's filter
-   *    is even global), and a sub-image would be a different image to the model (its coordinates
-   *    are fractions of the image, reflections happen at its borders). So reading only the band's
-   *    rows plus a halo cannot be made bit-identical from C: correctness first, every rank reads
-   *    all rows. (The engine still touches only the rows each batch reaches; `lofi reconstruct`
-   *    under mpiexec, which knows the reach, reads only those.) */
+  /* 3. The input: opened by every rank (collectively), read only where lofi asks. */
   in_bytes = width * height * c_in * sizeof(float);
   mpi_check("MPI_File_open", input_path,
-            MPI_File_open(MPI_COMM_WORLD, input_path, MPI_MODE_RDONLY, MPI_INFO_NULL, &fh));
-  mpi_check("MPI_File_get_size", input_path, MPI_File_get_size(fh, &file_size));
+            MPI_File_open(MPI_COMM_WORLD, input_path, MPI_MODE_RDONLY, MPI_INFO_NULL, &input.fh));
+  mpi_check("MPI_File_get_size", input_path, MPI_File_get_size(input.fh, &file_size));
   if ((size_t)file_size != in_bytes) {
     char line[512];
     snprintf(line, sizeof line, "%s holds %lld bytes; %zu x %zu x %zu float32 pixels need %zu", input_path,
              (long long)file_size, width, height, c_in, in_bytes);
     die(line);
   }
-  in = (float *)malloc(in_bytes);
-  if (!in) die("out of memory for the input");
-  file_io_all(fh, input_path, 0, 0, in, in_bytes, pieces_of(in_bytes));
-  mpi_check("MPI_File_close", input_path, MPI_File_close(&fh));
+  input.width = width;
+  input.channels = c_in;
+  input.first_row = height;
+  input.end_row = 0;
+  reader.width = width;
+  reader.height = height; /* the whole image: coordinates and border reflections refer to it */
+  reader.channels = c_in;
+  reader.read = read_rectangle;
+  reader.user_data = &input;
 
   /* 4. Reconstruct the band: a window of the whole image's on-grid grid (region NULL = the whole
    *    image, WIDTH x HEIGHT samples = the pixel centres). */
   out_row_bytes = width * c_out * sizeof(float);
   band_bytes = band_rows * out_row_bytes;
   if (band_rows > 0) {
+    lofi_status status;
     out = (float *)malloc(band_bytes);
     if (!out) die("out of memory for the output band");
-    input.data = in;
-    input.width = width;
-    input.height = height;
-    input.channels = c_in;
-    input.row_stride_bytes = 0; /* packed */
     window.col0 = 0;
     window.row0 = band_start;
     window.cols = width;
     window.rows = band_rows;
-    lofi_check("lofi_reconstruct_region",
-               lofi_reconstruct_region(model, &input, NULL, width, height, &window, out, 0, &params, &report));
+    status = lofi_reconstruct_region_from_reader(model, &reader, NULL, width, height, &window, out, 0, &params,
+                                                 &report);
+    if (input.failure) mpi_check("MPI_File_read_at", input_path, input.failure);
+    lofi_check("lofi_reconstruct_region_from_reader", status);
   }
-  free(in);
+  mpi_check("MPI_File_close", input_path, MPI_File_close(&input.fh));
 
   /* 5. Write: size the file (truncating an older, longer one), then every rank its band at
    *    band_start rows. All ranks make the same collective calls, an empty band included. */
@@ -295,14 +334,26 @@ int main(int argc, char **argv) {
   free(out);
   lofi_model_free(model);
 
-  /* 6. One line from rank 0: the slowest rank's time, read + reconstruct + write. */
+  /* 6. From rank 0: the slowest rank's time (read + reconstruct + write), and the input rows each
+   *    rank read. */
   seconds = MPI_Wtime() - t0;
   MPI_Reduce(&seconds, &slowest, 1, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
+  rows_read[0] = input.first_row < input.end_row ? (unsigned long long)input.first_row : 0;
+  rows_read[1] = (unsigned long long)input.end_row;
+  if (rank == 0) {
+    all_rows_read = (unsigned long long *)malloc(2 * sizeof(unsigned long long) * (size_t)ranks);
+    if (!all_rows_read) die("out of memory");
+  }
+  MPI_Gather(rows_read, 2, MPI_UNSIGNED_LONG_LONG, all_rows_read, 2, MPI_UNSIGNED_LONG_LONG, 0, MPI_COMM_WORLD);
   if (rank == 0) {
     printf("mpi_reconstruct: %d rank(s), rows", ranks);
     for (r = 0; r < ranks && r < 8; r++) printf("%s%zu", r ? "/" : " ", base + ((size_t)r < extra ? 1 : 0));
     printf("%s, %zu x %zu x %zu -> %s (%zu bytes) in %.3f s\n", ranks > 8 ? "/..." : "", width, height, c_out,
            output_path, out_bytes, slowest);
+    printf("mpi_reconstruct: input rows read");
+    for (r = 0; r < ranks && r < 8; r++) printf("%s%llu..%llu", r ? ", " : " ", all_rows_read[2 * r], all_rows_read[2 * r + 1]);
+    printf("%s of %zu\n", ranks > 8 ? ", ..." : "", height);
+    free(all_rows_read);
   }
   MPI_Finalize();
   return 0;

@@ -6,6 +6,8 @@
  * 1. Load a model:      lofi_load() / lofi_load_from_memory()  -> lofi_model *
  * 2. Reconstruct:       lofi_reconstruct_region() (any rectangle, any resolution, tiles)
  *                       lofi_reconstruct_points() (arbitrary coordinates)
+ *                       lofi_reconstruct_region_from_reader() (an input the host reads in
+ *                       rectangles: larger than memory, or only the rows a band needs)
  * 3. Release:           lofi_model_free()
  * 4. Plug-and-play:     describe y = A x with a lofi_operator, then lofi_pnp_create(),
  *                       lofi_pnp_step() / lofi_pnp_solve(), lofi_pnp_estimate(), lofi_pnp_free()
@@ -578,6 +580,55 @@ typedef struct lofi_pnp_residuals {
 } lofi_pnp_residuals;
 
 /**
+ * Reads a rectangle of the input: `rows` rows from `row0` by `cols` columns from `col0`, every
+ * channel, into `out` as (row, column, channel) float32, packed (`rows * cols * channels`
+ * floats). Returns `true` when `out` is filled, `false` on failure (the call then fails with
+ * `LOFI_STATUS_IO` and nothing more is read). The rectangle is never empty and always lies
+ * inside the image. Calls never overlap, but with a device list (`lofi_load_params.devices`)
+ * they come from the library's worker threads, not only the calling thread. It must return
+ * normally: no C++ exception, longjmp or thread cancellation may leave it (catch inside and
+ * return `false`).
+ */
+typedef bool (*lofi_read_fn)(void *user_data,
+                             size_t row0,
+                             size_t rows,
+                             size_t col0,
+                             size_t cols,
+                             float *out);
+
+/**
+ * An input image given by a function that reads rectangles of it (for
+ * `lofi_reconstruct_region_from_reader()`), instead of a buffer. Start from
+ * `lofi_default_input_reader()` and set every field. The library reads the rows its work can
+ * reach (checking them for NaN and infinities first), each batch's window and, for a model with
+ * the Fourier filter, every row of the image (the filter is global).
+ */
+typedef struct lofi_input_reader {
+  /**
+   * `sizeof(lofi_input_reader)`, set by `lofi_default_input_reader()`.
+   */
+  size_t struct_size;
+  /**
+   * The whole image's size: the region's coordinates and the reflections at the borders refer
+   * to it, whatever part of it is ever read.
+   */
+  size_t width;
+  size_t height;
+  /**
+   * Must equal the model's input channels (2 = one complex channel: real, imaginary).
+   */
+  size_t channels;
+  /**
+   * Reads a rectangle (required).
+   */
+  lofi_read_fn read;
+  /**
+   * Passed to `read` unchanged.
+   */
+  void *user_data;
+} lofi_input_reader;
+
+/**
  * An input image: row-major, interleaved channels (H, W, C), float32. A frozen layout (no
  * struct_size: every field is required; docs/abi.md).
  */
@@ -1098,6 +1149,16 @@ enum lofi_status lofi_pnp_estimate(const struct lofi_pnp *pnp,
 void lofi_pnp_free(struct lofi_pnp *pnp);
 
 /**
+ * Fills `*reader` with the empty description (no size, no function) for the layout
+ * `reader->struct_size` declares; set it to `sizeof(lofi_input_reader)` first.
+ * `lofi_default_input_reader()` does both.
+ *
+ * # Safety
+ * `reader` must be NULL or valid for writes of the `struct_size` it declares.
+ */
+enum lofi_status lofi_init_input_reader(struct lofi_input_reader *reader);
+
+/**
  * Reconstructs a region of `input` sampled on a `grid_width` x `grid_height` grid.
  *
  * * `model`: a loaded model; it is only read, so threads may share it.
@@ -1133,6 +1194,32 @@ enum lofi_status lofi_reconstruct_region_sized(const struct lofi_model *model,
                                                const struct lofi_run_params *params,
                                                struct lofi_run_report *report,
                                                size_t report_size);
+
+/**
+ * `lofi_reconstruct_region()` from an input the caller reads itself (`reader`), rectangle by
+ * rectangle, instead of a buffer: for inputs larger than memory, or for a band of the output
+ * (an MPI rank, a tile) that needs only the rows its samples reach. The library reads the
+ * rows the window can reach (checking them first), each batch's window of them, and, for a
+ * model with the Fourier filter, every row of the image (the filter is global). The result
+ * equals `lofi_reconstruct_region()` on the same image, bit for bit. Otherwise as
+ * `lofi_reconstruct_region()` (`report_size` included).
+ *
+ * # Safety
+ * Every pointer argument must be NULL (where allowed) or valid as described for
+ * `lofi_reconstruct_region()` for the duration of the call; `reader->read` must behave as
+ * `lofi_read_fn` says; handles must come from this library and not be used after being freed.
+ */
+enum lofi_status lofi_reconstruct_region_from_reader_sized(const struct lofi_model *model,
+                                                           const struct lofi_input_reader *reader,
+                                                           const struct lofi_region *region,
+                                                           size_t grid_width,
+                                                           size_t grid_height,
+                                                           const struct lofi_window *window,
+                                                           float *output,
+                                                           size_t output_row_stride_bytes,
+                                                           const struct lofi_run_params *params,
+                                                           struct lofi_run_report *report,
+                                                           size_t report_size);
 
 /**
  * Reconstructs `count` arbitrary points. `points_xy` holds `2 * count` doubles: x (column) then
@@ -1223,6 +1310,14 @@ static inline lofi_operator lofi_default_operator(void) {
   return op;
 }
 
+/** No size, no function: set width, height, channels, read and user_data. */
+static inline lofi_input_reader lofi_default_input_reader(void) {
+  lofi_input_reader r;
+  r.struct_size = sizeof r;
+  (void)lofi_init_input_reader(&r);
+  return r;
+}
+
 /** lofi_model_get_info_sized() for this header's lofi_model_info. */
 static inline lofi_status lofi_model_get_info(const lofi_model *model, lofi_model_info *out_info) {
   return lofi_model_get_info_sized(model, out_info, sizeof(lofi_model_info));
@@ -1236,6 +1331,19 @@ static inline lofi_status lofi_reconstruct_region(const lofi_model *model, const
                                                   const lofi_run_params *params, lofi_run_report *report) {
   return lofi_reconstruct_region_sized(model, input, region, grid_width, grid_height, window, output,
                                        output_row_stride_bytes, params, report, sizeof(lofi_run_report));
+}
+
+/** lofi_reconstruct_region_from_reader_sized() for this header's lofi_run_report. */
+static inline lofi_status lofi_reconstruct_region_from_reader(const lofi_model *model,
+                                                              const lofi_input_reader *reader,
+                                                              const lofi_region *region, size_t grid_width,
+                                                              size_t grid_height, const lofi_window *window,
+                                                              float *output, size_t output_row_stride_bytes,
+                                                              const lofi_run_params *params,
+                                                              lofi_run_report *report) {
+  return lofi_reconstruct_region_from_reader_sized(model, reader, region, grid_width, grid_height, window,
+                                                   output, output_row_stride_bytes, params, report,
+                                                   sizeof(lofi_run_report));
 }
 
 /** lofi_reconstruct_points_sized() for this header's lofi_run_report. */

@@ -34,6 +34,7 @@
  *   Plain types         ModelInfo, Region, Window, RunReport (the C structs), Point, Device,
  *                       Precision, LoadParams
  *   lofi::ImageView     read-only view of an input image (pointer, width, height, channels, stride)
+ *   lofi::InputReader   an input read in rectangles by a std::function (larger than memory)
  *   lofi::OutputView    writable view of an output buffer, with subview() for tiles
  *   lofi::Grid          what to reconstruct: grid size, optional region, optional window (tile)
  *   lofi::RunParams     per-call settings: budget, threads, std::function progress callback
@@ -213,6 +214,23 @@ struct ImageView {
   }
 };
 
+/// Reads `rows` x `cols` pixels at (`row0`, `col0`), every channel, into `out` as packed
+/// (row, column, channel) float32. Throw to fail: the exception stops the call and is rethrown
+/// to its caller once the C call has returned. Calls never overlap (with a device list they may
+/// come from lofi's worker threads).
+using ReadFn = std::function<void(std::size_t row0, std::size_t rows, std::size_t col0, std::size_t cols,
+                                  float* out)>;
+
+/// An input image read in rectangles instead of held in memory (lofi_input_reader): lofi asks
+/// `read` only for the rows the grid or window can reach (every row once for a model with the
+/// Fourier filter). For inputs larger than memory, or a band of the output on one MPI rank.
+struct InputReader {
+  std::size_t width = 0;  ///< the whole image's size: coordinates and reflections refer to it
+  std::size_t height = 0;
+  std::size_t channels = 1;
+  ReadFn read;
+};
+
 /// A writable, non-owning view of an output buffer: `width` x `height` samples of `channels`
 /// float32 values, rows `row_stride_bytes` apart (0 = packed).
 struct OutputView {
@@ -269,6 +287,7 @@ struct Grid {
 
   /// The on-grid reconstruction of an image: one sample per input pixel.
   static Grid pixels(const ImageView& in) { return Grid{in.width, in.height, std::nullopt, std::nullopt}; }
+  static Grid pixels(const InputReader& in) { return Grid{in.width, in.height, std::nullopt, std::nullopt}; }
 
   /// The whole image at `factor` samples per input pixel: round((W - 1) * factor) + 1 columns
   /// (so factor 2 gives 2W - 1: the pixels and the points halfway between them).
@@ -348,6 +367,25 @@ inline lofi_run_params to_c(const RunParams& p, ProgressContext& ctx) noexcept {
     c.progress_user_data = &ctx;
   }
   return c;
+}
+
+/// State shared between a call and its reader trampoline.
+struct ReaderContext {
+  const ReadFn* fn = nullptr;
+  std::exception_ptr error;
+};
+
+/// The C reader: forwards to the std::function; an exception is stored and fails the call.
+inline bool read_trampoline(void* user_data, std::size_t row0, std::size_t rows, std::size_t col0,
+                            std::size_t cols, float* out) noexcept {
+  auto* ctx = static_cast<ReaderContext*>(user_data);
+  try {
+    (*ctx->fn)(row0, rows, col0, cols, out);
+    return true;
+  } catch (...) {
+    if (!ctx->error) ctx->error = std::current_exception();
+    return false;
+  }
 }
 
 /// After a call: the callback's own exception first, then the call's status.
@@ -456,6 +494,44 @@ class Model {
         grid.window ? &*grid.window : nullptr, out.data, out.row_stride_bytes, &p, &report);
     detail::finish(s, ctx);
     return report;
+  }
+
+  /// Reconstructs `grid` of an image read in rectangles (lofi_reconstruct_region_from_reader()):
+  /// the same values as from an ImageView of that image. An exception thrown by `in.read` (or by
+  /// the progress callback) is rethrown here.
+  RunReport reconstruct_region(const InputReader& in, const Grid& grid, const OutputView& out,
+                               const RunParams& params = {}) const {
+    const std::size_t c_out = channels_out();
+    if (out.width != grid.cols() || out.height != grid.rows() || out.channels != c_out)
+      detail::invalid_argument("output view is " + shape(out.width, out.height, out.channels) +
+                               ", the grid needs " + shape(grid.cols(), grid.rows(), c_out));
+    if (!in.read) detail::invalid_argument("InputReader::read is empty");
+    detail::ReaderContext reader_ctx{&in.read, nullptr};
+    lofi_input_reader r = lofi_default_input_reader();
+    r.width = in.width;
+    r.height = in.height;
+    r.channels = in.channels;
+    r.read = &detail::read_trampoline;
+    r.user_data = &reader_ctx;
+    detail::ProgressContext ctx;
+    const lofi_run_params p = detail::to_c(params, ctx);
+    RunReport report{};
+    const lofi_status s = lofi_reconstruct_region_from_reader(
+        model_, &r, grid.region ? &*grid.region : nullptr, grid.width, grid.height,
+        grid.window ? &*grid.window : nullptr, out.data, out.row_stride_bytes, &p, &report);
+    if (reader_ctx.error) std::rethrow_exception(reader_ctx.error);
+    detail::finish(s, ctx);
+    return report;
+  }
+
+  /// Reconstructs `grid` of an image read in rectangles into a new packed vector.
+  std::vector<float> reconstruct_region(const InputReader& in, const Grid& grid, const RunParams& params = {},
+                                        RunReport* report = nullptr) const {
+    const std::size_t c_out = channels_out();
+    std::vector<float> out(grid.cols() * grid.rows() * c_out);
+    const RunReport r = reconstruct_region(in, grid, OutputView(out.data(), grid.cols(), grid.rows(), c_out), params);
+    if (report) *report = r;
+    return out;
   }
 
   /// Reconstructs `grid` of `in` into a new packed vector of grid.rows() x grid.cols() x

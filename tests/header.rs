@@ -75,7 +75,7 @@ fn inline_wrappers_cover_every_sized_entry_point() {
             }
         }
     }
-    assert_eq!(sized, 5, "model info, two reconstructions, step and solve");
+    assert_eq!(sized, 6, "model info, three reconstructions (image, reader, points), step and solve");
 }
 
 #[test]

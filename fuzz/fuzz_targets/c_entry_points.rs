@@ -168,6 +168,47 @@ fn image(img: &Image) -> Option<(Vec<f32>, lofi_image)> {
     Some((data, desc))
 }
 
+/// The fuzzed reader's image and what it was asked for.
+struct FuzzReader {
+    width: usize,
+    height: usize,
+    channels: usize,
+    calls: u32,
+    fail_at: u32,
+    leave_unwritten: bool,
+}
+
+unsafe extern "C" fn fuzz_read(
+    user: *mut c_void,
+    row0: usize,
+    rows: usize,
+    col0: usize,
+    cols: usize,
+    out: *mut f32,
+) -> bool {
+    let r = &mut *(user as *mut FuzzReader);
+    // lofi's promise (lofi_read_fn): never empty, always inside the image it was told about.
+    assert!(rows > 0 && cols > 0, "an empty rectangle: {rows} x {cols}");
+    assert!(
+        row0 + rows <= r.height && col0 + cols <= r.width,
+        "rows {row0}+{rows}, columns {col0}+{cols} of a {} x {} image",
+        r.width,
+        r.height
+    );
+    r.calls += 1;
+    if r.calls == r.fail_at {
+        return false;
+    }
+    if !r.leave_unwritten {
+        let out = std::slice::from_raw_parts_mut(out, rows * cols * r.channels);
+        for (i, v) in out.iter_mut().enumerate() {
+            let (row, col) = (row0 + i / (cols * r.channels), col0 + (i / r.channels) % cols);
+            *v = ((row * 31 + col * 17 + i % r.channels) % 101) as f32 / 100.0;
+        }
+    }
+    true
+}
+
 #[derive(Arbitrary, Debug)]
 enum Op {
     Denoise,
@@ -241,6 +282,23 @@ enum Call {
         grid: (u16, u16),
         window: Option<[u16; 4]>,
         out_stride: Option<u16>,
+        run: Option<Run>,
+        report: Option<Size>,
+    },
+    /// `lofi_reconstruct_region_from_reader_sized` with a reader whose image is computed on the
+    /// fly (so its claimed size needs no buffer), failing or leaving values unwritten on demand.
+    Reader {
+        aware: bool,
+        width: u8,
+        height: u8,
+        channels: u8,
+        size: Size,
+        null_read: bool,
+        fail_at: Option<u8>,
+        leave_unwritten: bool,
+        region: Option<[f64; 4]>,
+        grid: (u16, u16),
+        window: Option<[u16; 4]>,
         run: Option<Run>,
         report: Option<Size>,
     },
@@ -334,6 +392,70 @@ unsafe fn call(c: Call) {
                 rs,
             );
             check("lofi_reconstruct_region", s);
+        }
+        Call::Reader {
+            aware,
+            width,
+            height,
+            channels,
+            size,
+            null_read,
+            fail_at,
+            leave_unwritten,
+            region,
+            grid,
+            window,
+            run,
+            report,
+        } => {
+            let mut state = FuzzReader {
+                width: width as usize,
+                height: height as usize,
+                channels: channels as usize % 5,
+                calls: 0,
+                fail_at: fail_at.map_or(0, u32::from),
+                leave_unwritten,
+            };
+            let reader = lofi_input_reader {
+                width: state.width,
+                height: state.height,
+                channels: state.channels,
+                read: if null_read { None } else { Some(fuzz_read) },
+                user_data: &mut state as *mut FuzzReader as *mut c_void,
+                ..lofi::ffi::default_input_reader()
+            };
+            let mut reader = Claimed::new(reader, size);
+            let region = region.map(|r| lofi_region { x0: r[0], y0: r[1], x1: r[2], y1: r[3] });
+            let window = window.map(|w| lofi_window {
+                col0: w[0] as usize,
+                row0: w[1] as usize,
+                cols: w[2] as usize % 64,
+                rows: w[3] as usize % 64,
+            });
+            let (gw, gh) = (grid.0 as usize, grid.1 as usize);
+            let (cols, rows) = window.map_or((gw, gh), |w| (w.cols, w.rows));
+            if cols * rows > 4096 {
+                return;
+            }
+            let mut out = vec![0f32; (cols * rows).max(1)];
+            let mut counter = 0;
+            let mut params = run.as_ref().map(|r| Claimed::new(run_params(r, &mut counter), r.size));
+            let pp = params.as_mut().map_or(std::ptr::null(), |p| p.ptr() as *const lofi_run_params);
+            let (_rb, rp, rs) = report_buffer(report);
+            let s = lofi_reconstruct_region_from_reader_sized(
+                model(aware),
+                reader.ptr(),
+                region.as_ref().map_or(std::ptr::null(), |r| r as *const _),
+                gw,
+                gh,
+                window.as_ref().map_or(std::ptr::null(), |w| w as *const _),
+                out.as_mut_ptr(),
+                0,
+                pp,
+                rp,
+                rs,
+            );
+            check("lofi_reconstruct_region_from_reader", s);
         }
         Call::Points { aware, image: img, points, run, report } => {
             let Some((_data, desc)) = image(&img) else { return };

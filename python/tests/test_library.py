@@ -87,6 +87,7 @@ STRUCTS = {
     "lofi_region": _ffi.Region,
     "lofi_window": _ffi.Window,
     "lofi_run_report": _ffi.RunReport,
+    "lofi_input_reader": _ffi.InputReader,
 }
 
 
@@ -126,6 +127,7 @@ def test_sizes_are_the_released_layouts():
     assert ctypes.sizeof(_ffi.ModelInfo) == 104
     assert ctypes.sizeof(_ffi.RunReport) == 64
     assert ctypes.sizeof(_ffi.PnpResiduals) == 80
+    assert ctypes.sizeof(_ffi.InputReader) == 48
 
 
 def test_init_functions_fill_the_documented_defaults():

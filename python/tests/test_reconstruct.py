@@ -364,3 +364,56 @@ def test_ctrl_c_stops_a_python_operator(gray):
             assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+# ---- an input read in rectangles ---------------------------------------------------------------
+
+def test_input_reader_equals_the_array_and_reads_only_what_it_needs(rgb, plain_sigma_model):
+    x = pixels(10, 14, 3, seed=8)
+    asked = []
+
+    def read(row0, rows, col0, cols):
+        asked.append((row0, rows, col0, cols))
+        return x[row0:row0 + rows, col0:col0 + cols]
+
+    reader = lofi.InputReader(x.shape, read)
+    np.testing.assert_array_equal(rgb.reconstruct(reader, shape=(19, 27), threads=1),
+                                  rgb.reconstruct(x, shape=(19, 27), threads=1))
+    assert asked and all(0 <= r0 and r0 + n <= 10 and 0 <= c0 and c0 + m <= 14 for r0, n, c0, m in asked)
+
+    # Without the Fourier filter, a band of a tall image reads only its rows plus the halo.
+    tall = pixels(300, 20, seed=9)
+    asked.clear()
+    reader = lofi.InputReader(tall.shape, lambda r0, n, c0, m: asked.append((r0, n)) or tall[r0:r0 + n, c0:c0 + m])
+    band = plain_sigma_model.reconstruct(reader, sigma=0.1, window=(200, 0, 10, 20), threads=1)
+    whole = plain_sigma_model.reconstruct(tall, sigma=0.1, threads=1)
+    np.testing.assert_array_equal(band, whole[200:210])
+    first, end = min(r for r, _ in asked), max(r + n for r, n in asked)
+    assert 150 < first <= 200 and 210 <= end < 260, (first, end)
+
+
+def test_input_reader_errors(gray):
+    x = pixels(12, 16, seed=10)
+
+    class Broken(Exception):
+        pass
+
+    def broken(*_):
+        raise Broken("disk gone")
+
+    with pytest.raises(Broken, match="disk gone"):
+        gray.reconstruct(lofi.InputReader(x.shape, broken), threads=1)
+    with pytest.raises(ValueError, match="shape"):
+        gray.reconstruct(lofi.InputReader(x.shape, lambda r0, n, c0, m: np.zeros((n + 1, m))), threads=1)
+    bad = x.copy()
+    bad[3, 4] = np.nan
+    with pytest.raises(lofi.InvalidInputError, match="finite"):
+        gray.reconstruct(lofi.InputReader(bad.shape, lambda r0, n, c0, m: bad[r0:r0 + n, c0:c0 + m]), threads=1)
+    with pytest.raises(lofi.InvalidInputError, match="channel"):
+        gray.reconstruct(lofi.InputReader((12, 16, 3), lambda *_: None), threads=1)
+    with pytest.raises(lofi.InvalidArgumentError, match="callable"):
+        gray.reconstruct(lofi.InputReader(x.shape, None))
+    with pytest.raises(lofi.InvalidArgumentError, match="shape"):
+        gray.reconstruct(lofi.InputReader(12, lambda *_: None))
+    # The model is still usable.
+    assert gray.reconstruct(x, threads=1).shape == (12, 16)

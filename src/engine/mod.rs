@@ -567,10 +567,27 @@ pub fn reconstruct_region_on_devices(
     out: OutputView<'_>,
     options: RunOptions<'_>,
 ) -> Result<RunReport> {
+    reconstruct_region_from_on_devices(models, &image, region, grid_width, grid_height, window, out, options)
+}
+
+/// [`reconstruct_region_on_devices`] from any [`InputSource`] that threads may share (the C API's
+/// `lofi_input_reader`): each device's batches read their windows from `source`, from that
+/// device's worker thread. With one model this is [`reconstruct_region_from`].
+#[allow(clippy::too_many_arguments)]
+pub fn reconstruct_region_from_on_devices(
+    models: &[&Model],
+    source: &(dyn InputSource + Sync),
+    region: Region,
+    grid_width: usize,
+    grid_height: usize,
+    window: Option<Window>,
+    out: OutputView<'_>,
+    options: RunOptions<'_>,
+) -> Result<RunReport> {
     use std::sync::atomic::{AtomicBool, Ordering};
     let first = first_replica(models)?;
     if models.len() == 1 {
-        return reconstruct_region(first, image, region, grid_width, grid_height, window, out, options);
+        return reconstruct_region_from(first, source, region, grid_width, grid_height, window, out, options);
     }
     let (job, window) = check_region_args(first, region, grid_width, grid_height, window, &out)?;
     options.check(first)?;
@@ -580,7 +597,7 @@ pub fn reconstruct_region_on_devices(
     let (plan, spilled) = crate::error::catch_torch(|| {
         let _threads = ThreadScope::new(threads);
         let (plan, _, spilled) =
-            stream::shared_setup(first, &image, (&job, rows.clone()), memory_budget, &mut |pieces| {
+            stream::shared_setup(first, source, (&job, rows.clone()), memory_budget, &mut |pieces| {
                 progress.as_mut().is_none_or(|cb| cb(Progress::filtering(pieces, total)))
             })?;
         Ok((plan, spilled))
@@ -615,7 +632,7 @@ pub fn reconstruct_region_on_devices(
                     let memory = cuda_memory::PeakTracker::start(model.device());
                     let streamer = Streamer::replica(
                         model,
-                        &image,
+                        source,
                         (&job, rows),
                         memory_budget,
                         noise_level,

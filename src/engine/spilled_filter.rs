@@ -401,7 +401,11 @@ mod tests {
                 (&ci[4 * k0..4 * (k0 + n)], &cw[4 * k0..4 * (k0 + n)]),
                 (&rows.0, &rows.1),
             );
-            assert!(strip.equal(&whole.transpose(1, 2).narrow(1, k0 as i64, n as i64)));
+            // The same sums, but the BLAS may block a 5-column product differently from the
+            // whole plane's (bit-equal on the Xeon, not on an AMD EPYC): float32 rounding only.
+            let part = whole.transpose(1, 2).narrow(1, k0 as i64, n as i64);
+            let err = f64::try_from((&strip - &part).abs().max()).unwrap();
+            assert!(err < 1e-6, "a strip of {hp} x {wp}: {err}");
         }
     }
 }

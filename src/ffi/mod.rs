@@ -18,6 +18,7 @@ mod error;
 mod log;
 mod model;
 mod pnp;
+mod reader;
 mod reconstruct;
 mod types;
 
@@ -29,6 +30,7 @@ pub use error::*;
 pub use log::*;
 pub use model::*;
 pub use pnp::*;
+pub use reader::*;
 pub use reconstruct::*;
 pub use types::*;
 

@@ -5,8 +5,11 @@ use std::os::raw::c_void;
 use super::abi;
 use super::error::{guard, lofi_status, non_null};
 use super::model::lofi_model;
+use super::reader::{lofi_input_reader, ReaderSource};
 use super::types::*;
-use crate::engine::{self, ImageView, OutputView, Progress, Region, RunOptions, SelfEnsemble, Window};
+use crate::engine::{
+    self, ImageView, InputSource, OutputView, Progress, Region, RunOptions, SelfEnsemble, Window,
+};
 use crate::error::{Error, Result};
 
 /// Checks an image descriptor and borrows its pixels.
@@ -145,46 +148,106 @@ pub unsafe extern "C" fn lofi_reconstruct_region_sized(
 ) -> lofi_status {
     guard("lofi_reconstruct_region", || {
         let handle = non_null(model, "model")?;
-        let model = &handle.inner;
         let image = image_view(non_null(input, "input")?)?;
-        if output.is_null() {
-            return Err(Error::invalid_argument("output is NULL"));
-        }
-        let region = match region.as_ref() {
-            Some(r) => Region { x0: r.x0, y0: r.y0, x1: r.x1, y1: r.y1 },
-            None => Region::whole(image.height, image.width),
-        };
-        let window =
-            window.as_ref().map(|w| Window { col0: w.col0, row0: w.row0, cols: w.cols, rows: w.rows });
-        let (cols, rows) = window.map_or((grid_width, grid_height), |w| (w.cols, w.rows));
-        if cols == 0 || rows == 0 {
-            return Err(Error::invalid_argument(format!("output of {cols} x {rows} is empty")));
-        }
-        let c_out = model.config().c_out as usize;
-        let row = cols.checked_mul(c_out).ok_or_else(|| Error::invalid_argument("output width overflows"))?;
-        let stride = stride_in_floats(output_row_stride_bytes, row, "output")?;
-        let len = (rows - 1)
-            .checked_mul(stride)
-            .and_then(|v| v.checked_add(row))
-            .filter(|&v| v <= isize::MAX as usize / 4)
-            .ok_or_else(|| Error::invalid_argument("output size overflows"))?;
-        let call = CallParams::new(params)?;
-        check_report(report, report_size)?;
-        let data = std::slice::from_raw_parts_mut(output, len);
-        let r = call.run(|options| {
-            engine::reconstruct_region_on_devices(
-                &handle.devices(),
-                image,
-                region,
-                grid_width,
-                grid_height,
-                window,
-                OutputView { data, row_stride: stride },
-                options,
-            )
-        })?;
-        write_report(report, report_size, r);
-        Ok(())
+        let target = OutputArgs { region, grid_width, grid_height, window, output, output_row_stride_bytes };
+        region_call(handle, &image, target, params, report, report_size)
+    })
+}
+
+/// The output side of a region call, as the caller passed it.
+struct OutputArgs {
+    region: *const lofi_region,
+    grid_width: usize,
+    grid_height: usize,
+    window: *const lofi_window,
+    output: *mut f32,
+    output_row_stride_bytes: usize,
+}
+
+/// The region calls after their input is checked: the output's checks, the run, the report.
+///
+/// # Safety
+/// The pointers of `target`, `params` and `report` as the region calls document them.
+unsafe fn region_call(
+    handle: &lofi_model,
+    source: &(dyn InputSource + Sync),
+    target: OutputArgs,
+    params: *const lofi_run_params,
+    report: *mut lofi_run_report,
+    report_size: usize,
+) -> Result<()> {
+    let OutputArgs { region, grid_width, grid_height, window, output, output_row_stride_bytes } = target;
+    let model = &handle.inner;
+    if output.is_null() {
+        return Err(Error::invalid_argument("output is NULL"));
+    }
+    let region = match region.as_ref() {
+        Some(r) => Region { x0: r.x0, y0: r.y0, x1: r.x1, y1: r.y1 },
+        None => Region::whole(source.height(), source.width()),
+    };
+    let window = window.as_ref().map(|w| Window { col0: w.col0, row0: w.row0, cols: w.cols, rows: w.rows });
+    let (cols, rows) = window.map_or((grid_width, grid_height), |w| (w.cols, w.rows));
+    if cols == 0 || rows == 0 {
+        return Err(Error::invalid_argument(format!("output of {cols} x {rows} is empty")));
+    }
+    let c_out = model.config().c_out as usize;
+    let row = cols.checked_mul(c_out).ok_or_else(|| Error::invalid_argument("output width overflows"))?;
+    let stride = stride_in_floats(output_row_stride_bytes, row, "output")?;
+    let len = (rows - 1)
+        .checked_mul(stride)
+        .and_then(|v| v.checked_add(row))
+        .filter(|&v| v <= isize::MAX as usize / 4)
+        .ok_or_else(|| Error::invalid_argument("output size overflows"))?;
+    let call = CallParams::new(params)?;
+    check_report(report, report_size)?;
+    let data = std::slice::from_raw_parts_mut(output, len);
+    let r = call.run(|options| {
+        engine::reconstruct_region_from_on_devices(
+            &handle.devices(),
+            source,
+            region,
+            grid_width,
+            grid_height,
+            window,
+            OutputView { data, row_stride: stride },
+            options,
+        )
+    })?;
+    write_report(report, report_size, r);
+    Ok(())
+}
+
+/// `lofi_reconstruct_region()` from an input the caller reads itself (`reader`), rectangle by
+/// rectangle, instead of a buffer: for inputs larger than memory, or for a band of the output
+/// (an MPI rank, a tile) that needs only the rows its samples reach. The library reads the
+/// rows the window can reach (checking them first), each batch's window of them, and, for a
+/// model with the Fourier filter, every row of the image (the filter is global). The result
+/// equals `lofi_reconstruct_region()` on the same image, bit for bit. Otherwise as
+/// `lofi_reconstruct_region()` (`report_size` included).
+///
+/// # Safety
+/// Every pointer argument must be NULL (where allowed) or valid as described for
+/// `lofi_reconstruct_region()` for the duration of the call; `reader->read` must behave as
+/// `lofi_read_fn` says; handles must come from this library and not be used after being freed.
+#[no_mangle]
+pub unsafe extern "C" fn lofi_reconstruct_region_from_reader_sized(
+    model: *const lofi_model,
+    reader: *const lofi_input_reader,
+    region: *const lofi_region,
+    grid_width: usize,
+    grid_height: usize,
+    window: *const lofi_window,
+    output: *mut f32,
+    output_row_stride_bytes: usize,
+    params: *const lofi_run_params,
+    report: *mut lofi_run_report,
+    report_size: usize,
+) -> lofi_status {
+    guard("lofi_reconstruct_region_from_reader", || {
+        let handle = non_null(model, "model")?;
+        let source = ReaderSource::new(non_null(reader, "reader")?)?;
+        let target = OutputArgs { region, grid_width, grid_height, window, output, output_row_stride_bytes };
+        region_call(handle, &source, target, params, report, report_size)
     })
 }
 

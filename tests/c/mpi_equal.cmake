@@ -4,7 +4,7 @@
 #
 #   cmake -DMPIEXEC=... [-DNUMPROC_FLAG=-n] -DEXE=mpi_reconstruct -DMODEL=m.lofi -DINPUT=in.raw
 #         -DWIDTH=40 -DHEIGHT=37 [-DCHANNELS_OUT=1] -DOUT=prefix -DRANKS=1,2,3
-#         [-DARGS=--threads,1] [-DLAST_ARGS=--budget,4MiB] -P mpi_equal.cmake
+#         [-DARGS=--threads,1] [-DLAST_ARGS=--budget,4MiB] [-DMAX_ROWS_READ=130] -P mpi_equal.cmake
 #
 # ARGS go to every run, LAST_ARGS to the last one only (commas separate arguments). Besides the
 # comparison it checks, for every run, that the file has exactly HEIGHT x WIDTH x CHANNELS_OUT
@@ -54,6 +54,26 @@ foreach(n IN LISTS ranks_list)
   endif()
   if(NOT stdout MATCHES "mpi_reconstruct: ${n} rank\\(s\\), rows [0-9/]+, ${WIDTH} x ${HEIGHT} x ${CHANNELS_OUT} -> ")
     message(FATAL_ERROR "mpi_equal: -n ${n}: rank 0 did not print its summary line")
+  endif()
+
+  # With MAX_ROWS_READ, every rank of a run with several ranks read at most that many input rows
+  # (its band plus the halo its samples reach), as the program's "input rows read" line says.
+  if(DEFINED MAX_ROWS_READ AND n GREATER 1)
+    string(REGEX MATCH "input rows read [^\n]*" read_line "${stdout}")
+    string(REGEX MATCHALL "[0-9]+\\.\\.[0-9]+" spans "${read_line}")
+    list(LENGTH spans span_count)
+    if(NOT span_count EQUAL n)
+      message(FATAL_ERROR "mpi_equal: -n ${n}: no rows-read figure for every rank in '${read_line}'")
+    endif()
+    foreach(span IN LISTS spans)
+      string(REPLACE ".." ";" ends "${span}")
+      list(GET ends 0 first)
+      list(GET ends 1 end)
+      math(EXPR rows_read "${end} - ${first}")
+      if(rows_read GREATER MAX_ROWS_READ)
+        message(FATAL_ERROR "mpi_equal: -n ${n}: a rank read input rows ${span} (${rows_read} > ${MAX_ROWS_READ})")
+      endif()
+    endforeach()
   endif()
 
   file(SIZE "${out}" size)

@@ -187,6 +187,14 @@ static void test_layouts_are_pinned(void) {
   CHECK_LAYOUT(lofi_operator, pixel_arcsec, 168);
   CHECK_LAYOUT(lofi_operator, weighting, 176);
 
+  CHECK_SIZE(lofi_input_reader, 48);
+  CHECK_LAYOUT(lofi_input_reader, struct_size, 0);
+  CHECK_LAYOUT(lofi_input_reader, width, 8);
+  CHECK_LAYOUT(lofi_input_reader, height, 16);
+  CHECK_LAYOUT(lofi_input_reader, channels, 24);
+  CHECK_LAYOUT(lofi_input_reader, read, 32);
+  CHECK_LAYOUT(lofi_input_reader, user_data, 40);
+
   CHECK_SIZE(lofi_pnp_params, 136);
   CHECK_LAYOUT(lofi_pnp_params, struct_size, 0);
   CHECK_LAYOUT(lofi_pnp_params, alpha, 8);
@@ -253,6 +261,8 @@ static void test_defaults_carry_their_size(void) {
   lofi_run_params rp = lofi_default_run_params();
   lofi_pnp_params pp = lofi_default_pnp_params();
   lofi_operator op = lofi_default_operator();
+  lofi_input_reader ir = lofi_default_input_reader();
+  CHECK(ir.struct_size == sizeof ir && ir.width == 0 && ir.read == NULL && ir.user_data == NULL);
   CHECK(lp.struct_size == sizeof lp && lp.device == LOFI_DEVICE_CPU && lp.precision == LOFI_PRECISION_F32);
   CHECK(rp.struct_size == sizeof rp && rp.memory_budget_bytes == (uint64_t)512 << 20 && rp.threads == 0);
   CHECK(rp.progress == NULL && rp.progress_user_data == NULL && rp.noise_level == LOFI_NOISE_LEVEL_NONE);

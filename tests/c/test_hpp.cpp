@@ -253,6 +253,42 @@ void test_progress_callbacks() {
   CHECK(same_bits(m.reconstruct(in, one_thread()), expected));
 }
 
+// An image read in rectangles by a std::function gives the ImageView's values bit for bit; an
+// exception thrown by the reader reaches the caller unchanged and the model stays usable.
+void test_input_reader() {
+  const lofi::Model m = lofi::Model::load(fixture("tiny-rgb.lofi"));
+  const std::vector<float> px = pixels(3, 6);
+  const lofi::ImageView in(px, W, H, 3);
+  const lofi::Grid fine = lofi::Grid::scaled(in, 2.0);
+  const std::vector<float> expected = m.reconstruct_region(in, fine, one_thread());
+
+  std::size_t reads = 0;
+  lofi::InputReader reader{W, H, 3, [&](std::size_t row0, std::size_t rows, std::size_t col0, std::size_t cols,
+                                        float* out) {
+                             reads++;
+                             for (std::size_t r = 0; r < rows; r++)
+                               std::memcpy(out + r * cols * 3, px.data() + ((row0 + r) * W + col0) * 3,
+                                           cols * 3 * sizeof(float));
+                           }};
+  CHECK(same_bits(m.reconstruct_region(reader, fine, one_thread()), expected));
+  CHECK(reads > 0);
+  CHECK(lofi::Grid::pixels(reader).width == W && lofi::Grid::pixels(reader).height == H);
+
+  lofi::InputReader failing = reader;
+  failing.read = [](std::size_t, std::size_t, std::size_t, std::size_t, float*) { throw Boom{7}; };
+  bool caught = false;
+  try {
+    m.reconstruct_region(failing, fine, one_thread());
+  } catch (const Boom& b) {
+    caught = b.code == 7;
+  }
+  CHECK_MSG(caught, "the reader's exception did not reach the caller");
+  lofi::InputReader empty = reader;
+  empty.read = nullptr;
+  CHECK(throws_error([&] { m.reconstruct_region(empty, fine); }, LOFI_STATUS_INVALID_ARGUMENT, "read is empty"));
+  CHECK(same_bits(m.reconstruct_region(in, fine, one_thread()), expected));
+}
+
 void test_threads_share_a_model() {
   const lofi::Model m = lofi::Model::load(fixture("tiny-rgb.lofi"));
   const std::vector<float> px = pixels(3, 5);
@@ -528,6 +564,7 @@ int main(int argc, char** argv) {
   RUN(test_tiles_into_subviews);
   RUN(test_wrapper_checks);
   RUN(test_progress_callbacks);
+  RUN(test_input_reader);
   RUN(test_threads_share_a_model);
   RUN(test_log_and_version);
   RUN(test_pnp_builtin_operator);

@@ -581,6 +581,46 @@ static void test_noise_level(void) {
 /* lofi_load_params.devices: one replica per device ("cpu,cpu" stands in for two GPUs); bands of
  * rows dealt out to them give one device's result bit for bit (one thread), windows and strides
  * included, the progress callback sees every pixel; a bad list is refused naming the entry. */
+/* ---- an input the host reads itself ------------------------------------------------------------ */
+
+/* A reader over a buffer that records which rows it was asked for; fails on call `fail_at`
+ * (1-based; 0: never) and leaves its rectangles unwritten when `leave_unwritten`. */
+typedef struct {
+  const float *px;
+  size_t width, channels;
+  size_t first_row, end_row; /* rows read: [first_row, end_row) */
+  unsigned calls, fail_at;
+  int leave_unwritten;
+} buffer_reader;
+
+static bool read_buffer(void *user, size_t row0, size_t rows, size_t col0, size_t cols, float *out) {
+  buffer_reader *b = (buffer_reader *)user;
+  size_t r;
+  b->calls++;
+  if (b->fail_at != 0 && b->calls == b->fail_at) return false;
+  if (row0 < b->first_row) b->first_row = row0;
+  if (row0 + rows > b->end_row) b->end_row = row0 + rows;
+  if (b->leave_unwritten) return true;
+  for (r = 0; r < rows; r++) {
+    memcpy(out + r * cols * b->channels, b->px + ((row0 + r) * b->width + col0) * b->channels,
+           cols * b->channels * sizeof(float));
+  }
+  return true;
+}
+
+static lofi_input_reader reader_of(buffer_reader *b, size_t width, size_t height) {
+  lofi_input_reader r = lofi_default_input_reader();
+  b->first_row = (size_t)-1;
+  b->end_row = 0;
+  b->calls = 0;
+  r.width = width;
+  r.height = height;
+  r.channels = b->channels;
+  r.read = read_buffer;
+  r.user_data = b;
+  return r;
+}
+
 static bool count_progress(void *user, uint64_t done, uint64_t total) {
   uint64_t *last = (uint64_t *)user;
   CHECK(done <= total && done > *last);
@@ -607,6 +647,14 @@ static void test_device_list(void) {
   CHECK_OK(lofi_reconstruct_region(rgb, &img, NULL, W, H, NULL, a, 0, &params, NULL));
   CHECK_OK(lofi_reconstruct_region(two, &img, NULL, W, H, NULL, b, 0, &params, NULL));
   CHECK_MSG(memcmp(a, b, W * H * 3 * sizeof(float)) == 0, "two devices differ from one");
+  {
+    /* The replicas' worker threads read through the host's reader (one call at a time). */
+    buffer_reader br = {px, W, 3, 0, 0, 0, 0, 0};
+    lofi_input_reader reader = reader_of(&br, W, H);
+    memset(b, 0, W * H * 3 * sizeof(float));
+    CHECK_OK(lofi_reconstruct_region_from_reader(two, &reader, NULL, W, H, NULL, b, 0, &params, NULL));
+    CHECK_MSG(memcmp(a, b, W * H * 3 * sizeof(float)) == 0, "two devices through a reader differ from one");
+  }
   /* A window written with a row stride; the progress callback counts up to its pixels. */
   params.progress = count_progress;
   params.progress_user_data = &last;
@@ -629,6 +677,74 @@ static void test_device_list(void) {
   }
   lofi_model_free(two);
   free(px);
+  free(a);
+  free(b);
+}
+
+/* The same output as from the buffer, bit for bit (a filter model, which reads every row for the
+ * global filter, and a plain one), and a band of a tall image reads only the rows its samples
+ * reach. A failing reader gives LOFI_STATUS_IO, values it leaves unwritten are refused as
+ * non-finite input, and a bad description is refused before any read. */
+static void test_input_reader(void) {
+  enum { TW = 24, TH = 400 };
+  float *px = lt_make_pixels(W, H, 3, 31), *tall = lt_make_pixels(TW, TH, 1, 32);
+  float *a = (float *)malloc(TW * TH * 3 * sizeof(float)), *b = (float *)malloc(TW * TH * 3 * sizeof(float));
+  lofi_image img = lt_image(px, W, H, 3), tall_img = lt_image(tall, TW, TH, 1);
+  buffer_reader br = {px, W, 3, 0, 0, 0, 0, 0};
+  lofi_input_reader reader = reader_of(&br, W, H);
+  lofi_run_params params = lofi_default_run_params();
+  lofi_window band = {0, 300, TW, 10};
+  lofi_model *plain = lt_load("tiny-gray-sigma-plain.lofi");
+  lofi_run_report rep;
+  REQUIRE(px && tall && a && b && plain);
+  params.threads = 1;
+
+  CHECK_OK(lofi_reconstruct_region(rgb, &img, NULL, W, H, NULL, a, 0, &params, NULL));
+  CHECK_OK(lofi_reconstruct_region_from_reader(rgb, &reader, NULL, W, H, NULL, b, 0, &params, &rep));
+  CHECK_MSG(memcmp(a, b, W * H * 3 * sizeof(float)) == 0, "the reader's output differs from the buffer's");
+  CHECK(rep.pixels == (uint64_t)W * H && br.calls > 0 && br.first_row == 0 && br.end_row == H);
+
+  params.noise_level = 0.1;
+  CHECK_OK(lofi_reconstruct_region(plain, &tall_img, NULL, TW, TH, NULL, a, 0, &params, NULL));
+  br.px = tall;
+  br.width = TW;
+  br.channels = 1;
+  reader = reader_of(&br, TW, TH);
+  CHECK_OK(lofi_reconstruct_region_from_reader(plain, &reader, NULL, TW, TH, &band, b, 0, &params, NULL));
+  CHECK_MSG(memcmp(a + 300 * TW, b, 10 * TW * sizeof(float)) == 0, "a band read through the reader differs");
+  CHECK_MSG(br.first_row > 200 && br.first_row <= 300 && br.end_row >= 310 && br.end_row < TH,
+            "the band of rows 300..310 read rows %zu..%zu of %d", br.first_row, br.end_row, TH);
+  printf("     rows 300..310 of %d read rows %zu..%zu\n", TH, br.first_row, br.end_row);
+
+  reader = reader_of(&br, TW, TH);
+  br.fail_at = 2;
+  EXPECT_FAIL(lofi_reconstruct_region_from_reader(plain, &reader, NULL, TW, TH, NULL, b, 0, &params, NULL),
+              LOFI_STATUS_IO, "input reader failed");
+  br.fail_at = 0;
+  br.leave_unwritten = 1;
+  EXPECT_FAIL(lofi_reconstruct_region_from_reader(plain, &reader, NULL, TW, TH, NULL, b, 0, &params, NULL),
+              LOFI_STATUS_INVALID_INPUT, "finite");
+  br.leave_unwritten = 0;
+  CHECK_OK(lofi_reconstruct_region_from_reader(plain, &reader, NULL, TW, TH, &band, b, 0, &params, NULL));
+
+  br.calls = 0;
+  reader.channels = 3;
+  EXPECT_FAIL(lofi_reconstruct_region_from_reader(plain, &reader, NULL, TW, TH, NULL, b, 0, &params, NULL),
+              LOFI_STATUS_INVALID_INPUT, "channel");
+  reader.channels = 1;
+  reader.read = NULL;
+  EXPECT_FAIL(lofi_reconstruct_region_from_reader(plain, &reader, NULL, TW, TH, NULL, b, 0, &params, NULL),
+              LOFI_STATUS_INVALID_ARGUMENT, "read is NULL");
+  reader.read = read_buffer;
+  reader.struct_size = 0;
+  EXPECT_FAIL(lofi_reconstruct_region_from_reader(plain, &reader, NULL, TW, TH, NULL, b, 0, &params, NULL),
+              LOFI_STATUS_INVALID_ARGUMENT, "struct_size");
+  EXPECT_FAIL(lofi_reconstruct_region_from_reader(plain, NULL, NULL, TW, TH, NULL, b, 0, &params, NULL),
+              LOFI_STATUS_INVALID_ARGUMENT, "reader is NULL");
+  CHECK_MSG(br.calls == 0, "%u reads for descriptions that were refused", br.calls);
+  lofi_model_free(plain);
+  free(px);
+  free(tall);
   free(a);
   free(b);
 }
@@ -688,6 +804,7 @@ int main(int argc, char **argv) {
   RUN(test_memory_load_equivalent);
   RUN(test_noise_level);
   RUN(test_device_list);
+  RUN(test_input_reader);
   RUN(test_cuda_matches_cpu);
   lofi_model_free(gray);
   lofi_model_free(rgb);

@@ -36,7 +36,7 @@ from .errors import (
     check,
     last_error,
 )
-from .model import Model, ModelInfo, RunReport
+from .model import InputReader, Model, ModelInfo, RunReport
 from .pnp import (
     Blur,
     Denoise,
@@ -134,7 +134,7 @@ def _stop_logging() -> None:
 check_version()
 
 __all__ = [
-    "Model", "ModelInfo", "RunReport", "image_view",
+    "Model", "ModelInfo", "RunReport", "InputReader", "image_view",
     "Operator", "Denoise", "Inpaint", "FourierMask", "Blur", "Lensing", "Radon", "UserOperator",
     "PnP", "Residuals", "pnp", "inpainting_settings",
     "LofiError", "InvalidArgumentError", "InvalidInputError", "InvalidModelError", "LofiIOError",

@@ -105,6 +105,30 @@ def progress_callback(fn, slot: ErrorSlot):
     return _ffi.PROGRESS_FN(trampoline)
 
 
+def read_callback(fn, channels: int, slot: ErrorSlot):
+    """A ``lofi_read_fn`` calling ``fn(row0, rows, col0, cols)``, which returns the rectangle as
+    an array of (rows, cols, channels) values ((rows, cols) for one channel); they are copied
+    into lofi's buffer as float32."""
+    import numpy as np
+
+    def trampoline(_user, row0, rows, col0, cols, out):
+        try:
+            if interrupted() or slot.error is not None:
+                return False
+            block = np.asarray(fn(int(row0), int(rows), int(col0), int(cols)))
+            want = (int(rows), int(cols), channels)
+            if block.shape != want and not (channels == 1 and block.shape == want[:2]):
+                raise ValueError(f"the reader returned shape {block.shape} for a rectangle of {want}")
+            target = np.ctypeslib.as_array(out, shape=want)
+            target[...] = block.reshape(want)
+            return True
+        except BaseException as e:  # noqa: BLE001 - carried across the C frames, re-raised
+            slot.catch(e)
+            return False
+
+    return _ffi.READ_FN(trampoline)
+
+
 def run_call(call, slot: ErrorSlot, what: str):
     """Runs a library call that may invoke callbacks; raises the callback's exception first,
     else the library's."""

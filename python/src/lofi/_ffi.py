@@ -94,6 +94,7 @@ MAX_COORDINATE = 1e6
 LOG_FN = CFUNCTYPE(None, c_void_p, c_int32, c_char_p)
 APPLY_FN = CFUNCTYPE(c_bool, c_void_p, POINTER(c_float), POINTER(c_float))
 PROGRESS_FN = CFUNCTYPE(c_bool, c_void_p, c_uint64, c_uint64)
+READ_FN = CFUNCTYPE(c_bool, c_void_p, c_size_t, c_size_t, c_size_t, c_size_t, POINTER(c_float))
 
 # ---- structs (field order is the ABI: never reorder; see docs/abi.md) -------------------------
 
@@ -211,6 +212,17 @@ class Image(Structure):
     ]
 
 
+class InputReader(Structure):
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("width", c_size_t),
+        ("height", c_size_t),
+        ("channels", c_size_t),
+        ("read", READ_FN),
+        ("user_data", c_void_p),
+    ]
+
+
 class Region(Structure):
     _fields_ = [("x0", c_double), ("y0", c_double), ("x1", c_double), ("y1", c_double)]
 
@@ -270,6 +282,24 @@ _SIGNATURES = [
         [
             MODEL_P,
             POINTER(Image),
+            POINTER(Region),
+            c_size_t,
+            c_size_t,
+            POINTER(Window),
+            POINTER(c_float),
+            c_size_t,
+            POINTER(RunParams),
+            POINTER(RunReport),
+            c_size_t,
+        ],
+    ),
+    ("lofi_init_input_reader", c_int32, [POINTER(InputReader)]),
+    (
+        "lofi_reconstruct_region_from_reader_sized",
+        c_int32,
+        [
+            MODEL_P,
+            POINTER(InputReader),
             POINTER(Region),
             c_size_t,
             c_size_t,

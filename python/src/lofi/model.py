@@ -20,7 +20,7 @@ from ._arrays import (
     image_view,
     parse_budget,
 )
-from ._callbacks import ErrorSlot, progress_callback, run_call
+from ._callbacks import ErrorSlot, progress_callback, read_callback, run_call
 from .errors import InvalidArgumentError, ModelClosedError, OutOfMemoryError, check
 
 _DEVICES = {"cpu": _ffi.DEVICE_CPU, "cuda": _ffi.DEVICE_CUDA}
@@ -78,6 +78,39 @@ class RunReport:
     measured_peak_bytes: int
     measured_peak_reserved_bytes: int
     reserved_bytes: int
+
+
+@dataclass(frozen=True)
+class InputReader:
+    """An image read in rectangles instead of held in an array (``lofi_input_reader``); pass it
+    to :meth:`Model.reconstruct` as the image.
+
+    * ``shape``: the whole image's (H, W) or (H, W, C); region coordinates and the reflections
+      at the borders refer to it.
+    * ``read(row0, rows, col0, cols)``: returns that rectangle as (rows, cols) or
+      (rows, cols, C) numbers (copied as float32). An exception it raises stops the call and
+      propagates.
+
+    lofi asks only for the rows the grid or window can reach (checking them first) and each
+    batch's window of them; a model with the Fourier filter reads every row once (the filter is
+    global). So a band of a huge ``numpy.memmap``, an HDF5 or zarr dataset, or a tiled format is
+    never loaded whole. The result equals the array's, bit for bit.
+    """
+
+    shape: tuple
+    read: object
+
+    def _dims(self, channels_in: int) -> tuple[int, int, int]:
+        try:
+            dims = tuple(as_size(v, "reader shape") for v in self.shape)
+        except TypeError:
+            raise InvalidArgumentError(f"InputReader shape must be (H, W) or (H, W, C), got {self.shape!r}") from None
+        if len(dims) not in (2, 3):
+            raise InvalidArgumentError(f"InputReader shape must be (H, W) or (H, W, C), got {self.shape!r}")
+        if not callable(self.read):
+            raise InvalidArgumentError(f"InputReader read must be callable, got {self.read!r}")
+        h, w = dims[0], dims[1]
+        return h, w, dims[2] if len(dims) == 3 else channels_in
 
 
 def run_params(*, budget=None, threads=0, sigma=None, self_ensemble=1, progress=None,
@@ -369,7 +402,9 @@ class Model(_HandleOwner):
 
         * ``image``: (H, W) or (H, W, C) float32 (read in place when its rows are packed: see
           :func:`lofi.image_view`; other layouts and float dtypes are copied once), or complex
-          (H, W) for a two-channel (complex) model. C must be the model's ``channels_in``.
+          (H, W) for a two-channel (complex) model. C must be the model's ``channels_in``. Or an
+          :class:`InputReader`: lofi reads the rectangles it needs
+          (``lofi_reconstruct_region_from_reader``).
         * ``region``: ``(x0, y0, x1, y1)`` in input pixel coordinates (x = column, pixel centres
           at integers); default the whole image ``(0, 0, W - 1, H - 1)``.
         * ``shape``: output grid ``(rows, cols)``; default the input's (H, W). The grid's
@@ -393,9 +428,14 @@ class Model(_HandleOwner):
         the model has one output channel.
         """
         info = self.info
-        view = image_view(image, info.channels_in)
-        squeeze = (np.ndim(image) == 2) and info.channels_out == 1
-        h, w, _ = view.shape
+        if isinstance(image, InputReader):
+            view = None
+            h, w, c = image._dims(info.channels_in)
+            squeeze = len(image.shape) == 2 and info.channels_out == 1
+        else:
+            view = image_view(image, info.channels_in)
+            squeeze = (np.ndim(image) == 2) and info.channels_out == 1
+            h, w, _ = view.shape
         if shape is None:
             grid_rows, grid_cols = h, w
         else:
@@ -428,10 +468,21 @@ class Model(_HandleOwner):
         params, keep = run_params(budget=budget, threads=threads, sigma=sigma, self_ensemble=self_ensemble,
                                   progress=progress, slot=slot)
         rep = _ffi.RunReport()
-        desc = image_descriptor(view)
+        if view is None:
+            desc = _ffi.InputReader()
+            desc.struct_size = ctypes.sizeof(_ffi.InputReader)
+            check(_ffi.lib.lofi_init_input_reader(ctypes.byref(desc)), "lofi_init_input_reader")
+            desc.width, desc.height, desc.channels = w, h, c
+            reader_keep = read_callback(image.read, c, slot)
+            desc.read = reader_keep
+            entry, what = _ffi.lib.lofi_reconstruct_region_from_reader_sized, "lofi_reconstruct_region_from_reader"
+        else:
+            desc = image_descriptor(view)
+            reader_keep = None
+            entry, what = _ffi.lib.lofi_reconstruct_region_sized, "lofi_reconstruct_region"
         with self._using() as ptr:
             run_call(
-                lambda: _ffi.lib.lofi_reconstruct_region_sized(
+                lambda: entry(
                     ptr,
                     ctypes.byref(desc),
                     ctypes.byref(region_c) if region_c is not None else None,
@@ -445,9 +496,9 @@ class Model(_HandleOwner):
                     ctypes.sizeof(rep),
                 ),
                 slot,
-                "lofi_reconstruct_region",
+                what,
             )
-        del keep, view  # alive until here: the library used them during the call
+        del keep, view, reader_keep  # alive until here: the library used them during the call
         if out is None and squeeze:
             result = result[:, :, 0]
         return (result, _report(rep)) if report else result
