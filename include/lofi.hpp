@@ -481,10 +481,7 @@ class Model {
   /// must be grid.cols(), grid.rows() and the model's output channels. Returns the run report.
   RunReport reconstruct_region(const ImageView& in, const Grid& grid, const OutputView& out,
                                const RunParams& params = {}) const {
-    const std::size_t c_out = channels_out();
-    if (out.width != grid.cols() || out.height != grid.rows() || out.channels != c_out)
-      detail::invalid_argument("output view is " + shape(out.width, out.height, out.channels) +
-                               ", the grid needs " + shape(grid.cols(), grid.rows(), c_out));
+    check_output(grid, out);
     const lofi_image img = in.to_c();
     detail::ProgressContext ctx;
     const lofi_run_params p = detail::to_c(params, ctx);
@@ -501,10 +498,7 @@ class Model {
   /// the progress callback) is rethrown here.
   RunReport reconstruct_region(const InputReader& in, const Grid& grid, const OutputView& out,
                                const RunParams& params = {}) const {
-    const std::size_t c_out = channels_out();
-    if (out.width != grid.cols() || out.height != grid.rows() || out.channels != c_out)
-      detail::invalid_argument("output view is " + shape(out.width, out.height, out.channels) +
-                               ", the grid needs " + shape(grid.cols(), grid.rows(), c_out));
+    check_output(grid, out);
     if (!in.read) detail::invalid_argument("InputReader::read is empty");
     detail::ReaderContext reader_ctx{&in.read, nullptr};
     lofi_input_reader r = lofi_default_input_reader();
@@ -527,22 +521,14 @@ class Model {
   /// Reconstructs `grid` of an image read in rectangles into a new packed vector.
   std::vector<float> reconstruct_region(const InputReader& in, const Grid& grid, const RunParams& params = {},
                                         RunReport* report = nullptr) const {
-    const std::size_t c_out = channels_out();
-    std::vector<float> out(grid.cols() * grid.rows() * c_out);
-    const RunReport r = reconstruct_region(in, grid, OutputView(out.data(), grid.cols(), grid.rows(), c_out), params);
-    if (report) *report = r;
-    return out;
+    return into_vector(in, grid, params, report);
   }
 
   /// Reconstructs `grid` of `in` into a new packed vector of grid.rows() x grid.cols() x
   /// channels_out values. `report`, if not null, receives what the call did.
   std::vector<float> reconstruct_region(const ImageView& in, const Grid& grid, const RunParams& params = {},
                                         RunReport* report = nullptr) const {
-    const std::size_t c_out = channels_out();
-    std::vector<float> out(grid.cols() * grid.rows() * c_out);
-    const RunReport r = reconstruct_region(in, grid, OutputView(out.data(), grid.cols(), grid.rows(), c_out), params);
-    if (report) *report = r;
-    return out;
+    return into_vector(in, grid, params, report);
   }
 
   /// The on-grid reconstruction of the whole image (width x height x channels_out values).
@@ -583,6 +569,25 @@ class Model {
   }
 
  private:
+  /// The output view must be the grid's computed size with the model's output channels.
+  void check_output(const Grid& grid, const OutputView& out) const {
+    const std::size_t c_out = channels_out();
+    if (out.width != grid.cols() || out.height != grid.rows() || out.channels != c_out)
+      detail::invalid_argument("output view is " + shape(out.width, out.height, out.channels) +
+                               ", the grid needs " + shape(grid.cols(), grid.rows(), c_out));
+  }
+
+  /// reconstruct_region() of an ImageView or an InputReader into a new packed vector.
+  template <class Input>
+  std::vector<float> into_vector(const Input& in, const Grid& grid, const RunParams& params,
+                                 RunReport* report) const {
+    const std::size_t c_out = channels_out();
+    std::vector<float> out(grid.cols() * grid.rows() * c_out);
+    const RunReport r = reconstruct_region(in, grid, OutputView(out.data(), grid.cols(), grid.rows(), c_out), params);
+    if (report) *report = r;
+    return out;
+  }
+
   static std::string shape(std::size_t w, std::size_t h, std::size_t c) {
     return std::to_string(w) + " x " + std::to_string(h) + " x " + std::to_string(c);
   }

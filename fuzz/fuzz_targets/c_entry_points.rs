@@ -340,6 +340,21 @@ fn model(aware: bool) -> *mut lofi_model {
     }
 }
 
+/// The fuzzed region and window as the C structs (windows of at most 63 x 63 samples).
+fn region_and_window(
+    region: Option<[f64; 4]>,
+    window: Option<[u16; 4]>,
+) -> (Option<lofi_region>, Option<lofi_window>) {
+    let region = region.map(|r| lofi_region { x0: r[0], y0: r[1], x1: r[2], y1: r[3] });
+    let window = window.map(|w| lofi_window {
+        col0: w[0] as usize,
+        row0: w[1] as usize,
+        cols: w[2] as usize % 64,
+        rows: w[3] as usize % 64,
+    });
+    (region, window)
+}
+
 fn report_buffer(size: Option<Size>) -> (Vec<u64>, *mut lofi_run_report, usize) {
     match size {
         None => (Vec::new(), std::ptr::null_mut(), 0),
@@ -356,13 +371,7 @@ unsafe fn call(c: Call) {
     match c {
         Call::Region { aware, image: img, region, grid, window, out_stride, run, report } => {
             let Some((_data, desc)) = image(&img) else { return };
-            let region = region.map(|r| lofi_region { x0: r[0], y0: r[1], x1: r[2], y1: r[3] });
-            let window = window.map(|w| lofi_window {
-                col0: w[0] as usize,
-                row0: w[1] as usize,
-                cols: w[2] as usize % 64,
-                rows: w[3] as usize % 64,
-            });
+            let (region, window) = region_and_window(region, window);
             let (gw, gh) = (grid.0 as usize, grid.1 as usize);
             let (cols, rows) = window.map_or((gw, gh), |w| (w.cols, w.rows));
             let stride_bytes = out_stride.map_or(0, |s| s as usize);
@@ -425,13 +434,7 @@ unsafe fn call(c: Call) {
                 ..lofi::ffi::default_input_reader()
             };
             let mut reader = Claimed::new(reader, size);
-            let region = region.map(|r| lofi_region { x0: r[0], y0: r[1], x1: r[2], y1: r[3] });
-            let window = window.map(|w| lofi_window {
-                col0: w[0] as usize,
-                row0: w[1] as usize,
-                cols: w[2] as usize % 64,
-                rows: w[3] as usize % 64,
-            });
+            let (region, window) = region_and_window(region, window);
             let (gw, gh) = (grid.0 as usize, grid.1 as usize);
             let (cols, rows) = window.map_or((gw, gh), |w| (w.cols, w.rows));
             if cols * rows > 4096 {
