@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Gigapixel demo (issue 11; `make bench-gigapixel`, not part of `make test`): denoises a SIZE^2
 # float32 .npy (default 32768^2, 4 GiB) with the shipped noise-level-aware denoiser on the CPU
-# under a 256 MiB budget, first as one process with 2 threads, then as 2 MPI ranks with 1 thread
-# each, and prints the time and the peak resident set (above the baseline of libtorch and the
-# model) of each; the two outputs are compared.
+# under a 256 MiB budget, first as one process with 2 threads (run as 2 single-threaded workers,
+# see `lofi reconstruct --cpu-workers`), then as 2 MPI ranks with 1 thread each, and prints the
+# time and the peak resident set (above the baseline of libtorch and the model) of each; the two
+# outputs are compared.
 #
 #   scripts/bench-gigapixel.sh [SIZE]          # the demo
 #   scripts/bench-gigapixel.sh --scaling       # working memory vs input size, 1024^2 .. 16384^2
@@ -67,7 +68,9 @@ px = sum(r["pixels"] for r in rs)
 peak = max(r["peak_rss_above_baseline_bytes"] for r in rs)
 base = max(r["baseline_rss_bytes"] for r in rs)
 budget, estimated = rs[0]["budget_bytes"], rs[0]["estimated_peak_bytes"]
-print(f"{sys.argv[1]:<28} {px/1e6:9.1f} Mpx {secs:9.1f} s {px/secs/1e3:8.1f} kpx/s   "
+workers = rs[0].get("cpu_workers", 1)
+label = sys.argv[1] + (f" ({workers} workers)" if workers > 1 else "")
+print(f"{label:<40} {px/1e6:9.1f} Mpx {secs:9.1f} s {px/secs/1e3:8.1f} kpx/s   "
       f"peak RSS above baseline {peak/2**20:7.1f} MiB (per process; baseline {base/2**20:.0f} MiB, "
       f"budget {budget/2**20:.0f} MiB, estimated {estimated/2**20:.0f} MiB)")
 ' "$1"

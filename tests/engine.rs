@@ -414,6 +414,43 @@ fn threads_sharing_one_model_get_the_single_threaded_result() {
     }
 }
 
+/// `cpu_workers`: one single-threaded worker per thread for a small network once each gets four
+/// batches (its threads would otherwise wait for one another at every operation), one worker on a
+/// single thread, for fewer pixels, or for the paper-size network in f32 (its long products split
+/// well over threads); and workers sharing one model give the one worker's values.
+#[test]
+fn cpu_workers_are_chosen_for_small_networks_with_enough_batches() {
+    let available = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let model = fixture_model("tiny-gray.lofi");
+    let enough = 4 * engine::budget::cpu_batch_cap(1) * 2;
+    assert_eq!(engine::cpu_workers(&model, 1, 1 << 30), 1);
+    assert_eq!(engine::cpu_workers(&model, 2, enough - 1), 1);
+    assert_eq!(engine::cpu_workers(&model, 2, enough), available.min(2));
+    let mut cfg = lofi::config::LofiConfig::paper(128, 1, 1);
+    cfg.fourier_filtering = true;
+    let (net, params) = lofi::kernels::LofiNet::init(&cfg, tch::Device::Cpu).unwrap();
+    let paper = Model::from_parts(net, params, None);
+    assert!(paper.pixel_net().flops_per_pixel() > 4e6);
+    assert_eq!(engine::cpu_workers(&paper, 2, 1 << 30), 1);
+
+    let (h, w) = (24, 20);
+    let img = image(h, w, 1);
+    let whole = region_grid(&model, &img, h, w, 40, 36, None);
+    let mut dealt = vec![0f32; 40 * 36];
+    engine::reconstruct_region_on_devices(
+        &[&model, &model, &model],
+        view(&img, h, w, 1),
+        Region::whole(h, w),
+        40,
+        36,
+        None,
+        OutputView { data: &mut dealt, row_stride: 40 },
+        RunOptions { threads: 1, ..Default::default() },
+    )
+    .unwrap();
+    assert!(dealt.iter().zip(&whole).all(|(a, b)| a.to_bits() == b.to_bits()));
+}
+
 #[test]
 fn bad_arguments_are_refused_with_clear_errors() {
     let model = fixture_model("tiny-gray.lofi");

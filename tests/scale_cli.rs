@@ -232,6 +232,43 @@ fn a_device_list_deals_bands_and_writes_the_same_file() {
         .output()
         .unwrap();
     assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("unknown device"));
+    let bad = lofi()
+        .args(reconstruct_args(model, &input, &dealt, Some("25/255")))
+        .args(["--device", "cpu,cpu", "--cpu-workers", "2"])
+        .output()
+        .unwrap();
+    assert!(
+        !bad.status.success()
+            && String::from_utf8_lossy(&bad.stderr).contains("--cpu-workers applies to --device cpu")
+    );
+}
+
+/// `--cpu-workers 3`: three single-threaded workers share one CPU model, each on its own bands;
+/// the report says so and the file is the one worker's, byte for byte.
+#[test]
+fn cpu_workers_share_one_model_and_write_the_same_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = noisy_input(dir.path(), 64, 48);
+    let model = "models/denoise-gray.lofi";
+    let single = dir.path().join("single.npy");
+    let json = ok(lofi()
+        .args(reconstruct_args(model, &input, &single, Some("25/255")))
+        .args(["--cpu-workers", "1"])
+        .output()
+        .unwrap());
+    let report: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+    assert_eq!(report["cpu_workers"], 1);
+    let workers = dir.path().join("workers.npy");
+    let out = lofi()
+        .args(reconstruct_args(model, &input, &workers, Some("25/255")))
+        .args(["--cpu-workers", "3"])
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_str(ok(out.clone()).trim()).unwrap();
+    assert_eq!(report["cpu_workers"], 3);
+    assert_eq!(report["pixels"], 64 * 48);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("on cpu (3 workers)"));
+    assert_eq!(std::fs::read(&workers).unwrap(), std::fs::read(&single).unwrap());
 }
 
 /// `lofi bench` states the budget as a bound: each row prints the process's baseline and the peak
