@@ -451,6 +451,38 @@ fn cpu_workers_are_chosen_for_small_networks_with_enough_batches() {
     assert!(dealt.iter().zip(&whole).all(|(a, b)| a.to_bits() == b.to_bits()));
 }
 
+/// A whole grid by several single-threaded workers (plug-and-play's denoising passes) equals one
+/// worker on one thread bit for bit, and a cancelling progress callback stops it.
+#[test]
+fn grid_workers_equal_one_thread_and_stop_when_cancelled() {
+    let model = fixture_model("tiny-rgb.lofi");
+    let (h, w) = (40, 36);
+    let img = image(h, w, 3);
+    let prepared = engine::PreparedImage::new(&model, view(&img, h, w, 3)).unwrap();
+    let plan = engine::plan_for(&model, h, w, 6 << 20).unwrap().at_most(128);
+    tch::set_num_threads(1);
+    let one = prepared.reconstruct_grid(&plan, &mut None).unwrap();
+    for workers in [1, 2, 3] {
+        let mut reports = Vec::new();
+        let mut note = |p: Progress| {
+            reports.push(p.done);
+            true
+        };
+        let many = prepared.reconstruct_grid_on_workers(&plan, workers, &mut Some(&mut note)).unwrap();
+        assert_eq!(many.size(), one.size());
+        assert!(many.equal(&one), "{workers} workers");
+        assert_eq!(reports.last(), Some(&(h * w)), "{workers} workers");
+        assert!(reports.windows(2).all(|p| p[0] < p[1]));
+    }
+    let mut calls = 0;
+    let mut cancel = |_: Progress| {
+        calls += 1;
+        calls < 3
+    };
+    let err = prepared.reconstruct_grid_on_workers(&plan, 2, &mut Some(&mut cancel)).unwrap_err();
+    assert!(matches!(err, Error::Cancelled), "{err}");
+}
+
 #[test]
 fn bad_arguments_are_refused_with_clear_errors() {
     let model = fixture_model("tiny-gray.lofi");

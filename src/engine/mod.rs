@@ -437,6 +437,102 @@ impl<'m> PreparedImage<'m> {
         Ok(out.view([h as i64, w as i64, c_out]).permute([2, 0, 1]).unsqueeze(0).contiguous())
     }
 
+    /// [`Self::reconstruct_grid`] by `workers` single-threaded workers (see [`cpu_workers`]), each
+    /// taking the next batch: the same batches as one worker, so on one thread the same values bit
+    /// for bit. `workers` <= 1 is [`Self::reconstruct_grid`] on the caller's threads.
+    pub fn reconstruct_grid_on_workers(
+        &self,
+        plan: &BatchPlan,
+        workers: usize,
+        progress: &mut Option<&mut dyn FnMut(Progress) -> bool>,
+    ) -> Result<Tensor> {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let (h, w) = (self.height, self.width);
+        let total = h * w;
+        let batch_pixels = plan.limited_to(total).batch_pixels;
+        let batches = total.div_ceil(batch_pixels);
+        if workers <= 1 || batches < 2 {
+            return self.reconstruct_grid(plan, progress);
+        }
+        let c_out = self.model.config().c_out;
+        let out = Tensor::zeros([total as i64, c_out], (Kind::Float, self.model.device()));
+        let (next, stop) = (AtomicUsize::new(0), AtomicBool::new(false));
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<(usize, Tensor)>>(workers);
+        let mut failure = None;
+        std::thread::scope(|scope| {
+            for _ in 0..workers.min(batches) {
+                // Each worker its own handles to the shared, read-only image and noise level
+                // (libtorch tensors are not `Sync`; a shallow clone shares the storage).
+                let mine = PreparedImage {
+                    model: self.model,
+                    tensor: self.tensor.shallow_clone(),
+                    noise_level: self.noise_level.as_ref().map(Tensor::shallow_clone),
+                    self_ensemble: self.self_ensemble,
+                    height: h,
+                    width: w,
+                };
+                let (tx, next, stop) = (tx.clone(), &next, &stop);
+                scope.spawn(move || {
+                    let _threads = ThreadScope::new(1);
+                    while !stop.load(Ordering::Relaxed) {
+                        let k = next.fetch_add(1, Ordering::Relaxed);
+                        if k >= batches {
+                            break;
+                        }
+                        let first = k * batch_pixels;
+                        let count = batch_pixels.min(total - first);
+                        let values = crate::error::catch_torch(|| {
+                            let mut values = None;
+                            mine.stream(
+                                count,
+                                plan,
+                                &mut |i, coords| {
+                                    let i = first + i;
+                                    coords.extend_from_slice(&mine.normalise((i / w) as f64, (i % w) as f64))
+                                },
+                                &mut |_, v| {
+                                    values = Some(v.shallow_clone());
+                                    Ok(())
+                                },
+                                &mut None,
+                            )?;
+                            values.ok_or_else(|| Error::Internal("a batch gave no values".into()))
+                        });
+                        let failed = values.is_err();
+                        if tx.send(values.map(|v| (first, v))).is_err() || failed {
+                            break;
+                        }
+                    }
+                });
+            }
+            drop(tx);
+            let mut done = 0;
+            for news in rx.iter() {
+                if failure.is_some() {
+                    continue;
+                }
+                let step = news.and_then(|(first, values)| {
+                    let n = values.size()[0];
+                    out.f_narrow(0, first as i64, n)?.f_copy_(&values)?;
+                    done += n as usize;
+                    if progress.as_mut().is_none_or(|cb| cb(Progress::new(done, total))) {
+                        Ok(())
+                    } else {
+                        Err(Error::Cancelled)
+                    }
+                });
+                if let Err(e) = step {
+                    stop.store(true, Ordering::Relaxed);
+                    failure = Some(e);
+                }
+            }
+        });
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(out.view([h as i64, w as i64, c_out]).permute([2, 0, 1]).unsqueeze(0).contiguous()),
+        }
+    }
+
     /// Runs the network on the points `coords_of` produces (two normalised coordinates each) and
     /// hands each batch's first index and its (points, c_out) float32 values, still on the
     /// device, to `sink`.

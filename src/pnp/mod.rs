@@ -238,6 +238,9 @@ pub struct LofiPrior<'m> {
     model: &'m Model,
     plan: BatchPlan,
     threads: usize,
+    /// Single-threaded workers sharing each denoising pass ([`engine::cpu_workers`]; 1: one
+    /// worker on `threads`).
+    workers: usize,
 }
 
 impl<'m> LofiPrior<'m> {
@@ -255,12 +258,21 @@ impl<'m> LofiPrior<'m> {
                 shape.channels, cfg.c_in
             )));
         }
-        let plan = {
-            // Planned with the threads the denoiser runs on (the CPU's batch cap depends on them).
-            let _threads = engine::ThreadScope::new(params.threads);
-            engine::plan_for(model, shape.height as usize, shape.width as usize, params.memory_budget)?
+        let (height, width) = (shape.height as usize, shape.width as usize);
+        let mut workers = engine::cpu_workers(model, params.threads, height * width);
+        let plan = loop {
+            // Planned with the threads each batch runs on (the CPU's batch cap depends on them),
+            // and each worker's share of the budget; one worker if a share is too small.
+            let _threads = engine::ThreadScope::new(if workers > 1 { 1 } else { params.threads });
+            match engine::plan_for(model, height, width, params.memory_budget / workers) {
+                Ok(plan) if workers == 1 || plan.batch_pixels >= engine::budget::cpu_batch_cap(1) => {
+                    break plan
+                }
+                Err(e) if workers == 1 => return Err(e),
+                _ => workers = 1,
+            }
         };
-        Ok(LofiPrior { model, plan, threads: params.threads })
+        Ok(LofiPrior { model, plan, threads: params.threads, workers })
     }
 }
 
@@ -275,6 +287,9 @@ impl Prior for LofiPrior<'_> {
         progress: &mut Option<&mut dyn FnMut(Progress) -> bool>,
     ) -> Result<Tensor> {
         let prepared = PreparedImage::from_tensor(self.model, image)?.with_noise_level(sigma)?;
+        if self.workers > 1 {
+            return prepared.reconstruct_grid_on_workers(&self.plan, self.workers, progress);
+        }
         let _threads = engine::ThreadScope::new(self.threads);
         prepared.reconstruct_grid(&self.plan, progress)
     }

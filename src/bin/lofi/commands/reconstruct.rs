@@ -202,7 +202,18 @@ pub fn run(args: Args) -> Result<()> {
     // One CPU model runs as several single-threaded workers where that is faster (the model is
     // shared: workers only read its weights).
     let workers = match (devices.as_slice(), args.cpu_workers) {
-        ([DeviceSpec::Cpu], 0) => engine::cpu_workers(model, args.threads, rows.len() * width),
+        ([DeviceSpec::Cpu], 0) => {
+            let n = engine::cpu_workers(model, args.threads, rows.len() * width);
+            // Each worker plans with its share of the budget: workers only while a share still
+            // holds a whole cache-sized batch.
+            let batch = engine::budget::bytes_per_pixel(model.config(), model.precision().bytes())
+                * engine::budget::cpu_batch_cap(1);
+            if budget / n >= engine::stream::minimum_budget(model, in_h, in_w).saturating_add(batch) {
+                n
+            } else {
+                1
+            }
+        }
         ([DeviceSpec::Cpu], n) => n,
         (_, 0 | 1) => 1,
         _ => bail!("--cpu-workers applies to --device cpu"),
@@ -361,7 +372,7 @@ pub fn run(args: Args) -> Result<()> {
     };
     eprintln!(
         "lofi: {share}{} x {} ({} channel{}) from a {} x {} input on {} in {:.2} s: {} batch{} of {} pixels, \
-         working memory <= {}{measured}{rss}; wrote {}",
+         working memory <= {}{}{measured}{rss}; wrote {}",
         width,
         height,
         c_out,
@@ -375,6 +386,7 @@ pub fn run(args: Args) -> Result<()> {
         if report.batches == 1 { "" } else { "es" },
         report.plan.batch_pixels,
         format_bytes(report.plan.estimated_bytes()),
+        if workers > 1 { " per worker" } else { "" },
         args.output.display()
     );
     if args.json {
@@ -383,7 +395,7 @@ pub fn run(args: Args) -> Result<()> {
             "batches": report.batches,
             "batch_pixels": report.plan.batch_pixels,
             "budget_bytes": budget,
-            "estimated_peak_bytes": report.plan.estimated_bytes(),
+            "estimated_peak_bytes": report.plan.estimated_bytes() * workers,
             "measured_peak_device_bytes": report.measured_peak_bytes,
             "baseline_rss_bytes": baseline,
             "peak_rss_bytes": peak,
