@@ -183,7 +183,11 @@ pub struct lofi_pnp_params {
     pub cg_max_iterations: u32,
     /// Relative residual at which conjugate gradients stop (default 1e-7).
     pub cg_tolerance: f64,
-    /// Denoiser working memory and threads, as for reconstructions. `run.noise_level` is the
+    /// Denoiser working memory and threads, as for reconstructions; on the CPU a small
+    /// denoiser's passes run as that many single-threaded workers, each on its own batches and
+    /// with its share of the budget (faster: the threads no longer wait for one another at every
+    /// operation; the values equal one thread's bit for bit; progress is still reported on the
+    /// calling thread). `run.noise_level` is the
     /// noise level a noise-level-aware denoiser is told at every iteration (fixed-sigma ADMM);
     /// ignored under a schedule. A noise-level-aware model given neither a noise level nor a
     /// schedule runs the default schedule: from the top of its training range
