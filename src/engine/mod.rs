@@ -290,6 +290,16 @@ pub fn clamp_threads(threads: usize) -> usize {
     available
 }
 
+/// The threads a call asking for `threads` runs on: libtorch's count for 0, else
+/// [`clamp_threads`].
+pub fn resolve_threads(threads: usize) -> usize {
+    if threads == 0 {
+        tch::get_num_threads().max(1) as usize
+    } else {
+        clamp_threads(threads)
+    }
+}
+
 /// How many workers a CPU reconstruction of `pixels` outputs with `model` on `threads` threads
 /// (0: libtorch's count) should run, each on one thread and its own bands of the output (the model
 /// shared by all, through [`reconstruct_region_from_on_devices`]). libtorch parallelises each
@@ -305,13 +315,48 @@ pub fn cpu_workers(model: &Model, threads: usize, pixels: usize) -> usize {
     if model.device() != tch::Device::Cpu {
         return 1;
     }
-    let threads = if threads == 0 { tch::get_num_threads().max(1) as usize } else { clamp_threads(threads) };
+    let threads = resolve_threads(threads);
     let flops = model.pixel_net().flops_per_pixel();
     let cost = if model.precision() == crate::device::Precision::F32 { flops } else { flops / 3.0 };
     if threads > 1 && cost < 4e6 && pixels >= 4 * budget::cpu_batch_cap(1) * threads {
         threads
     } else {
         1
+    }
+}
+
+/// Receives worker threads' news until every worker has hung up, handing each to `handle`. The
+/// first error, a worker's or `handle`'s (a cancelling progress callback), tells the workers to
+/// stop and is returned; news after it is dropped. Shared by every path that deals work out to
+/// workers (devices, CPU workers, row bands).
+pub(crate) fn drain_news<T>(
+    news: std::sync::mpsc::Receiver<Result<T>>,
+    stop: &std::sync::atomic::AtomicBool,
+    mut handle: impl FnMut(T) -> Result<()>,
+) -> Result<()> {
+    let mut failure = None;
+    for item in news {
+        if failure.is_some() {
+            continue;
+        }
+        if let Err(e) = item.and_then(&mut handle) {
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            failure = Some(e);
+        }
+    }
+    failure.map_or(Ok(()), Err)
+}
+
+/// Reports `done` of `total` to `progress`: [`Error::Cancelled`] when it asks to stop.
+pub(crate) fn report_progress(
+    progress: &mut Option<&mut dyn FnMut(Progress) -> bool>,
+    done: usize,
+    total: usize,
+) -> Result<()> {
+    if progress.as_mut().is_none_or(|cb| cb(Progress::new(done, total))) {
+        Ok(())
+    } else {
+        Err(Error::Cancelled)
     }
 }
 
@@ -458,7 +503,6 @@ impl<'m> PreparedImage<'m> {
         let out = Tensor::zeros([total as i64, c_out], (Kind::Float, self.model.device()));
         let (next, stop) = (AtomicUsize::new(0), AtomicBool::new(false));
         let (tx, rx) = std::sync::mpsc::sync_channel::<Result<(usize, Tensor)>>(workers);
-        let mut failure = None;
         std::thread::scope(|scope| {
             for _ in 0..workers.min(batches) {
                 // Each worker its own handles to the shared, read-only image and noise level
@@ -507,30 +551,14 @@ impl<'m> PreparedImage<'m> {
             }
             drop(tx);
             let mut done = 0;
-            for news in rx.iter() {
-                if failure.is_some() {
-                    continue;
-                }
-                let step = news.and_then(|(first, values)| {
-                    let n = values.size()[0];
-                    out.f_narrow(0, first as i64, n)?.f_copy_(&values)?;
-                    done += n as usize;
-                    if progress.as_mut().is_none_or(|cb| cb(Progress::new(done, total))) {
-                        Ok(())
-                    } else {
-                        Err(Error::Cancelled)
-                    }
-                });
-                if let Err(e) = step {
-                    stop.store(true, Ordering::Relaxed);
-                    failure = Some(e);
-                }
-            }
-        });
-        match failure {
-            Some(e) => Err(e),
-            None => Ok(out.view([h as i64, w as i64, c_out]).permute([2, 0, 1]).unsqueeze(0).contiguous()),
-        }
+            drain_news(rx, &stop, |(first, values)| {
+                let n = values.size()[0];
+                out.f_narrow(0, first as i64, n)?.f_copy_(&values)?;
+                done += n as usize;
+                report_progress(progress, done, total)
+            })
+        })?;
+        Ok(out.view([h as i64, w as i64, c_out]).permute([2, 0, 1]).unsqueeze(0).contiguous())
     }
 
     /// Runs the network on the points `coords_of` produces (two normalised coordinates each) and
@@ -788,37 +816,27 @@ pub fn reconstruct_region_from_on_devices(
         }
         drop(tx);
         let (mut done, mut batches, mut measured) = (0, 0, None::<cuda_memory::Measured>);
-        let mut failure = None;
-        for news in rx.iter() {
-            if failure.is_some() {
-                continue;
-            }
+        drain_news(rx, &stop, |news| {
             match news {
-                Ok(News::Band(pixels, b)) => {
+                News::Band(pixels, b) => {
                     done += pixels;
                     batches += b;
-                    if !progress.as_mut().is_none_or(|cb| cb(Progress::new(done, total))) {
-                        stop.store(true, Ordering::Relaxed);
-                        failure = Some(Error::Cancelled);
-                    }
+                    return report_progress(&mut progress, done, total);
                 }
-                Ok(News::Finished(Some(m))) => {
+                News::Finished(Some(m)) => {
                     let c = measured.get_or_insert(m);
                     c.peak_allocated = c.peak_allocated.max(m.peak_allocated);
                     c.peak_reserved = c.peak_reserved.max(m.peak_reserved);
                     c.reserved = c.reserved.max(m.reserved);
                 }
-                Ok(News::Finished(None)) => {}
-                Err(e) => {
-                    stop.store(true, Ordering::Relaxed);
-                    failure = Some(e);
-                }
+                News::Finished(None) => {}
             }
-        }
-        match failure {
-            Some(e) => Err(e),
-            None if done == total => Ok(RunReport::new(plan, total, batches, measured)),
-            None => Err(Error::Internal(format!("{done} of {total} pixels were computed"))),
+            Ok(())
+        })?;
+        if done == total {
+            Ok(RunReport::new(plan, total, batches, measured))
+        } else {
+            Err(Error::Internal(format!("{done} of {total} pixels were computed")))
         }
     })
 }

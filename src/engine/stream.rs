@@ -1071,30 +1071,12 @@ pub fn reconstruct_rows_on_devices(
         }
         drop(tx);
         let (mut done, mut batches) = (0, 0);
-        let mut failure = None;
-        for message in rx.iter() {
-            if failure.is_some() {
-                continue;
-            }
-            let step = message.and_then(|(row0, values, b)| {
-                sink(row0, &values)?;
-                done += values.len() / row_values * job.grid_width;
-                batches += b;
-                let keep_going = progress.as_mut().is_none_or(|cb| cb(Progress::new(done, total)));
-                if keep_going {
-                    Ok(())
-                } else {
-                    Err(Error::Cancelled)
-                }
-            });
-            if let Err(e) = step {
-                stop.store(true, Ordering::Relaxed);
-                failure = Some(e);
-            }
-        }
-        if let Some(e) = failure {
-            return Err(e);
-        }
+        super::drain_news(rx, &stop, |(row0, values, b)| {
+            sink(row0, &values)?;
+            done += values.len() / row_values * job.grid_width;
+            batches += b;
+            super::report_progress(&mut progress, done, total)
+        })?;
         Ok(super::RunReport::new(plan, total, batches, None))
     })
 }

@@ -107,31 +107,27 @@ pub fn sample_patches_by_angle(image: &Tensor, coords: &Tensor, offsets: &Tensor
     let (n, m) = (dims[dims.len() - 3], dims[dims.len() - 2]);
     // grid_sample wants (x = column, y = row): swap the two on the small tensors.
     let centre = (coords * 2.0).flip([-1]).view([b, 1, p, 1, 2]);
-    let grid = if dims.len() == 5 {
-        let offsets = offsets.flip([-1]).permute([0, 3, 1, 2, 4]); // (B, M, P, N, 2)
-                                                                   // A broadcast sum follows the permuted layout of its inputs: without autograd, write it
-                                                                   // into a tensor of this layout; with it (training; out= has no gradient), reshape, which
-                                                                   // copies.
-        if centre.requires_grad() || offsets.requires_grad() {
-            (centre + offsets).reshape([b, m, p * n, 2])
-        } else {
-            let grid = Tensor::empty([b, m, p, n, 2], (Kind::Float, coords.device()));
-            centre.add_out(&grid, &offsets).view([b, m, p * n, 2])
-        }
+    // Each grid's layout: (B, M, P, N, 2) for per-pixel offsets; for shared offsets, summed as
+    // (B, 1, P, 1, 2) + (1, M, 1, N, 2) the innermost dimension would be (x, y), too short for
+    // libtorch's vectorised loop (3.2-3.6 ms per batch of 2,048 pixels of the 21 x 9 geometry on 2
+    // cores, against 0.65 ms): each pixel's centre is repeated N times first and the N pairs lie
+    // side by side, (B, 1, P, 2N) + (1, M, 1, 2N). The same additions, so the same values.
+    let (centre, offsets, layout) = if dims.len() == 5 {
+        (centre, offsets.flip([-1]).permute([0, 3, 1, 2, 4]), [b, m, p, n, 2].to_vec())
     } else {
-        // Shared offsets. Summed as (B, 1, P, 1, 2) + (1, M, 1, N, 2), the innermost dimension
-        // would be (x, y), too short for libtorch's vectorised loop: 3.2-3.6 ms per batch of
-        // 2,048 pixels of the 21 x 9 geometry on 2 cores, against 0.65 ms when each pixel's
-        // centre is repeated N times first (P N 2 values) and the N pairs lie side by side:
-        // (B, 1, P, 2N) + (1, M, 1, 2N). The same additions, so the same values.
-        let offsets = offsets.reshape([n, m, 2]).flip([-1]).permute([1, 0, 2]).reshape([1, m, 1, 2 * n]);
-        let centre = centre.expand([b, 1, p, n, 2], false).contiguous().view([b, 1, p, 2 * n]);
-        if centre.requires_grad() || offsets.requires_grad() {
-            (centre + offsets).reshape([b, m, p * n, 2])
-        } else {
-            let grid = Tensor::empty([b, m, p, 2 * n], (Kind::Float, coords.device()));
-            centre.add_out(&grid, &offsets).view([b, m, p * n, 2])
-        }
+        (
+            centre.expand([b, 1, p, n, 2], false).contiguous().view([b, 1, p, 2 * n]),
+            offsets.reshape([n, m, 2]).flip([-1]).permute([1, 0, 2]).reshape([1, m, 1, 2 * n]),
+            [b, m, p, 2 * n].to_vec(),
+        )
+    };
+    // A broadcast sum follows the permuted layout of its inputs: without autograd, write it into
+    // a tensor of the layout; with it (training; out= has no gradient), reshape, which copies.
+    let grid = if centre.requires_grad() || offsets.requires_grad() {
+        (centre + offsets).reshape([b, m, p * n, 2])
+    } else {
+        let grid = Tensor::empty(layout.as_slice(), (Kind::Float, coords.device()));
+        centre.add_out(&grid, &offsets).view([b, m, p * n, 2])
     };
     let grid = grid.to_kind(image.kind());
     if c == 1 {

@@ -531,11 +531,7 @@ fn targets(args: &Args, device: DeviceSpec) -> Result<()> {
         }
         // The same as single-threaded workers on bands (`lofi reconstruct`'s default on the CPU).
         // Timed whatever `cpu_workers` would choose: the figure shows whether its choice holds.
-        let workers = if cuda {
-            1
-        } else {
-            engine::clamp_threads(if threads == 0 { tch::get_num_threads() as usize } else { threads })
-        };
+        let workers = if cuda { 1 } else { engine::resolve_threads(threads) };
         let workers_rate = if workers > 1 {
             let seconds = time_grid_workers(&model, &input, side, workers)?;
             println!(

@@ -219,8 +219,7 @@ pub fn run(args: Args) -> Result<()> {
         _ => bail!("--cpu-workers applies to --device cpu"),
     };
     let (replicas, threads, budget_each) = if workers > 1 {
-        let threads = if args.threads == 0 { tch::get_num_threads().max(1) as usize } else { args.threads };
-        (vec![model; workers], (threads / workers).max(1), budget / workers)
+        (vec![model; workers], (engine::resolve_threads(args.threads) / workers).max(1), budget / workers)
     } else {
         (replicas, args.threads, budget)
     };
