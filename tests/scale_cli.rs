@@ -241,6 +241,12 @@ fn a_device_list_deals_bands_and_writes_the_same_file() {
         !bad.status.success()
             && String::from_utf8_lossy(&bad.stderr).contains("--cpu-workers applies to --device cpu")
     );
+    let bad = lofi()
+        .args(reconstruct_args(model, &input, &dealt, Some("25/255")))
+        .args(["--cpu-workers", "1000000"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("more than 256"));
 }
 
 /// `--cpu-workers 3`: three single-threaded workers share one CPU model, each on its own bands;

@@ -51,7 +51,7 @@ pub struct Args {
     threads: usize,
     /// --device cpu: workers sharing the threads, each on its own bands of the output (0: one
     /// per thread when each gets four batches or more; 1: one worker on all threads). Faster than
-    /// one worker, whose threads wait for one another at the end of every operation.
+    /// one worker, whose threads wait for one another at the end of every operation. At most 256.
     #[arg(long, default_value_t = 0)]
     cpu_workers: usize,
     /// Noise standard deviation of the input, for noise-level-aware models (`lofi info` says
@@ -123,6 +123,9 @@ fn parse_region(text: &str) -> Result<Region, String> {
         _ => Err("expected four numbers X0,Y0,X1,Y1".into()),
     }
 }
+
+/// The most `--cpu-workers` accepted (each is a thread with its own batch buffers).
+const MAX_CPU_WORKERS: usize = 256;
 
 pub fn run(args: Args) -> Result<()> {
     let devices: Vec<DeviceSpec> = lofi::device::parse_device_list(&args.device)?;
@@ -213,6 +216,10 @@ pub fn run(args: Args) -> Result<()> {
             } else {
                 1
             }
+        }
+        // Each worker is a thread: a count no machine has would only exhaust the process.
+        ([DeviceSpec::Cpu], n) if n > MAX_CPU_WORKERS => {
+            bail!("--cpu-workers {n} is more than {MAX_CPU_WORKERS}")
         }
         ([DeviceSpec::Cpu], n) => n,
         (_, 0 | 1) => 1,
