@@ -60,7 +60,7 @@ impl Mlp {
     /// only its own output.
     fn after_first_layer(&self, mut y: Tensor) -> Tensor {
         for (w, b) in &self.layers[1..] {
-            y = y.relu_().linear(w, Some(b));
+            y = relu_in_place(y).linear(w, Some(b));
         }
         y
     }
@@ -98,6 +98,22 @@ impl Mlp {
     /// The same network with its weights cast to `kind` (for half-precision inference).
     pub fn to_kind(&self, kind: tch::Kind) -> Mlp {
         Mlp { layers: self.layers.iter().map(|(w, b)| (w.to_kind(kind), b.to_kind(kind))).collect() }
+    }
+}
+
+/// ReLU in place. bfloat16 without autograd goes through its bits: the sign bit of a bfloat16 is
+/// the sign bit of the same 16 bits read as an int16, so max(bits, 0) zeroes exactly the negative
+/// values (-0 becomes +0, the same number), as ReLU does, and libtorch's int16 kernel runs 5x
+/// faster than its bfloat16 one, which converts every value to float32 and back (measured on
+/// 2048 x 128: 13 against 65 us, a sixth of the layer's product; 6 % of a shipped-denoiser pass
+/// in bfloat16 before). A NaN with its sign bit set would become 0 rather than stay NaN: the
+/// engine refuses non-finite inputs, and no finite input makes one.
+fn relu_in_place(mut y: Tensor) -> Tensor {
+    if y.kind() == tch::Kind::BFloat16 && !y.requires_grad() && y.device() == tch::Device::Cpu {
+        let _ = y.view_dtype(tch::Kind::Int16).clamp_min_(0);
+        y
+    } else {
+        y.relu_()
     }
 }
 
@@ -143,6 +159,25 @@ impl MlpBank {
 mod tests {
     use super::*;
     use tch::{Device, Kind, Tensor};
+
+    /// The bfloat16 ReLU through int16 bits equals libtorch's ReLU, zeros, signed zeros, tiny
+    /// and huge values included (libtorch keeps -0 as -0, this gives +0: the same number).
+    #[test]
+    fn bfloat16_relu_by_its_bits_equals_relu() {
+        tch::manual_seed(4);
+        let mut values = Tensor::randn([4096], (Kind::Float, Device::Cpu)) * 1e3;
+        let special = Tensor::from_slice(&[0.0f32, -0.0, 1e-38, -1e-38, 3e38, -3e38, 1e-5, -1e-5]);
+        values = Tensor::cat(&[values, special], 0).to_kind(Kind::BFloat16);
+        let want = values.relu();
+        let got = relu_in_place(values.copy());
+        assert!(got.equal(&want));
+        let positive = values.gt(0.0);
+        assert!(got.masked_select(&positive).equal(&values.masked_select(&positive)));
+        assert_eq!(
+            i64::try_from(got.ne(0.0).logical_and(&positive.logical_not()).sum(Kind::Int64)).unwrap(),
+            0
+        );
+    }
 
     /// Four rows per image, `constant` = 3 columns held at each image's level: the folded bias
     /// gives the product of the full input, values and gradients, for one level and for one

@@ -3,6 +3,7 @@
 
 pub mod filter;
 pub mod geometry;
+pub mod grid_sampler;
 pub mod lofi;
 pub mod mlp;
 pub mod params;
