@@ -587,3 +587,59 @@ fn cuda_matches_cpu_when_available() {
         assert!(err < tolerance, "{precision}: relative error {err}");
     }
 }
+
+/// The C API's region call on one CPU model runs single-threaded workers where `cpu_workers`
+/// chooses them (two threads, enough pixels, a small network), says so in the report, and writes
+/// the bytes of the one-thread call; with one thread, or a budget whose share cannot hold a
+/// cache-sized batch, it runs one.
+#[test]
+fn c_region_calls_run_cpu_workers_and_write_the_one_thread_bytes() {
+    use lofi::ffi;
+    let available = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (h, w) = (96, 192); // 18,432 pixels: four 2,048-pixel batches for each of two threads
+    let img = image(h, w, 1);
+    let path = std::ffi::CString::new("tests/fixtures/models/tiny-gray.lofi").unwrap();
+    let mut model = std::ptr::null_mut();
+    // SAFETY: a valid path, default load parameters, a valid out-pointer.
+    assert_eq!(
+        unsafe { ffi::lofi_load(path.as_ptr(), std::ptr::null(), &mut model) },
+        ffi::lofi_status::LOFI_STATUS_OK
+    );
+    let input = ffi::lofi_image { data: img.as_ptr(), width: w, height: h, channels: 1, row_stride_bytes: 0 };
+    let run = |threads: i32, budget: u64| -> (Vec<f32>, u64) {
+        let mut out = vec![f32::NAN; h * w];
+        let params =
+            ffi::lofi_run_params { threads, memory_budget_bytes: budget, ..ffi::default_run_params() };
+        let mut report = ffi::lofi_run_report::default();
+        // SAFETY: every pointer valid for the call, the output h x w floats, the report's size.
+        let status = unsafe {
+            ffi::lofi_reconstruct_region_sized(
+                model,
+                &input,
+                std::ptr::null(),
+                w,
+                h,
+                std::ptr::null(),
+                out.as_mut_ptr(),
+                0,
+                &params,
+                &mut report,
+                std::mem::size_of::<ffi::lofi_run_report>(),
+            )
+        };
+        assert_eq!(status, ffi::lofi_status::LOFI_STATUS_OK);
+        assert_eq!(report.pixels, (h * w) as u64);
+        (out, report.workers)
+    };
+    let budget = engine::DEFAULT_MEMORY_BUDGET as u64;
+    let (one, one_workers) = run(1, budget);
+    assert_eq!(one_workers, 1);
+    let (two, two_workers) = run(2, budget);
+    assert_eq!(two_workers, available.min(2) as u64);
+    assert!(two.iter().zip(&one).all(|(a, b)| a.to_bits() == b.to_bits()), "workers changed the bytes");
+    // A budget just above the minimum: halving it would leave no room for a cache-sized batch.
+    let minimum = engine::stream::minimum_budget(&fixture_model("tiny-gray.lofi"), h, w) as u64;
+    assert_eq!(run(2, minimum + (1 << 10)).1, 1);
+    // SAFETY: the handle from lofi_load, freed once.
+    unsafe { ffi::lofi_model_free(model) };
+}

@@ -244,6 +244,9 @@ pub struct RunReport {
     pub measured_peak_reserved_bytes: Option<u64>,
     /// Device memory reserved when the call returned (CUDA only).
     pub reserved_bytes: Option<u64>,
+    /// Workers that ran the call, each with its own batches: devices, or single-threaded CPU
+    /// workers sharing one model (see [`cpu_workers`]); 1 for one.
+    pub workers: usize,
 }
 
 impl RunReport {
@@ -255,6 +258,7 @@ impl RunReport {
             measured_peak_bytes: measured.map(|m| m.peak_allocated),
             measured_peak_reserved_bytes: measured.map(|m| m.peak_reserved),
             reserved_bytes: measured.map(|m| m.reserved),
+            workers: 1,
         }
     }
 }
@@ -320,6 +324,31 @@ pub fn cpu_workers(model: &Model, threads: usize, pixels: usize) -> usize {
     let cost = if model.precision() == crate::device::Precision::F32 { flops } else { flops / 3.0 };
     if threads > 1 && cost < 4e6 && pixels >= 4 * budget::cpu_batch_cap(1) * threads {
         threads
+    } else {
+        1
+    }
+}
+
+/// [`cpu_workers`] for a run under `budget` (bytes, shared by all workers) on an `height` x
+/// `width` input: workers only while each one's share of the budget still holds a whole
+/// cache-sized batch above the streaming minimum (at 16 MiB, two workers with 192-pixel batches
+/// took 3.38 s on the shipped denoiser at 512^2, one worker 2.76 s). Used by `lofi reconstruct`
+/// and the C API's region calls.
+pub fn cpu_workers_within(
+    model: &Model,
+    threads: usize,
+    pixels: usize,
+    budget: usize,
+    height: usize,
+    width: usize,
+) -> usize {
+    let n = cpu_workers(model, threads, pixels);
+    if n <= 1 {
+        return 1;
+    }
+    let batch = budget::bytes_per_pixel(model.config(), model.precision().bytes()) * budget::cpu_batch_cap(1);
+    if budget / n >= stream::minimum_budget(model, height, width).saturating_add(batch) {
+        n
     } else {
         1
     }
@@ -834,7 +863,7 @@ pub fn reconstruct_region_from_on_devices(
             Ok(())
         })?;
         if done == total {
-            Ok(RunReport::new(plan, total, batches, measured))
+            Ok(RunReport { workers: models.len(), ..RunReport::new(plan, total, batches, measured) })
         } else {
             Err(Error::Internal(format!("{done} of {total} pixels were computed")))
         }

@@ -201,9 +201,27 @@ unsafe fn region_call(
     let call = CallParams::new(params)?;
     check_report(report, report_size)?;
     let data = std::slice::from_raw_parts_mut(output, len);
-    let r = call.run(|options| {
+    let r = call.run(|mut options| {
+        let mut devices = handle.devices();
+        if let [one] = devices[..] {
+            // One CPU model: single-threaded workers where they are faster (`engine::cpu_workers`),
+            // sharing the threads and the budget. They only read the model.
+            let n = engine::cpu_workers_within(
+                one,
+                options.threads,
+                rows * cols,
+                options.memory_budget,
+                source.height(),
+                source.width(),
+            );
+            if n > 1 {
+                options.threads = (engine::resolve_threads(options.threads) / n).max(1);
+                options.memory_budget /= n;
+                devices = vec![one; n];
+            }
+        }
         engine::reconstruct_region_from_on_devices(
-            &handle.devices(),
+            &devices,
             source,
             region,
             grid_width,

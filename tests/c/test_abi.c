@@ -86,6 +86,17 @@ typedef struct {
 
 typedef struct {
   size_t struct_size;
+  uint64_t pixels;
+  uint64_t batch_pixels;
+  uint64_t batches;
+  uint64_t estimated_peak_bytes;
+  uint64_t measured_peak_bytes;
+  uint64_t measured_peak_reserved_bytes;
+  uint64_t reserved_bytes;
+} run_report_v2;
+
+typedef struct {
+  size_t struct_size;
   int32_t image_size, channels_in, channels_out, rings, angles, num_layers, hidden_dim;
   int32_t fourier_filtering, ccpg, coord_deform;
   int64_t parameter_count;
@@ -131,7 +142,7 @@ static void test_layouts_are_pinned(void) {
   CHECK_LAYOUT(lofi_run_params, noise_level, 40);
   CHECK_LAYOUT(lofi_run_params, self_ensemble, 48);
 
-  CHECK_SIZE(lofi_run_report, 64);
+  CHECK_SIZE(lofi_run_report, 72);
   CHECK_LAYOUT(lofi_run_report, struct_size, 0);
   CHECK_LAYOUT(lofi_run_report, pixels, 8);
   CHECK_LAYOUT(lofi_run_report, batch_pixels, 16);
@@ -140,6 +151,7 @@ static void test_layouts_are_pinned(void) {
   CHECK_LAYOUT(lofi_run_report, measured_peak_bytes, 40);
   CHECK_LAYOUT(lofi_run_report, measured_peak_reserved_bytes, 48);
   CHECK_LAYOUT(lofi_run_report, reserved_bytes, 56);
+  CHECK_LAYOUT(lofi_run_report, workers, 64);
 
   CHECK_SIZE(lofi_model_info, 104);
   CHECK_LAYOUT(lofi_model_info, struct_size, 0);
@@ -247,6 +259,7 @@ static void test_layouts_are_pinned(void) {
   CHECK_LAYOUT(run_params_v2, noise_level, 40);
   CHECK_SIZE(pnp_params_v1, 72);
   CHECK_SIZE(run_report_v1, 48);
+  CHECK_SIZE(run_report_v2, 64);
   CHECK_SIZE(model_info_v1, 80);
   CHECK_SIZE(pnp_residuals_v1, 56);
   CHECK_LAYOUT(run_params_v1, progress_user_data, 32);

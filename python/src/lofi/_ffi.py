@@ -241,6 +241,7 @@ class RunReport(Structure):
         ("measured_peak_bytes", c_uint64),
         ("measured_peak_reserved_bytes", c_uint64),
         ("reserved_bytes", c_uint64),
+        ("workers", c_uint64),
     ]
 
 

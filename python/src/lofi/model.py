@@ -78,6 +78,7 @@ class RunReport:
     measured_peak_bytes: int
     measured_peak_reserved_bytes: int
     reserved_bytes: int
+    workers: int
 
 
 @dataclass(frozen=True)
@@ -537,6 +538,6 @@ class Model(_HandleOwner):
 
 def _report(r: _ffi.RunReport) -> RunReport:
     return RunReport(r.pixels, r.batch_pixels, r.batches, r.estimated_peak_bytes, r.measured_peak_bytes,
-                     r.measured_peak_reserved_bytes, r.reserved_bytes)
+                     r.measured_peak_reserved_bytes, r.reserved_bytes, r.workers)
 
 

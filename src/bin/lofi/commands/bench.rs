@@ -561,10 +561,10 @@ fn targets(args: &Args, device: DeviceSpec) -> Result<()> {
         // How close training runs to the hardware: a step costs about 3 forward passes (the
         // forward, and the backward's two products per layer: inputs and weights).
         let flops = 3.0 * load(Precision::F32)?.pixel_net().flops_per_pixel();
-        let peak = matmul_rate(tch::Device::Cpu, tch::Kind::Float);
         for (precision, rate) in &train {
+            let peak = matmul_rate(tch::Device::Cpu, precision.kind());
             println!(
-                "  training {precision}: {:.0} GFLOP/s, {:.0} % of this CPU's float32 matmul rate ({:.0} GFLOP/s, \
+                "  training {precision}: {:.0} GFLOP/s, {:.0} % of this CPU's {precision} matmul rate ({:.0} GFLOP/s, \
                  2048^2 products, measured now)",
                 rate * flops / 1e9,
                 100.0 * rate * flops / peak,

@@ -206,16 +206,7 @@ pub fn run(args: Args) -> Result<()> {
     // shared: workers only read its weights).
     let workers = match (devices.as_slice(), args.cpu_workers) {
         ([DeviceSpec::Cpu], 0) => {
-            let n = engine::cpu_workers(model, args.threads, rows.len() * width);
-            // Each worker plans with its share of the budget: workers only while a share still
-            // holds a whole cache-sized batch.
-            let batch = engine::budget::bytes_per_pixel(model.config(), model.precision().bytes())
-                * engine::budget::cpu_batch_cap(1);
-            if budget / n >= engine::stream::minimum_budget(model, in_h, in_w).saturating_add(batch) {
-                n
-            } else {
-                1
-            }
+            engine::cpu_workers_within(model, args.threads, rows.len() * width, budget, in_h, in_w)
         }
         // Each worker is a thread: a count no machine has would only exhaust the process.
         ([DeviceSpec::Cpu], n) if n > MAX_CPU_WORKERS => {
