@@ -125,7 +125,7 @@ def test_sizes_are_the_released_layouts():
     assert ctypes.sizeof(_ffi.PnpParams) == 136
     assert ctypes.sizeof(_ffi.Operator) == 144
     assert ctypes.sizeof(_ffi.ModelInfo) == 104
-    assert ctypes.sizeof(_ffi.RunReport) == 64
+    assert ctypes.sizeof(_ffi.RunReport) == 72
     assert ctypes.sizeof(_ffi.PnpResiduals) == 80
     assert ctypes.sizeof(_ffi.InputReader) == 48
 
