@@ -1,5 +1,5 @@
 //! Links libtorch so that the binaries and the C library run without LD_LIBRARY_PATH and find CUDA,
-//! and compiles the small C++ shim that reads CUDA memory statistics.
+//! and compiles the small C++ shims: float32 CPU products through oneDNN, and CUDA memory statistics.
 //!
 //! torch-sys links `torch_cuda` as an ordinary library, but the toolchain's default `--as-needed`
 //! drops it because no symbol of it is referenced directly; CUDA then silently stays unavailable
@@ -21,7 +21,9 @@ fn soname() -> String {
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=src/engine/cuda_memory.cpp");
+    println!("cargo:rerun-if-changed=src/kernels/onednn_linear.cpp");
     println!("cargo::rustc-check-cfg=cfg(lofi_cuda_stats)");
+    println!("cargo::rustc-check-cfg=cfg(lofi_onednn)");
     let lib_dir = match env::var("DEP_TCH_LIBTORCH_LIB") {
         Ok(dir) => PathBuf::from(dir),
         Err(_) => return, // non-Unix targets: torch-sys did not report it
@@ -32,6 +34,22 @@ fn main() {
     // apart: `liblofi.so.MAJOR` from 1.0 (minor versions only add), `liblofi.so.0.MINOR` before
     // (every 0.x minor version may change the ABI). docs/abi.md states the policy.
     println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,{}", soname());
+    let torch_include = lib_dir.join("../include");
+    let shim = |file: &str, name: &str| {
+        cc::Build::new()
+            .cpp(true)
+            .pic(true)
+            .warnings(false)
+            .std("c++17")
+            .define("_GLIBCXX_USE_CXX11_ABI", "1")
+            .include(&torch_include)
+            .include(torch_include.join("torch/csrc/api/include"))
+            .file(file)
+            .compile(name);
+    };
+    // Float32 CPU products through oneDNN (src/kernels/linear.rs says why).
+    shim("src/kernels/onednn_linear.cpp", "lofi_onednn_linear");
+    println!("cargo:rustc-cfg=lofi_onednn");
     if !lib_dir.join("libtorch_cuda.so").exists() {
         return; // a CPU-only libtorch
     }
@@ -40,16 +58,6 @@ fn main() {
     println!("cargo:rustc-link-arg=-ltorch_cuda");
     println!("cargo:rustc-link-arg=-ltorch");
     println!("cargo:rustc-link-arg=-Wl,--as-needed");
-    let torch_include = lib_dir.join("../include");
-    cc::Build::new()
-        .cpp(true)
-        .pic(true)
-        .warnings(false)
-        .std("c++17")
-        .define("_GLIBCXX_USE_CXX11_ABI", "1")
-        .include(&torch_include)
-        .include(torch_include.join("torch/csrc/api/include"))
-        .file("src/engine/cuda_memory.cpp")
-        .compile("lofi_cuda_memory");
+    shim("src/engine/cuda_memory.cpp", "lofi_cuda_memory");
     println!("cargo:rustc-cfg=lofi_cuda_stats");
 }

@@ -2,6 +2,7 @@
 
 use tch::Tensor;
 
+use super::linear;
 use super::params::{Init, ParamBuilder};
 use crate::error::Result;
 
@@ -13,7 +14,7 @@ pub struct Mlp {
 }
 
 /// Declares one `nn.Linear(fan_in, fan_out)` with PyTorch's default initialisation.
-fn linear(p: &mut ParamBuilder, prefix: &str, fan_in: i64, fan_out: i64) -> Result<(Tensor, Tensor)> {
+fn declare_linear(p: &mut ParamBuilder, prefix: &str, fan_in: i64, fan_out: i64) -> Result<(Tensor, Tensor)> {
     let bound = 1.0 / (fan_in as f64).sqrt();
     let w = p.param(&format!("{prefix}.weight"), &[fan_out, fan_in], Init::Uniform(bound))?;
     let b = p.param(&format!("{prefix}.bias"), &[fan_out], Init::Uniform(bound))?;
@@ -44,25 +45,39 @@ impl Mlp {
         let layers = layer_widths(input, output, hidden_layers, hidden)
             .into_iter()
             .enumerate()
-            .map(|(k, (fan_in, fan_out))| linear(p, &format!("{prefix}.fcs.{k}"), fan_in, fan_out))
+            .map(|(k, (fan_in, fan_out))| declare_linear(p, &format!("{prefix}.fcs.{k}"), fan_in, fan_out))
             .collect::<Result<Vec<_>>>()?;
         Ok(Mlp { layers })
     }
 
     /// x: (..., input) -> (..., output).
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        let (w, b) = &self.layers[0];
-        self.after_first_layer(x.linear(w, Some(b)))
+        self.layers_from(0, x)
     }
 
-    /// The rest of the network from the first layer's output `y`: ReLU before each later layer,
-    /// none after the last. In place: the product's output is fresh, and ReLU's backward needs
-    /// only its own output.
-    fn after_first_layer(&self, mut y: Tensor) -> Tensor {
-        for (w, b) in &self.layers[1..] {
-            y = relu_in_place(y).linear(w, Some(b));
+    /// Layers `first..` on `x` (the output of layer `first - 1`, after its ReLU): ReLU after each
+    /// layer but the last, fused into the product where the backend can (see
+    /// [`linear::linear_relu`]).
+    fn layers_from(&self, first: usize, x: &Tensor) -> Tensor {
+        let last = self.layers.len() - 1;
+        let mut y: Option<Tensor> = None;
+        for (k, (w, b)) in self.layers.iter().enumerate().skip(first) {
+            let input = y.as_ref().unwrap_or(x);
+            y = Some(if k == last {
+                linear::linear(input, w, Some(b))
+            } else {
+                linear::linear_relu(input, w, Some(b), relu_in_place)
+            });
         }
-        y
+        y.unwrap_or_else(|| x.shallow_clone())
+    }
+
+    /// The rest of the network from the first layer's output `y`, before its ReLU.
+    fn after_first_layer(&self, y: Tensor) -> Tensor {
+        if self.layers.len() == 1 {
+            return y;
+        }
+        self.layers_from(1, &relu_in_place(y))
     }
 
     /// As [`forward`](Self::forward) on inputs whose last `constant` columns all hold one value
@@ -79,12 +94,12 @@ impl Mlp {
         let level = level.to_kind(w.kind()).view([-1]);
         let images = level.size()[0];
         let y = if images == 1 {
-            x.linear(&w_x, Some(&(b + &level * &shift)))
+            linear::linear(x, &w_x, Some(&(b + &level * &shift)))
         } else {
             // One bias per image: (B, H), added to each image's rows.
             let rows = x.size()[0];
             let bias = b.unsqueeze(0) + level.unsqueeze(1) * shift.unsqueeze(0);
-            (x.linear(&w_x, None::<Tensor>).view([images, rows / images, -1]) + bias.unsqueeze(1))
+            (linear::linear(x, &w_x, None).view([images, rows / images, -1]) + bias.unsqueeze(1))
                 .view([rows, -1])
         };
         self.after_first_layer(y)

@@ -4,6 +4,7 @@
 pub mod filter;
 pub mod geometry;
 pub mod grid_sampler;
+pub mod linear;
 pub mod lofi;
 pub mod mlp;
 pub mod params;

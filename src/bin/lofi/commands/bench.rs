@@ -455,25 +455,61 @@ fn training_rate(device: DeviceSpec, precision: Precision, threads: usize) -> Re
 }
 
 /// The device's float matrix-product rate in `kind` (FLOP/s): square products of 8192 on CUDA,
-/// 2048 on the CPU (17 GFLOP each, a fifth of a second on 2 cores).
+/// 2048 on the CPU (17 GFLOP each, a fifth of a second on 2 cores). Through
+/// [`lofi::kernels::linear::linear`], so that a float32 CPU figure is the rate of the backend the
+/// network's products use (see [`cpu_f32_backends`]).
 fn matmul_rate(device: tch::Device, kind: tch::Kind) -> f64 {
+    use lofi::kernels::linear::linear;
     let n = if device == tch::Device::Cpu { 2048i64 } else { 8192 };
     let a = tch::Tensor::rand([n, n], (kind, device));
     let b = tch::Tensor::rand([n, n], (kind, device));
-    let _ = a.matmul(&b).sum(tch::Kind::Float).double_value(&[]);
+    let _ = linear(&a, &b, None).sum(tch::Kind::Float).double_value(&[]);
     let reps = 10;
     let started = Instant::now();
-    let mut acc = a.matmul(&b);
+    let mut acc = linear(&a, &b, None);
     for _ in 1..reps {
-        acc = a.matmul(&b);
+        acc = linear(&a, &b, None);
     }
     let _ = acc.sum(tch::Kind::Float).double_value(&[]);
     2.0 * (n * n * n) as f64 * reps as f64 / started.elapsed().as_secs_f64()
 }
 
+/// Runs `f` with float32 CPU products through `backend`, then restores the previous choice.
+fn with_cpu_backend<T>(backend: lofi::kernels::linear::CpuBackend, f: impl FnOnce() -> T) -> T {
+    use lofi::kernels::linear::{cpu_backend, set_cpu_backend};
+    let previous = cpu_backend();
+    set_cpu_backend(backend);
+    let out = f();
+    set_cpu_backend(previous);
+    out
+}
+
+/// Prints the float32 CPU product rate of libtorch's own products (MKL) and of oneDNN, measured
+/// now, and which one the network uses (`LOFI_CPU_MATMUL`, else the CPU's default); returns
+/// whether that is oneDNN.
+fn cpu_f32_backends() -> bool {
+    use lofi::kernels::linear::{cpu_backend, onednn_available, CpuBackend};
+    let used = cpu_backend();
+    let blas = with_cpu_backend(CpuBackend::Blas, || matmul_rate(tch::Device::Cpu, tch::Kind::Float));
+    if onednn_available() {
+        let onednn = with_cpu_backend(CpuBackend::OneDnn, || matmul_rate(tch::Device::Cpu, tch::Kind::Float));
+        println!(
+            "float32 CPU products (2048^2): oneDNN {:.0} GFLOP/s, libtorch's own (MKL) {:.0} GFLOP/s; the network \
+             uses {} (LOFI_CPU_MATMUL=onednn|blas chooses)",
+            onednn / 1e9,
+            blas / 1e9,
+            used.name()
+        );
+    } else {
+        println!("float32 CPU products (2048^2): libtorch's own (MKL) {:.0} GFLOP/s (no oneDNN)", blas / 1e9);
+    }
+    used == CpuBackend::OneDnn
+}
+
 /// `lofi bench --targets`: the figures of the speed targets, each beside its target.
 fn targets(args: &Args, device: DeviceSpec) -> Result<()> {
     use lofi::device::CpuFeatures;
+    use lofi::kernels::linear::CpuBackend;
     let threads = args.threads;
     let cuda = matches!(device, DeviceSpec::Cuda(_));
     let bf16 = cuda || CpuFeatures::detect().has_native_bf16();
@@ -485,6 +521,7 @@ fn targets(args: &Args, device: DeviceSpec) -> Result<()> {
         tch::get_num_threads(),
         if bf16 { "native" } else { "not available (no avx512_bf16 / amx_bf16)" }
     );
+    let onednn = !cuda && cpu_f32_backends();
     // The paper-size model (random weights: the cost does not depend on them), loaded from bytes as
     // a file would be, in each precision.
     let bytes = default_model(DeviceSpec::Cpu)?.to_bytes()?;
@@ -517,6 +554,13 @@ fn targets(args: &Args, device: DeviceSpec) -> Result<()> {
             model.pixel_net().flops_per_pixel() / 1e6,
             flops / 1e9
         );
+        if onednn && precision == Precision::F32 {
+            let blas = with_cpu_backend(CpuBackend::Blas, || time_grid(&model, &input, side, threads))?;
+            println!(
+                "  with libtorch's own f32 products (MKL, LOFI_CPU_MATMUL=blas): {blas:.2} s; oneDNN's are {:.2}x faster",
+                blas / seconds
+            );
+        }
         if cuda {
             let kind = if precision == Precision::F32 { tch::Kind::Float } else { precision.kind() };
             let peak = matmul_rate(model.device(), kind);
@@ -555,6 +599,14 @@ fn targets(args: &Args, device: DeviceSpec) -> Result<()> {
         println!(
             "training, paper-size model, 8 objects x 512 pixels per step, {precision}: {rate:.0} samples/s"
         );
+        if onednn && precision == Precision::F32 {
+            let blas = with_cpu_backend(CpuBackend::Blas, || training_rate(device, precision, threads))?;
+            println!(
+                "  with libtorch's own f32 products (MKL, LOFI_CPU_MATMUL=blas): {blas:.0} samples/s; oneDNN's are \
+                 {:.2}x faster",
+                rate / blas
+            );
+        }
         train.push((precision, rate));
     }
     if !cuda {
@@ -628,6 +680,13 @@ fn targets(args: &Args, device: DeviceSpec) -> Result<()> {
                  two single-threaded workers (target <= 2 s)",
                 args.denoiser.display()
             );
+            if onednn && precision == Precision::F32 {
+                let blas = with_cpu_backend(CpuBackend::Blas, || time_grid_workers(&model, &input, 512, 2))?;
+                println!(
+                    "  with libtorch's own f32 products (MKL, LOFI_CPU_MATMUL=blas): {blas:.2} s as two single-threaded \
+                     workers"
+                );
+            }
         }
     } else {
         println!("shipped denoiser: {} not found (--denoiser)", args.denoiser.display());
