@@ -354,6 +354,13 @@ pub fn cpu_workers_within(
     }
 }
 
+/// Each of `workers` CPU workers' share of `threads` (0: libtorch's default) and of `budget`
+/// (bytes): the threads divided, at least one each, and the budget divided.
+pub fn worker_share(threads: usize, budget: usize, workers: usize) -> (usize, usize) {
+    let workers = workers.max(1);
+    ((resolve_threads(threads) / workers).max(1), budget / workers)
+}
+
 /// Receives worker threads' news until every worker has hung up, handing each to `handle`. The
 /// first error, a worker's or `handle`'s (a cancelling progress callback), tells the workers to
 /// stop and is returned; news after it is dropped. Shared by every path that deals work out to

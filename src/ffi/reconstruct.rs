@@ -215,8 +215,8 @@ unsafe fn region_call(
                 source.width(),
             );
             if n > 1 {
-                options.threads = (engine::resolve_threads(options.threads) / n).max(1);
-                options.memory_budget /= n;
+                (options.threads, options.memory_budget) =
+                    engine::worker_share(options.threads, options.memory_budget, n);
                 devices = vec![one; n];
             }
         }

@@ -217,7 +217,8 @@ pub fn run(args: Args) -> Result<()> {
         _ => bail!("--cpu-workers applies to --device cpu"),
     };
     let (replicas, threads, budget_each) = if workers > 1 {
-        (vec![model; workers], (engine::resolve_threads(args.threads) / workers).max(1), budget / workers)
+        let (threads, budget) = engine::worker_share(args.threads, budget, workers);
+        (vec![model; workers], threads, budget)
     } else {
         (replicas, args.threads, budget)
     };
