@@ -169,64 +169,52 @@ fn sample_run(plane: &Plane, tap: &Tap, run: &Run, out: &mut [f32]) {
     }
 }
 
-/// Every tap of `taps` (their indices `ks` into `out`'s planes of `points` values) along every run.
-#[inline(always)]
-fn sample_taps(
-    planes: &[Plane],
-    taps: &[Tap],
-    ks: std::ops::Range<usize>,
-    runs: &[Run],
+/// The taps to sample along the runs: `taps` on each of `planes`, tap k of plane p being slot
+/// p x taps + k of an output of `points` values per slot.
+struct TapWork<'a> {
+    planes: &'a [Plane],
+    taps: &'a [Tap],
+    runs: &'a [Run],
     points: usize,
-    out: &mut [f32],
-) {
-    for (slot, k) in ks.enumerate() {
-        let (plane, tap) = (&planes[k / taps.len()], &taps[k % taps.len()]);
-        let dst = &mut out[slot * points..(slot + 1) * points];
-        for run in runs {
-            sample_run(plane, tap, run, &mut dst[run.first..run.first + run.len]);
+}
+
+// SAFETY: the planes point into an image tensor that outlives the scoped threads and that no one
+// writes while they run; everything else is plain data.
+unsafe impl Sync for TapWork<'_> {}
+
+impl TapWork<'_> {
+    /// Slots `ks` along every run, into `out` (`ks.len()` x `points` values).
+    #[inline(always)]
+    fn sample(&self, ks: std::ops::Range<usize>, out: &mut [f32]) {
+        let taps = self.taps.len();
+        for (slot, k) in ks.enumerate() {
+            let (plane, tap) = (&self.planes[k / taps], &self.taps[k % taps]);
+            let dst = &mut out[slot * self.points..(slot + 1) * self.points];
+            for run in self.runs {
+                sample_run(plane, tap, run, &mut dst[run.first..run.first + run.len]);
+            }
         }
+    }
+
+    /// [`sample`](Self::sample) compiled for AVX2 where the CPU has it (twice the vector width of
+    /// the baseline; no fused multiply-add, so the same values).
+    fn sample_dispatch(&self, ks: std::ops::Range<usize>, out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2.
+            return unsafe { sample_avx2(self, ks, out) };
+        }
+        self.sample(ks, out)
     }
 }
 
-/// [`sample_taps`] compiled for AVX2 (twice the vector width of the baseline; no fused
-/// multiply-add, so the same values).
-///
 /// # Safety
 /// The CPU has AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn sample_taps_avx2(
-    planes: &[Plane],
-    taps: &[Tap],
-    ks: std::ops::Range<usize>,
-    runs: &[Run],
-    points: usize,
-    out: &mut [f32],
-) {
-    sample_taps(planes, taps, ks, runs, points, out)
+unsafe fn sample_avx2(work: &TapWork<'_>, ks: std::ops::Range<usize>, out: &mut [f32]) {
+    work.sample(ks, out)
 }
-
-fn sample_taps_dispatch(
-    planes: &[Plane],
-    taps: &[Tap],
-    ks: std::ops::Range<usize>,
-    runs: &[Run],
-    points: usize,
-    out: &mut [f32],
-) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2.
-        return unsafe { sample_taps_avx2(planes, taps, ks, runs, points, out) };
-    }
-    sample_taps(planes, taps, ks, runs, points, out)
-}
-
-/// Raw pointers are not `Send`; the planes are only read, while the caller's tensor lives.
-struct SharedPlanes<'a>(&'a [Plane]);
-// SAFETY: the planes point into an image tensor that outlives the scoped threads and that no one
-// writes while they run.
-unsafe impl Sync for SharedPlanes<'_> {}
 
 /// Samples `image` (1, C, H, W), float32 on the CPU with unit column stride, around the points
 /// `runs` (`points` in all) at the shared `offsets` (N, M, 2), in grid units, (row, column) (as
@@ -274,18 +262,15 @@ pub fn sample_on_grid(
     // SAFETY: a fresh contiguous float32 tensor of total x points elements, written only here.
     let values = unsafe { std::slice::from_raw_parts_mut(out.data_ptr() as *mut f32, total * points) };
     let threads = threads.clamp(1, total);
+    let work = TapWork { planes: &planes, taps: &taps, runs, points };
     if threads == 1 {
-        sample_taps_dispatch(&planes, &taps, 0..total, runs, points, values);
+        work.sample_dispatch(0..total, values);
     } else {
-        let shared = SharedPlanes(&planes);
         let per = total.div_ceil(threads);
         std::thread::scope(|scope| {
             for (t, chunk) in values.chunks_mut(per * points).enumerate() {
-                let (shared, taps) = (&shared, &taps);
-                scope.spawn(move || {
-                    let ks = t * per..(t * per + chunk.len() / points);
-                    sample_taps_dispatch(shared.0, taps, ks, runs, points, chunk);
-                });
+                let work = &work;
+                scope.spawn(move || work.sample_dispatch(t * per..(t * per + chunk.len() / points), chunk));
             }
         });
     }
