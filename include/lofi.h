@@ -35,6 +35,9 @@
  * - No C++ exception or Rust panic ever crosses this boundary, and lofi prints nothing: its
  *   messages go to the log callback. Callbacks you give lofi must not unwind either (no C++
  *   exception, longjmp or thread cancellation out of them).
+ * - Float32 products on the CPU: oneDNN on x86 CPUs other than Intel's (faster there), MKL
+ *   elsewhere; the environment variable LOFI_CPU_MATMUL=onednn or =blas chooses, read once at
+ *   the first product. Both are exact float32; they round differently (about 1e-7 relative).
  */
 
 
