@@ -175,6 +175,20 @@ impl CpuFeatures {
     }
 }
 
+/// The CPU's vendor as /proc/cpuinfo names it (GenuineIntel, AuthenticAMD, HygonGenuine, ...);
+/// None where there is no such file or line.
+pub fn cpu_vendor() -> Option<String> {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| vendor_from_cpuinfo(&info).map(str::to_owned))
+}
+
+/// Parses the `vendor_id` line of /proc/cpuinfo text.
+pub fn vendor_from_cpuinfo(info: &str) -> Option<&str> {
+    let line = info.lines().find(|l| l.starts_with("vendor_id"))?;
+    Some(line.split_once(':')?.1.trim())
+}
+
 impl Precision {
     /// Checks that this precision can run on the CPU with `features`: float32 always; bfloat16
     /// with native bfloat16 matrix instructions; float16 never (libtorch's CPU float16 products
@@ -198,6 +212,13 @@ impl Precision {
 #[cfg(test)]
 mod device_list_tests {
     use super::*;
+
+    #[test]
+    fn the_vendor_is_read_from_cpuinfo() {
+        let info = "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\n";
+        assert_eq!(vendor_from_cpuinfo(info), Some("AuthenticAMD"));
+        assert_eq!(vendor_from_cpuinfo("processor : 0\n"), None);
+    }
 
     #[test]
     fn device_lists_are_parsed_and_bounded() {

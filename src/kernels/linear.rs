@@ -104,19 +104,12 @@ pub fn cpu_backend() -> CpuBackend {
 /// 2-core Xeon (README, "Speed"), near that machine's peak; oneDNN was not measured there, so the
 /// default stays libtorch's (`LOFI_CPU_MATMUL=onednn` chooses it).
 fn default_backend() -> CpuBackend {
-    let vendor =
-        std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|info| cpu_vendor(&info).map(str::to_owned));
-    if onednn_available() && cfg!(target_arch = "x86_64") && vendor.is_some_and(|v| v != "GenuineIntel") {
+    let not_intel = crate::device::cpu_vendor().is_some_and(|v| v != "GenuineIntel");
+    if onednn_available() && cfg!(target_arch = "x86_64") && not_intel {
         CpuBackend::OneDnn
     } else {
         CpuBackend::Blas
     }
-}
-
-/// The `vendor_id` of /proc/cpuinfo text (GenuineIntel, AuthenticAMD, HygonGenuine, ...).
-fn cpu_vendor(info: &str) -> Option<&str> {
-    let line = info.lines().find(|l| l.starts_with("vendor_id"))?;
-    Some(line.split_once(':')?.1.trim())
 }
 
 /// Chooses the backend of float32 CPU products for the whole process (the bench compares both in
@@ -247,15 +240,16 @@ mod tests {
         (onednn_linear(x, w, b, false).expect("oneDNN product"), x.linear(w, b))
     }
 
-    /// oneDNN's product equals libtorch's up to float32 rounding, with and without bias, for 2-D
-    /// and 3-D inputs, and for a weight that is a narrowed (non-contiguous) view.
-    #[test]
-    fn the_vendor_is_read_from_cpuinfo() {
-        let info = "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\n";
-        assert_eq!(cpu_vendor(info), Some("AuthenticAMD"));
-        assert_eq!(cpu_vendor("processor : 0\n"), None);
+    /// `got` equals `want` to float32 rounding: the largest difference is at most 1e-5 of the
+    /// largest magnitude.
+    fn assert_close(got: &Tensor, want: &Tensor, what: &str) {
+        let err = f64::try_from((got - want).abs().max()).unwrap();
+        let scale = f64::try_from(want.abs().max()).unwrap();
+        assert!(err <= 1e-5 * scale, "{what}: max difference {err} of {scale}");
     }
 
+    /// oneDNN's product equals libtorch's up to float32 rounding, with and without bias, for 2-D
+    /// and 3-D inputs, and for a weight that is a narrowed (non-contiguous) view.
     #[test]
     fn onednn_products_equal_libtorch_s() {
         assert!(onednn_available(), "this libtorch has no oneDNN");
@@ -271,9 +265,7 @@ mod tests {
             for bias in [Some(&b), None] {
                 let (got, want) = both(&x, &w, bias);
                 assert_eq!(got.size(), want.size());
-                let err = f64::try_from((&got - &want).abs().max()).unwrap();
-                let scale = f64::try_from(want.abs().max()).unwrap();
-                assert!(err <= 1e-5 * scale, "max difference {err} of {scale}");
+                assert_close(&got, &want, &format!("x {:?}, bias {}", x.size(), bias.is_some()));
             }
         }
     }
@@ -311,16 +303,13 @@ mod tests {
         let got = grads(onednn_linear(&x, &w, Some(&b), false).expect("oneDNN product"));
         let want = grads(x.linear(&w, Some(&b)));
         for (name, g, h) in [("x", &got[0], &want[0]), ("w", &got[1], &want[1]), ("b", &got[2], &want[2])] {
-            let err = f64::try_from((g - h).abs().max()).unwrap();
-            let scale = f64::try_from(h.abs().max()).unwrap();
-            assert!(err <= 1e-5 * scale, "gradient of {name}: max difference {err} of {scale}");
+            assert_close(g, h, &format!("gradient of {name}"));
         }
     }
 
     /// Each output row is computed independently of the other rows, on one thread and on two, with
-    /// and without the fused ReLU:
-    /// the rows of a product of any part of the input are the bits of the same rows of the whole
-    /// (what bit-identical tiles and streamed batches rest on).
+    /// and without the fused ReLU: the rows of a product of any part of the input are the bits of
+    /// the same rows of the whole (what bit-identical tiles and streamed batches rest on).
     #[test]
     fn onednn_rows_do_not_depend_on_the_other_rows() {
         tch::manual_seed(7);
