@@ -21,9 +21,10 @@
  * the output, which MPI_File_set_size sized (and truncated) first. A rank whose band is empty
  * (more ranks than rows) still takes part in every collective call.
  *
- * Every lofi call's status is checked; a failure prints the rank and lofi_last_error(), and
- * MPI_Abort stops all ranks (a rank that just returned would leave the others waiting in a
- * collective call).
+ * Every lofi call's status is checked; a failure prints the rank and lofi_last_error(). Failures
+ * while setting up (the library, the model) are agreed on by all ranks, which then leave together
+ * through MPI_Finalize; later ones MPI_Abort all ranks (a rank that just returned would leave the
+ * others waiting in a collective call).
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -68,6 +69,32 @@ static void lofi_check(const char *call, lofi_status status) {
   snprintf(line, sizeof line, "%s failed with %s: %s", call, lofi_status_name(status),
            message ? message : "(no message)");
   die(line);
+}
+
+/* Setup failures, before the first collective call: each rank keeps its first message, then
+ * all_ranks_ready() lets every rank learn whether any failed. They then all leave through
+ * MPI_Finalize with status 1. This is not MPI_Abort for a reason: MPICH's mpiexec may kill the
+ * other ranks (and stop forwarding their output) before an aborting rank's message has reached
+ * it, so the message of the failure could be lost. */
+static char setup_error[1024];
+
+/* Keeps a failed lofi call's message (the first one); returns 1 if the call failed. */
+static int setup_failed(const char *call, lofi_status status) {
+  const char *message;
+  if (status == LOFI_STATUS_OK) return 0;
+  message = lofi_last_error();
+  if (!setup_error[0])
+    snprintf(setup_error, sizeof setup_error, "%s failed with %s: %s", call, lofi_status_name(status),
+             message ? message : "(no message)");
+  return 1;
+}
+
+/* Prints this rank's setup failure, if any; true if every rank's setup succeeded. */
+static int all_ranks_ready(void) {
+  int ready = setup_error[0] == '\0', all_ready = 0;
+  if (!ready) fprintf(stderr, "mpi_reconstruct: rank %d of %d: %s\n", rank, ranks, setup_error);
+  MPI_Allreduce(&ready, &all_ready, 1, MPI_INT, MPI_LAND, MPI_COMM_WORLD);
+  return all_ready;
 }
 
 /* A failed MPI call (file operations return their errors: MPI_ERRORS_RETURN is the default
@@ -258,17 +285,19 @@ int main(int argc, char **argv) {
   }
 
   /* 1. The library, the model (every rank loads its own copy; the defaults: CPU, float32). */
-  lofi_check("lofi_check_version", lofi_check_version(LOFI_VERSION_NUMBER));
-  lofi_check("lofi_load", lofi_load(model_path, &load, &model));
-  lofi_check("lofi_model_get_info", lofi_model_get_info(model, &info));
+  if (!setup_failed("lofi_check_version", lofi_check_version(LOFI_VERSION_NUMBER)) &&
+      !setup_failed("lofi_load", lofi_load(model_path, &load, &model)) &&
+      !setup_failed("lofi_model_get_info", lofi_model_get_info(model, &info)) && info.noise_level_aware &&
+      sigma < 0.0)
+    snprintf(setup_error, sizeof setup_error, "%s is noise-level aware (trained for %g to %g): pass --sigma",
+             model_path, info.noise_level_min, info.noise_level_max);
+  if (!all_ranks_ready()) {
+    lofi_model_free(model); /* NULL where loading failed: a no-op */
+    MPI_Finalize();
+    return 1;
+  }
   c_in = (size_t)info.channels_in;
   c_out = (size_t)info.channels_out;
-  if (info.noise_level_aware && sigma < 0.0) {
-    char line[256];
-    snprintf(line, sizeof line, "%s is noise-level aware (trained for %g to %g): pass --sigma", model_path,
-             info.noise_level_min, info.noise_level_max);
-    die(line);
-  }
   /* A fixed-level model given --sigma is refused by lofi_reconstruct_region with its message. */
   params.noise_level = sigma;
 
