@@ -38,6 +38,9 @@
  * - Float32 products on the CPU: oneDNN on x86 CPUs other than Intel's (faster there), MKL
  *   elsewhere; the environment variable LOFI_CPU_MATMUL=onednn or =blas chooses, read once at
  *   the first product. Both are exact float32; they round differently (about 1e-7 relative).
+ * - Loading folds layers with nothing between them into one where that saves work (a MultiMLP's
+ *   per-angle output layers into its mixer's first: 14 % of the shipped gray denoiser's work).
+ *   Outputs equal the stored network's up to float rounding (about 2e-7 in float32).
  */
 
 

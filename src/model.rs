@@ -11,12 +11,29 @@ use crate::kernels::{LofiNet, ParamBuilder, ParamSource, ParamStore};
 use crate::model_file::ModelFile;
 
 /// How to load a model.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub struct LoadOptions {
     pub device: DeviceSpec,
     /// Precision of the networks: bf16 and f16 on CUDA, bf16 on CPUs with native bfloat16
     /// matrix instructions ([`Precision::check_cpu`]).
     pub precision: Precision,
+    /// Fold consecutive linear layers into one where that saves work (see
+    /// [`LofiNet::fold_layers`]; equal up to float rounding). Default true; false runs every
+    /// stored layer, as the reference does (parity checks, and the other side of a benchmark).
+    pub fold_layers: bool,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions { device: DeviceSpec::default(), precision: Precision::default(), fold_layers: true }
+    }
+}
+
+impl LoadOptions {
+    /// The defaults on `device` in `precision`.
+    pub fn new(device: DeviceSpec, precision: Precision) -> Self {
+        LoadOptions { device, precision, ..LoadOptions::default() }
+    }
 }
 
 /// A LoFi model ready for inference.
@@ -26,8 +43,9 @@ pub struct Model {
     params: ParamStore,
     /// The network in float32.
     net: LofiNet,
-    /// The network with its MLPs cast to the requested half precision, when one was asked for.
-    half: Option<LofiNet>,
+    /// The network of the per-pixel step where it differs from `net`: with layers folded
+    /// ([`LofiNet::fold_layers`]) and/or its MLPs cast to the requested half precision.
+    pixel: Option<LofiNet>,
     device: tch::Device,
     device_spec: DeviceSpec,
     precision: Precision,
@@ -55,9 +73,10 @@ impl Model {
         let mut builder = ParamBuilder::new(ParamSource::Tensors(file.tensors), device);
         let net = LofiNet::build(&file.config, &mut builder)?;
         let params = builder.finish()?;
-        let half = match options.precision {
-            Precision::F32 => None,
-            p => Some(net.cast_networks(p.kind())),
+        let folded = if options.fold_layers { net.fold_layers() } else { None };
+        let pixel = match options.precision {
+            Precision::F32 => folded,
+            p => Some(folded.as_ref().unwrap_or(&net).cast_networks(p.kind())),
         };
         log::info!(
             "loaded a LoFi model: {} parameters, trained at {1}x{1}, {2} -> {3} channels, on {4}, {5}",
@@ -76,7 +95,7 @@ impl Model {
             notes: file.notes,
             params,
             net,
-            half,
+            pixel,
             device,
             device_spec: options.device,
             precision: options.precision,
@@ -114,7 +133,7 @@ impl Model {
             notes,
             params,
             net,
-            half: None,
+            pixel: None,
             device,
             device_spec,
             precision: Precision::F32,
@@ -175,9 +194,10 @@ impl Model {
     pub fn net(&self) -> &LofiNet {
         &self.net
     }
-    /// The network used for the per-pixel step in the model's precision.
+    /// The network of the per-pixel step: in the model's precision, with layers folded where
+    /// that saves work (unless loaded with `fold_layers: false`).
     pub fn pixel_net(&self) -> &LofiNet {
-        self.half.as_ref().unwrap_or(&self.net)
+        self.pixel.as_ref().unwrap_or(&self.net)
     }
 
     /// Serialises the model as a `.lofi` file.

@@ -552,13 +552,10 @@ fn bad_arguments_are_refused_with_clear_errors() {
 #[test]
 fn devices_and_precisions_are_checked() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models/tiny-gray.lofi");
-    let err =
-        Model::load(&path, LoadOptions { device: DeviceSpec::Cpu, precision: Precision::F16 }).err().unwrap();
+    let err = Model::load(&path, LoadOptions::new(DeviceSpec::Cpu, Precision::F16)).err().unwrap();
     assert!(err.to_string().contains("CUDA only"), "{err}");
     if !tch::Cuda::is_available() {
-        let err = Model::load(&path, LoadOptions { device: DeviceSpec::Cuda(0), precision: Precision::F32 })
-            .err()
-            .unwrap();
+        let err = Model::load(&path, LoadOptions::new(DeviceSpec::Cuda(0), Precision::F32)).err().unwrap();
         assert!(matches!(err, Error::DeviceUnavailable(_)), "{err:?}");
     }
     assert!("cuda:x".parse::<DeviceSpec>().is_err());
@@ -579,7 +576,7 @@ fn cuda_matches_cpu_when_available() {
     let img = image(20, 20, 3);
     let want = region_grid(&cpu, &img, 20, 20, 39, 39, None);
     for precision in [Precision::F32, Precision::BF16, Precision::F16] {
-        let gpu = Model::load(&path, LoadOptions { device: DeviceSpec::Cuda(0), precision }).unwrap();
+        let gpu = Model::load(&path, LoadOptions::new(DeviceSpec::Cuda(0), precision)).unwrap();
         let got = region_grid(&gpu, &img, 20, 20, 39, 39, None);
         let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
         let err = got.iter().zip(&want).fold(0f32, |m, (a, b)| m.max((a - b).abs())) / scale;

@@ -63,9 +63,8 @@ fn relative_rms(got: &[f32], want: &[f32]) -> f64 {
 /// load must fail naming them).
 #[test]
 fn bf16_engine_samples_in_float32_far_from_the_centre() {
-    let load = |precision| {
-        Model::load(&fixture("tiny-gray.lofi"), LoadOptions { device: DeviceSpec::Cpu, precision })
-    };
+    let load =
+        |precision| Model::load(&fixture("tiny-gray.lofi"), LoadOptions::new(DeviceSpec::Cpu, precision));
     if !CpuFeatures::detect().has_native_bf16() {
         let err = load(Precision::BF16).err().expect("bf16 refused without bfloat16 instructions");
         assert!(err.to_string().contains("avx512_bf16"), "{err}");

@@ -387,7 +387,7 @@ fn bands_dealt_to_several_devices_equal_one_device() {
 fn bf16_streams_float32_windows_bit_for_bit() {
     use lofi::device::{CpuFeatures, DeviceSpec, Precision};
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/denoise-gray.lofi");
-    let loaded = Model::load(&path, LoadOptions { device: DeviceSpec::Cpu, precision: Precision::BF16 });
+    let loaded = Model::load(&path, LoadOptions::new(DeviceSpec::Cpu, Precision::BF16));
     if !CpuFeatures::detect().has_native_bf16() {
         let err = loaded.err().expect("bf16 refused without bfloat16 instructions");
         assert!(err.to_string().contains("avx512_bf16"), "{err}");

@@ -107,7 +107,7 @@ impl lofi_load_params {
             LOFI_PRECISION_F16 => Precision::F16,
             other => return Err(Error::invalid_argument(format!("unknown precision {other}"))),
         };
-        Ok(crate::model::LoadOptions { device, precision })
+        Ok(crate::model::LoadOptions::new(device, precision))
     }
 
     /// The device list (`devices`), or `None` for the single device of `to_options`.

@@ -11,6 +11,11 @@ use crate::error::Result;
 #[derive(Debug)]
 pub struct Mlp {
     pub layers: Vec<(Tensor, Tensor)>,
+    /// ReLU after the last layer too. False for every stored network; true for a MultiMLP's
+    /// per-angle MLPs whose last layer was folded into the mixer (see
+    /// [`LofiNet::fold_layers`](super::LofiNet::fold_layers)): what remains ends in a hidden
+    /// layer, whose ReLU stays.
+    pub relu_last: bool,
 }
 
 /// Declares one `nn.Linear(fan_in, fan_out)` with PyTorch's default initialisation.
@@ -47,7 +52,7 @@ impl Mlp {
             .enumerate()
             .map(|(k, (fan_in, fan_out))| declare_linear(p, &format!("{prefix}.fcs.{k}"), fan_in, fan_out))
             .collect::<Result<Vec<_>>>()?;
-        Ok(Mlp { layers })
+        Ok(Mlp { layers, relu_last: false })
     }
 
     /// x: (..., input) -> (..., output).
@@ -63,7 +68,7 @@ impl Mlp {
         let mut y: Option<Tensor> = None;
         for (k, (w, b)) in self.layers.iter().enumerate().skip(first) {
             let input = y.as_ref().unwrap_or(x);
-            y = Some(if k == last {
+            y = Some(if k == last && !self.relu_last {
                 linear::linear(input, w, Some(b))
             } else {
                 linear::linear_relu(input, w, Some(b), relu_in_place)
@@ -75,7 +80,7 @@ impl Mlp {
     /// The rest of the network from the first layer's output `y`, before its ReLU.
     fn after_first_layer(&self, y: Tensor) -> Tensor {
         if self.layers.len() == 1 {
-            return y;
+            return if self.relu_last { relu_in_place(y) } else { y };
         }
         self.layers_from(1, &relu_in_place(y))
     }
@@ -105,6 +110,14 @@ impl Mlp {
         self.after_first_layer(y)
     }
 
+    /// The same network sharing its tensors.
+    pub fn shallow_clone(&self) -> Mlp {
+        Mlp {
+            layers: self.layers.iter().map(|(w, b)| (w.shallow_clone(), b.shallow_clone())).collect(),
+            relu_last: self.relu_last,
+        }
+    }
+
     /// Kind of the weights.
     pub fn kind(&self) -> tch::Kind {
         self.layers[0].0.kind()
@@ -112,7 +125,10 @@ impl Mlp {
 
     /// The same network with its weights cast to `kind` (for half-precision inference).
     pub fn to_kind(&self, kind: tch::Kind) -> Mlp {
-        Mlp { layers: self.layers.iter().map(|(w, b)| (w.to_kind(kind), b.to_kind(kind))).collect() }
+        Mlp {
+            layers: self.layers.iter().map(|(w, b)| (w.to_kind(kind), b.to_kind(kind))).collect(),
+            relu_last: self.relu_last,
+        }
     }
 }
 
@@ -204,7 +220,7 @@ mod tests {
             let w = Tensor::randn([fan_out, fan_in], (Kind::Float, Device::Cpu)).set_requires_grad(true);
             (w, Tensor::randn([fan_out], (Kind::Float, Device::Cpu)).set_requires_grad(true))
         };
-        let mlp = Mlp { layers: vec![layer(5 + 3, 6), layer(6, 6), layer(6, 2)] };
+        let mlp = Mlp { layers: vec![layer(5 + 3, 6), layer(6, 6), layer(6, 2)], relu_last: false };
         let x = Tensor::randn([8, 5], (Kind::Float, Device::Cpu));
         for level in [Tensor::from_slice(&[0.3f32]), Tensor::from_slice(&[0.1f32, 0.45])] {
             let per_row = if level.size()[0] == 1 {

@@ -218,7 +218,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     let precision: Precision = args.precision.parse()?;
     let model = match &args.model {
-        Some(path) => Model::load(path, LoadOptions { device, precision })?,
+        Some(path) => Model::load(path, LoadOptions::new(device, precision))?,
         None if precision == Precision::F32 => default_model(device)?,
         None => bail!("--precision other than f32 needs --model (a .lofi file to load in that precision)"),
     };
@@ -340,7 +340,7 @@ pub fn run(args: Args) -> Result<()> {
     if args.compare_precision {
         let Some(path) = &args.model else { bail!("--compare-precision needs --model") };
         let size = sizes[0];
-        let reference = Model::load(path, LoadOptions { device, precision: Precision::F32 })?;
+        let reference = Model::load(path, LoadOptions::new(device, Precision::F32))?;
         let budget = *budgets.last().expect("a budget");
         let mut want = vec![0f32; size * size * c_out];
         run_once(
@@ -525,7 +525,7 @@ fn targets(args: &Args, device: DeviceSpec) -> Result<()> {
     // The paper-size model (random weights: the cost does not depend on them), loaded from bytes as
     // a file would be, in each precision.
     let bytes = default_model(DeviceSpec::Cpu)?.to_bytes()?;
-    let load = |precision| Model::load_from_memory(&bytes, LoadOptions { device, precision });
+    let load = |precision| Model::load_from_memory(&bytes, LoadOptions::new(device, precision));
     let side = 384;
     let input = random_input(side, 1);
     let mut precisions = vec![Precision::F32];
@@ -669,7 +669,7 @@ fn targets(args: &Args, device: DeviceSpec) -> Result<()> {
     if args.denoiser.exists() {
         let input = random_input(512, 1);
         for &precision in precisions.iter().filter(|p| **p != Precision::F16) {
-            let model = Model::load(&args.denoiser, LoadOptions { device, precision })?;
+            let model = Model::load(&args.denoiser, LoadOptions::new(device, precision))?;
             // The target is for two cores: two threads whatever --threads says, as one worker
             // (libtorch's threads share each operation) and as two single-threaded workers on
             // bands of the output (what `lofi reconstruct` runs by default on two cores).
@@ -685,6 +685,18 @@ fn targets(args: &Args, device: DeviceSpec) -> Result<()> {
                 println!(
                     "  with libtorch's own f32 products (MKL, LOFI_CPU_MATMUL=blas): {blas:.2} s as two single-threaded \
                      workers"
+                );
+            }
+            if model.pixel_net().flops_per_pixel() < model.net().flops_per_pixel() {
+                // The other side of the layer folding (LofiNet::fold_layers), in the same run.
+                let options = LoadOptions { fold_layers: false, ..LoadOptions::new(device, precision) };
+                let stored = Model::load(&args.denoiser, options)?;
+                let stored_workers = time_grid_workers(&stored, &input, 512, 2)?;
+                println!(
+                    "  with every stored layer (the per-angle MLPs' last layer not folded into the mixer, {:.2} \
+                     against {:.2} MFLOP per pixel): {stored_workers:.2} s as two single-threaded workers",
+                    stored.pixel_net().flops_per_pixel() / 1e6,
+                    model.pixel_net().flops_per_pixel() / 1e6
                 );
             }
         }

@@ -81,7 +81,7 @@ pub fn run(args: Args) -> Result<()> {
     };
     let budget = lofi::engine::parse_bytes(&args.memory_budget)?;
     let precision: Precision = args.precision.parse()?;
-    let model = lofi::Model::load(&args.model, LoadOptions { device, precision })?;
+    let model = lofi::Model::load(&args.model, LoadOptions::new(device, precision))?;
     let notes = model.notes();
     let kind = match args.task {
         Some(k) => k,

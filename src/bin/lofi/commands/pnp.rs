@@ -425,7 +425,7 @@ fn write_tensor(path: &Path, t: &Tensor, fits: &FitsCarry) -> Result<()> {
 pub fn run(args: Args) -> Result<()> {
     let device_spec: DeviceSpec = args.device.parse()?;
     let budget = parse_bytes(&args.memory_budget)?;
-    let model = Model::load(&args.model, LoadOptions { device: device_spec, precision: Default::default() })?;
+    let model = Model::load(&args.model, LoadOptions::new(device_spec, Default::default()))?;
     let device = model.device();
     let channels = model.config().c_in;
     if args.prior == PriorKind::Lofi && model.config().c_out != channels {

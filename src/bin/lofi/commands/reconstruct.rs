@@ -142,7 +142,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     let models = devices
         .iter()
-        .map(|&device| lofi::Model::load(&args.model, LoadOptions { device, precision }))
+        .map(|&device| lofi::Model::load(&args.model, LoadOptions::new(device, precision)))
         .collect::<Result<Vec<_>, _>>()?;
     let replicas: Vec<&lofi::Model> = models.iter().collect();
     let model = replicas[0];
