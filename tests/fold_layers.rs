@@ -46,23 +46,31 @@ fn the_folded_shipped_denoiser_equals_the_stored_one() {
     }
     for precision in precisions {
         let folded = Model::load(&path, LoadOptions::new(DeviceSpec::Cpu, precision)).unwrap();
-        let stored =
-            Model::load(&path, LoadOptions { fold_layers: false, ..LoadOptions::new(DeviceSpec::Cpu, precision) })
-                .unwrap();
+        let stored = Model::load(
+            &path,
+            LoadOptions { fold_layers: false, ..LoadOptions::new(DeviceSpec::Cpu, precision) },
+        )
+        .unwrap();
         // The work: 9 angles x (128 x 100 + 100 x 128 - 128 x 128) multiply-adds fewer per pixel.
         let saved = stored.pixel_net().flops_per_pixel() - folded.pixel_net().flops_per_pixel();
         assert_eq!(saved, 2.0 * 9.0 * (128.0 * 100.0 + 100.0 * 128.0 - 128.0 * 128.0), "{precision}");
 
         let (a, b) = (denoise(&folded, &noisy, h, w, sigma), denoise(&stored, &noisy, h, w, sigma));
         let max = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
-        let (psnr_a, psnr_b) =
-            (lofi::metrics::psnr_with_range(&clean, &a, 1.0), lofi::metrics::psnr_with_range(&clean, &b, 1.0));
+        let (psnr_a, psnr_b) = (
+            lofi::metrics::psnr_with_range(&clean, &a, 1.0),
+            lofi::metrics::psnr_with_range(&clean, &b, 1.0),
+        );
         eprintln!("{precision}: folded {psnr_a:.4} dB, stored {psnr_b:.4} dB, largest difference {max:.2e}");
         // f32: rounding of composed weights only. bf16: the composed weights are rounded to
         // bfloat16 once instead of two layers' weights and the features between them.
-        let (tolerance, psnr_tolerance) = if precision == Precision::F32 { (2e-5, 1e-3) } else { (1e-2, 0.05) };
+        let (tolerance, psnr_tolerance) =
+            if precision == Precision::F32 { (2e-5, 1e-3) } else { (1e-2, 0.05) };
         assert!(max <= tolerance, "{precision}: the folded network differs by {max}");
         assert!((psnr_a - psnr_b).abs() <= psnr_tolerance, "{precision}: {psnr_a} against {psnr_b} dB");
-        assert!(psnr_a > lofi::metrics::psnr_with_range(&clean, &noisy, 1.0) + 5.0, "{precision}: it denoises");
+        assert!(
+            psnr_a > lofi::metrics::psnr_with_range(&clean, &noisy, 1.0) + 5.0,
+            "{precision}: it denoises"
+        );
     }
 }

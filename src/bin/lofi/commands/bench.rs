@@ -691,12 +691,22 @@ fn targets(args: &Args, device: DeviceSpec) -> Result<()> {
                 // The other side of the layer folding (LofiNet::fold_layers), in the same run.
                 let options = LoadOptions { fold_layers: false, ..LoadOptions::new(device, precision) };
                 let stored = Model::load(&args.denoiser, options)?;
-                let stored_workers = time_grid_workers(&stored, &input, 512, 2)?;
+                // Alternating, so that a drift of the machine's speed shows on both sides.
+                let mut pairs = Vec::new();
+                for _ in 0..2 {
+                    let stored_s = time_grid_workers(&stored, &input, 512, 2)?;
+                    pairs.push((stored_s, time_grid_workers(&model, &input, 512, 2)?));
+                }
+                let list = |side: fn(&(f64, f64)) -> f64| {
+                    pairs.iter().map(|p| format!("{:.2}", side(p))).collect::<Vec<_>>().join(", ")
+                };
                 println!(
                     "  with every stored layer (the per-angle MLPs' last layer not folded into the mixer, {:.2} \
-                     against {:.2} MFLOP per pixel): {stored_workers:.2} s as two single-threaded workers",
+                     against {:.2} MFLOP per pixel), two workers, alternating: stored {} s, folded {} s",
                     stored.pixel_net().flops_per_pixel() / 1e6,
-                    model.pixel_net().flops_per_pixel() / 1e6
+                    model.pixel_net().flops_per_pixel() / 1e6,
+                    list(|p| p.0),
+                    list(|p| p.1)
                 );
             }
         }
