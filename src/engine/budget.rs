@@ -50,8 +50,9 @@ pub fn bytes_per_pixel(cfg: &LofiConfig, net_bytes: usize) -> usize {
         Network::MultiMLP => {
             let f = cfg.angle_features as f64;
             // Chunks, the widest layer's input, output and ReLU copy across the M MLPs, the
-            // features and their permuted copy, then the mixer.
-            c * k + 3.0 * m * h.max(f) + 2.0 * m * f + 3.0 * h
+            // features and their permuted copy (M H wide where the last per-angle layer is folded
+            // into the mixer, see `LofiNet::fold_layers`), then the mixer.
+            c * k + 3.0 * m * h.max(f) + 2.0 * m * h.max(f) + 3.0 * h
         }
         Network::MLP => c * k + 3.0 * h,
     };
