@@ -35,7 +35,7 @@ LOFI := target/release/lofi
 
 help:
 	@echo "make demo     reconstruct a bundled image with the default model (installs libtorch once)"
-	@echo "make test     every test: rustfmt and clippy (make lint), cargo tests, then the C/C++ tests under ctest"
+	@echo "make test     every test: rustfmt, clippy and rustdoc (make lint), cargo tests, then the C/C++ tests under ctest"
 	@echo "make build    release CLI (target/release/lofi) and libraries (liblofi.so, liblofi.a)"
 	@echo "make bench    throughput and memory figures (lofi bench)"
 	@echo "make bench-targets  speed targets (f32/bf16 inference, training, denoiser) vs the reference loop"
@@ -93,6 +93,7 @@ fmt:
 lint: $(SETUP)
 	$(CARGO) fmt --check
 	$(CARGO) clippy --release --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --release --no-deps --lib
 
 clean:
 	$(CARGO) clean

@@ -3,11 +3,11 @@
 //! Rules every entry point follows:
 //! * it returns a [`lofi_status`]; on failure `lofi_last_error()` holds a one-line message on the
 //!   calling thread until that thread's next lofi call;
-//! * no panic crosses the boundary ([`guard`] catches them and reports `LOFI_STATUS_INTERNAL`
+//! * no panic crosses the boundary (`guard` catches them and reports `LOFI_STATUS_INTERNAL`
 //!   or, for libtorch failures tch surfaced as panics, `LOFI_STATUS_TORCH` /
 //!   `LOFI_STATUS_OUT_OF_MEMORY`), and nothing is printed: messages go to the log callback;
 //! * every pointer is checked for null and every size against the others before use;
-//! * structs carry their size ([`abi`]): the library reads and writes only what the caller's
+//! * structs carry their size (`abi`): the library reads and writes only what the caller's
 //!   layout holds.
 //!
 //! Types and functions use their C names (`lofi_...`), so the header reads like hand-written C.

@@ -102,7 +102,7 @@ fn sample_in_pieces(image: &Tensor, grid: &Tensor, pieces: i64) -> Tensor {
 /// rather than on the whole grid.
 ///
 /// Points on the image's pixel centres with shared offsets (denoising, plug-and-play) are sampled
-/// by [`super::grid_sampler`], the others by libtorch; see [`sample_on_pixel_grid`].
+/// by [`super::grid_sampler`], the others by libtorch; see `sample_on_pixel_grid`.
 pub fn sample_patches_by_angle(image: &Tensor, coords: &Tensor, offsets: &Tensor) -> Tensor {
     if let Some(crop) = sample_on_pixel_grid(image, coords, offsets) {
         return crop;

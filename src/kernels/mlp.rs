@@ -166,7 +166,7 @@ impl MlpBank {
         MlpBank { mlps }
     }
 
-    /// x: (M, P, input) -> (P, M * output): MLP m sees x[m]; its outputs are columns
+    /// x: (M, P, input) -> (P, M * output): MLP m sees `x[m]`; its outputs are columns
     /// m * output .. (m + 1) * output, the order in which the mixer takes them.
     pub fn forward_concat(&self, x: &Tensor) -> Tensor {
         self.concat(x, Mlp::forward)
