@@ -98,6 +98,18 @@ fn info_and_import() {
     let json = ok(&lofi(&["info", "--json", &fixture("models/tiny-gray.lofi")]));
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["config"]["image_size"], 16);
+    let (flops, stored) =
+        (v["flops_per_pixel"].as_f64().unwrap(), v["stored_flops_per_pixel"].as_f64().unwrap());
+    assert!(flops > 0.0 && flops <= stored, "{flops} / {stored}");
+
+    // The shipped gray denoiser folds its per-angle MLPs' last layer into the mixer: 9 angles x
+    // (128 x 100 + 100 x 128 - 128 x 128) multiply-adds fewer than its stored 1.165 MFLOP.
+    let root = env!("CARGO_MANIFEST_DIR");
+    let shipped = ok(&lofi(&["info", &format!("{root}/models/denoise-gray.lofi")]));
+    assert!(
+        shipped.contains("work per pixel:      0.999 MFLOP (the per-angle MLPs' last layer folded into the mixer at load; 1.165 as stored)"),
+        "{shipped}"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("imported.lofi");

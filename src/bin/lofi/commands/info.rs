@@ -14,6 +14,9 @@ pub struct Args {
 pub fn run(args: Args) -> Result<()> {
     let model = lofi::Model::load(&args.model, Default::default())?;
     let cfg = model.config();
+    // Multiply-adds of the products per output pixel, as loaded (layers folded where that saves
+    // work) and as stored.
+    let (flops, stored_flops) = (model.pixel_net().flops_per_pixel(), model.net().flops_per_pixel());
     if args.json {
         let info = serde_json::json!({
             "path": args.model.display().to_string(),
@@ -21,6 +24,8 @@ pub fn run(args: Args) -> Result<()> {
             "parameters": model.parameter_count(),
             "training_resolution": [cfg.image_size, cfg.image_size],
             "noise_level_aware": cfg.noise_level.is_some(),
+            "flops_per_pixel": flops,
+            "stored_flops_per_pixel": stored_flops,
             "notes": model.notes(),
         });
         println!("{}", serde_json::to_string_pretty(&info)?);
@@ -62,6 +67,16 @@ pub fn run(args: Args) -> Result<()> {
             r.sigma_max * 255.0
         ),
         None => println!("noise level:         fixed (the model takes no --sigma)"),
+    }
+    if flops < stored_flops {
+        println!(
+            "work per pixel:      {:.3} MFLOP (the per-angle MLPs' last layer folded into the mixer at load; \
+             {:.3} as stored)",
+            flops / 1e6,
+            stored_flops / 1e6
+        );
+    } else {
+        println!("work per pixel:      {:.3} MFLOP", flops / 1e6);
     }
     if let Some(notes) = model.notes() {
         println!("notes:               {notes}");
