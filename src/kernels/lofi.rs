@@ -397,30 +397,29 @@ impl LofiNet {
             per_angle
                 .mlps
                 .iter()
-                .map(|mlp| {
-                    let kept = &mlp.layers[..mlp.layers.len() - 1];
-                    Mlp {
-                        layers: kept.iter().map(|(w, b)| (w.shallow_clone(), b.shallow_clone())).collect(),
-                        relu_last: true,
-                    }
-                })
+                .map(|mlp| Mlp::sharing(&mlp.layers[..mlp.layers.len() - 1], true))
                 .collect(),
         );
-        let mut layers = vec![folded_first];
-        layers.extend(mixer.layers[1..].iter().map(|(w, b)| (w.shallow_clone(), b.shallow_clone())));
-        let mixer = Mlp { layers, relu_last: mixer.relu_last };
-        Some(LofiNet {
+        let mut mixer = Mlp::sharing(&mixer.layers[1..], mixer.relu_last);
+        mixer.layers.insert(0, folded_first);
+        Some(self.with_networks(
+            PixelNetwork::MultiMlp { per_angle, mixer },
+            self.ccpg.as_ref().map(|c| Ccpg { blocks: c.blocks.iter().map(Mlp::shallow_clone).collect() }),
+            self.inr.as_ref().map(Mlp::shallow_clone),
+        ))
+    }
+
+    /// This network's geometry and filter (shared) with other MLPs: folded or cast ones.
+    fn with_networks(&self, network: PixelNetwork, ccpg: Option<Ccpg>, inr: Option<Mlp>) -> LofiNet {
+        LofiNet {
             config: self.config.clone(),
             patch: self.patch.shallow_clone(),
             patch_scale: self.patch_scale.shallow_clone(),
             filter: self.filter.as_ref().map(Tensor::shallow_clone),
-            network: PixelNetwork::MultiMlp { per_angle, mixer },
-            ccpg: self
-                .ccpg
-                .as_ref()
-                .map(|c| Ccpg { blocks: c.blocks.iter().map(Mlp::shallow_clone).collect() }),
-            inr: self.inr.as_ref().map(Mlp::shallow_clone),
-        })
+            network,
+            ccpg,
+            inr,
+        }
     }
 
     /// The same model with its pixel MLPs (MultiMLP or MLP, and the CCPG blocks, whose offsets are
@@ -435,18 +434,11 @@ impl LofiNet {
             },
             PixelNetwork::Mlp(mlp) => PixelNetwork::Mlp(mlp.to_kind(kind)),
         };
-        LofiNet {
-            config: self.config.clone(),
-            patch: self.patch.shallow_clone(),
-            patch_scale: self.patch_scale.shallow_clone(),
-            filter: self.filter.as_ref().map(Tensor::shallow_clone),
+        self.with_networks(
             network,
-            ccpg: self
-                .ccpg
-                .as_ref()
-                .map(|c| Ccpg { blocks: c.blocks.iter().map(|b| b.to_kind(kind)).collect() }),
-            inr: self.inr.as_ref().map(|m| m.to_kind(Kind::Float)),
-        }
+            self.ccpg.as_ref().map(|c| Ccpg { blocks: c.blocks.iter().map(|b| b.to_kind(kind)).collect() }),
+            self.inr.as_ref().map(|m| m.to_kind(Kind::Float)),
+        )
     }
 
     /// The reference's `forward(coordinate, x)`: `image` (B, C, H, W), `coords` (B, P, 2).

@@ -112,9 +112,14 @@ impl Mlp {
 
     /// The same network sharing its tensors.
     pub fn shallow_clone(&self) -> Mlp {
+        Mlp::sharing(&self.layers, self.relu_last)
+    }
+
+    /// A network of `layers` (tensors shared, not copied).
+    pub fn sharing(layers: &[(Tensor, Tensor)], relu_last: bool) -> Mlp {
         Mlp {
-            layers: self.layers.iter().map(|(w, b)| (w.shallow_clone(), b.shallow_clone())).collect(),
-            relu_last: self.relu_last,
+            layers: layers.iter().map(|(w, b)| (w.shallow_clone(), b.shallow_clone())).collect(),
+            relu_last,
         }
     }
 
