@@ -2,43 +2,32 @@
 //! shipped denoiser, whose per-angle MLPs' last layer folds into the mixer, gives the stored
 //! network's output up to float rounding through the engine, and does the work it says.
 
+mod common;
+
 use std::path::Path;
 
+use common::{noisy_camera_crop, reconstruct_whole};
 use lofi::device::{CpuFeatures, DeviceSpec, Precision};
-use lofi::engine::{self, ImageView, OutputView, Region, RunOptions};
+use lofi::engine::RunOptions;
 use lofi::model::LoadOptions;
 use lofi::Model;
-use tch::{Device, Kind, Tensor};
 
-fn denoise(model: &Model, noisy: &[f32], h: usize, w: usize, sigma: f64) -> Vec<f32> {
-    let mut out = vec![f32::NAN; h * w];
-    let options = RunOptions { threads: 1, noise_level: Some(sigma), ..Default::default() };
-    engine::reconstruct_region(
+fn denoise(model: &Model, noisy: &[f32], side: usize, sigma: f64) -> Vec<f32> {
+    reconstruct_whole(
         model,
-        ImageView { data: noisy, height: h, width: w, channels: 1, row_stride: w },
-        Region::whole(h, w),
-        w,
-        h,
-        None,
-        OutputView { data: &mut out, row_stride: w },
-        options,
+        noisy,
+        side,
+        side,
+        RunOptions { threads: 1, noise_level: Some(sigma), ..Default::default() },
     )
-    .unwrap();
-    out
 }
 
 #[test]
 fn the_folded_shipped_denoiser_equals_the_stored_one() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let path = root.join("models/denoise-gray.lofi");
-    let camera = lofi::image_io::read(&root.join("data/images/gray/camera.png")).unwrap();
-    let (h, w, r0, c0) = (80usize, 80usize, 150usize, 200usize);
-    let clean: Vec<f32> = (0..h * w).map(|i| camera.at(r0 + i / w, c0 + i % w, 0)).collect();
-    tch::manual_seed(9);
-    let sigma = 25.0 / 255.0;
-    let noise =
-        Vec::<f32>::try_from(Tensor::randn([(h * w) as i64], (Kind::Float, Device::Cpu)) * sigma).unwrap();
-    let noisy: Vec<f32> = clean.iter().zip(&noise).map(|(c, n)| c + n).collect();
+    let (side, sigma) = (80usize, 25.0 / 255.0);
+    let (clean, noisy) = noisy_camera_crop(side, sigma, 9);
 
     let mut precisions = vec![Precision::F32];
     if Precision::BF16.check_cpu(CpuFeatures::detect()).is_ok() {
@@ -55,7 +44,7 @@ fn the_folded_shipped_denoiser_equals_the_stored_one() {
         let saved = stored.pixel_net().flops_per_pixel() - folded.pixel_net().flops_per_pixel();
         assert_eq!(saved, 2.0 * 9.0 * (128.0 * 100.0 + 100.0 * 128.0 - 128.0 * 128.0), "{precision}");
 
-        let (a, b) = (denoise(&folded, &noisy, h, w, sigma), denoise(&stored, &noisy, h, w, sigma));
+        let (a, b) = (denoise(&folded, &noisy, side, sigma), denoise(&stored, &noisy, side, sigma));
         let max = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
         let (psnr_a, psnr_b) = (
             lofi::metrics::psnr_with_range(&clean, &a, 1.0),

@@ -3,8 +3,11 @@
 //! oblong images too; streamed windows still hold every sample; it denoises better; and models
 //! it cannot serve refuse it.
 
+mod common;
+
 use std::path::Path;
 
+use common::{noisy_camera_crop, reconstruct_whole};
 use lofi::config::{LofiConfig, Network, NoiseLevelInput};
 use lofi::engine::{self, ImageView, OutputView, Region, RunOptions, SelfEnsemble};
 use lofi::model::LoadOptions;
@@ -61,23 +64,7 @@ fn options(ensemble: SelfEnsemble, budget: usize) -> RunOptions<'static> {
 
 /// The whole grid of an (h, w) image, through the streaming engine.
 fn reconstruct(model: &Model, img: &[f32], h: usize, w: usize, ensemble: SelfEnsemble) -> Vec<f32> {
-    reconstruct_with(model, img, h, w, options(ensemble, 8 << 20))
-}
-
-fn reconstruct_with(model: &Model, img: &[f32], h: usize, w: usize, options: RunOptions<'_>) -> Vec<f32> {
-    let mut out = vec![f32::NAN; h * w];
-    engine::reconstruct_region(
-        model,
-        ImageView { data: img, height: h, width: w, channels: 1, row_stride: w },
-        Region::whole(h, w),
-        w,
-        h,
-        None,
-        OutputView { data: &mut out, row_stride: w },
-        options,
-    )
-    .unwrap();
-    out
+    reconstruct_whole(model, img, h, w, options(ensemble, 8 << 20))
 }
 
 /// The axes (0: rows, 1: columns) an element negates.
@@ -191,14 +178,8 @@ fn streamed_windows_hold_the_turned_geometry() {
 fn the_ensemble_denoises_better() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let model = Model::load(&root.join("models/denoise-gray.lofi"), LoadOptions::default()).unwrap();
-    let camera = lofi::image_io::read(&root.join("data/images/gray/camera.png")).unwrap();
-    let (h, w, r0, c0) = (96usize, 96usize, 150usize, 200usize);
-    let clean: Vec<f32> = (0..h * w).map(|i| camera.at(r0 + i / w, c0 + i % w, 0)).collect();
-    tch::manual_seed(5);
-    let sigma = 25.0 / 255.0;
-    let noise =
-        Vec::<f32>::try_from(Tensor::randn([(h * w) as i64], (Kind::Float, Device::Cpu)) * sigma).unwrap();
-    let noisy: Vec<f32> = clean.iter().zip(&noise).map(|(c, n)| c + n).collect();
+    let (h, w, sigma) = (96usize, 96usize, 25.0 / 255.0);
+    let (clean, noisy) = noisy_camera_crop(h, sigma, 5);
     let psnr = |ensemble: SelfEnsemble| {
         let options = RunOptions {
             threads: 2,
@@ -206,7 +187,7 @@ fn the_ensemble_denoises_better() {
             self_ensemble: ensemble,
             ..Default::default()
         };
-        lofi::metrics::psnr_with_range(&clean, &reconstruct_with(&model, &noisy, h, w, options), 1.0)
+        lofi::metrics::psnr_with_range(&clean, &reconstruct_whole(&model, &noisy, h, w, options), 1.0)
     };
     let (one, four, eight) =
         (psnr(SelfEnsemble::Off), psnr(SelfEnsemble::QuarterTurns), psnr(SelfEnsemble::Dihedral));

@@ -1,10 +1,15 @@
-//! Helpers shared by the command-line test files (`mod common;`): run the built `lofi`, find a
-//! fixture, and check a success or a short, clean failure.
+//! Helpers shared by test files (`mod common;`): run the built `lofi`, find a fixture, and check a
+//! success or a short, clean failure; run a model on a whole gray image through the engine, on a
+//! noisy crop of the bundled camera.png.
 // Each test file uses a subset.
 #![allow(dead_code)]
 
 use std::path::Path;
 use std::process::{Command, Output};
+
+use lofi::engine::{self, ImageView, OutputView, Region, RunOptions};
+use lofi::Model;
+use tch::{Device, Kind, Tensor};
 
 pub fn lofi(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_lofi")).args(args).env_remove("RUST_BACKTRACE").output().unwrap()
@@ -36,4 +41,43 @@ pub fn fails_cleanly_with(out: &Output, needle: &str) -> String {
 pub fn fails_with(out: &Output, needle: &str) {
     let stderr = fails_cleanly_with(out, needle);
     assert!(stderr.trim().lines().count() <= 2, "long error: {stderr}");
+}
+
+/// `model` on every pixel of the one-channel (h, w) image `img`, through the engine.
+pub fn reconstruct_whole(
+    model: &Model,
+    img: &[f32],
+    h: usize,
+    w: usize,
+    options: RunOptions<'_>,
+) -> Vec<f32> {
+    let mut out = vec![f32::NAN; h * w];
+    engine::reconstruct_region(
+        model,
+        ImageView { data: img, height: h, width: w, channels: 1, row_stride: w },
+        Region::whole(h, w),
+        w,
+        h,
+        None,
+        OutputView { data: &mut out, row_stride: w },
+        options,
+    )
+    .unwrap();
+    out
+}
+
+/// The side x side crop of the bundled camera.png (held out of the shipped denoiser's training)
+/// at row 150, column 200, and the crop plus Gaussian noise of `sigma` drawn after
+/// `tch::manual_seed(seed)`: (clean, noisy).
+pub fn noisy_camera_crop(side: usize, sigma: f64, seed: i64) -> (Vec<f32>, Vec<f32>) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let camera = lofi::image_io::read(&root.join("data/images/gray/camera.png")).unwrap();
+    let (r0, c0) = (150, 200);
+    let clean: Vec<f32> = (0..side * side).map(|i| camera.at(r0 + i / side, c0 + i % side, 0)).collect();
+    tch::manual_seed(seed);
+    let noise =
+        Vec::<f32>::try_from(Tensor::randn([(side * side) as i64], (Kind::Float, Device::Cpu)) * sigma)
+            .unwrap();
+    let noisy = clean.iter().zip(&noise).map(|(c, n)| c + n).collect();
+    (clean, noisy)
 }
