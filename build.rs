@@ -1,5 +1,6 @@
 //! Links libtorch so that the binaries and the C library run without LD_LIBRARY_PATH and find CUDA,
-//! and compiles the small C++ shims: float32 CPU products through oneDNN, and CUDA memory statistics.
+//! and compiles the small C++ shims: float32 CPU products through oneDNN, the CUDA TF32 switch,
+//! asynchronous copies of results to the host, and CUDA memory statistics.
 //!
 //! torch-sys links `torch_cuda` as an ordinary library, but the toolchain's default `--as-needed`
 //! drops it because no symbol of it is referenced directly; CUDA then silently stays unavailable
@@ -22,8 +23,11 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=src/engine/cuda_memory.cpp");
     println!("cargo:rerun-if-changed=src/kernels/onednn_linear.cpp");
+    println!("cargo:rerun-if-changed=src/kernels/matmul_precision.cpp");
+    println!("cargo:rerun-if-changed=src/engine/host_copy.cpp");
     println!("cargo::rustc-check-cfg=cfg(lofi_cuda_stats)");
     println!("cargo::rustc-check-cfg=cfg(lofi_onednn)");
+    println!("cargo::rustc-check-cfg=cfg(lofi_host_copy)");
     let lib_dir = match env::var("DEP_TCH_LIBTORCH_LIB") {
         Ok(dir) => PathBuf::from(dir),
         Err(_) => return, // non-Unix targets: torch-sys did not report it
@@ -50,6 +54,12 @@ fn main() {
     // Float32 CPU products through oneDNN (src/kernels/linear.rs says why).
     shim("src/kernels/onednn_linear.cpp", "lofi_onednn_linear");
     println!("cargo:rustc-cfg=lofi_onednn");
+    // The CUDA float32 products' TF32 switch (src/kernels/linear.rs); libtorch's context lives in
+    // its CPU library, so this builds without CUDA too.
+    shim("src/kernels/matmul_precision.cpp", "lofi_matmul_precision");
+    // Asynchronous device-to-host copies of the engine's batches (src/engine/host_copy.rs).
+    shim("src/engine/host_copy.cpp", "lofi_host_copy");
+    println!("cargo:rustc-cfg=lofi_host_copy");
     if !lib_dir.join("libtorch_cuda.so").exists() {
         return; // a CPU-only libtorch
     }

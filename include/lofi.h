@@ -41,6 +41,10 @@
  * - Loading folds layers with nothing between them into one where that saves work (a MultiMLP's
  *   per-angle output layers into its mixer's first: 14 % of the shipped gray denoiser's work).
  *   Outputs equal the stored network's up to float rounding (about 2e-7 in float32).
+ * - CUDA: float32 products use TF32 tensor cores (libtorch's process-wide switch, set at the
+ *   first CUDA load; about 1e-4 RMS on the shipped models, a tenth of bfloat16's error); the
+ *   environment variable LOFI_CUDA_TF32=0 keeps them IEEE float32. Hidden widths are padded
+ *   with zero units to multiples of 8 at load, for the tensor cores' aligned kernels.
  */
 
 

@@ -21,11 +21,20 @@ pub struct LoadOptions {
     /// [`LofiNet::fold_layers`]; equal up to float rounding). Default true; false runs every
     /// stored layer, as the reference does (parity checks, and the other side of a benchmark).
     pub fold_layers: bool,
+    /// On CUDA, round the MLPs' hidden widths up to multiples of 8 with zero units, so that
+    /// cuBLAS takes the tensor cores' aligned kernels (see [`LofiNet::pad_widths`]; equal up to
+    /// float rounding). Default true; no effect on the CPU.
+    pub tensor_core_padding: bool,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { device: DeviceSpec::default(), precision: Precision::default(), fold_layers: true }
+        LoadOptions {
+            device: DeviceSpec::default(),
+            precision: Precision::default(),
+            fold_layers: true,
+            tensor_core_padding: true,
+        }
     }
 }
 
@@ -35,6 +44,10 @@ impl LoadOptions {
         LoadOptions { device, precision, ..LoadOptions::default() }
     }
 }
+
+/// Widths the CUDA network is padded to (elements): 16 bytes of a half precision, the alignment
+/// cuBLAS's tensor-core kernels need (float32 for TF32 needs 4).
+const TENSOR_CORE_MULTIPLE: i64 = 8;
 
 /// A LoFi model ready for inference.
 pub struct Model {
@@ -78,6 +91,12 @@ impl Model {
             Precision::F32 => folded,
             p => Some(folded.as_ref().unwrap_or(&net).cast_networks(p.kind())),
         };
+        let pixel = match (device, options.tensor_core_padding) {
+            (tch::Device::Cuda(_), true) => {
+                pixel.as_ref().unwrap_or(&net).pad_widths(TENSOR_CORE_MULTIPLE).or(pixel)
+            }
+            _ => pixel,
+        };
         log::info!(
             "loaded a LoFi model: {} parameters, trained at {1}x{1}, {2} -> {3} channels, on {4}, {5}",
             params.numel(),
@@ -89,6 +108,7 @@ impl Model {
         );
         if device != tch::Device::Cpu {
             crate::engine::cuda_memory::note_device_used();
+            crate::kernels::linear::apply_cuda_tf32_default();
         }
         Ok(Model {
             config: file.config,

@@ -585,6 +585,44 @@ fn cuda_matches_cpu_when_available() {
     }
 }
 
+/// On a GPU (run with `--ignored` there): the CUDA path's zero-padded widths (370 -> 376 hidden
+/// units) and bias + ReLU fused into the product's epilogue give the values of the plain path on
+/// the paper-size model, in IEEE f32 and in f16; TF32 stays within half-precision error.
+#[test]
+#[ignore = "needs a CUDA device"]
+fn cuda_padding_and_fused_epilogue_keep_the_values() {
+    use lofi::kernels::linear::{set_cuda_fused_epilogue, set_cuda_tf32};
+    let mut cfg = lofi::config::LofiConfig::paper(64, 1, 1);
+    cfg.fourier_filtering = true;
+    tch::manual_seed(2);
+    let (net, params) = lofi::kernels::LofiNet::init(&cfg, tch::Device::Cpu).unwrap();
+    let bytes = Model::from_parts(net, params, None).to_bytes().unwrap();
+    let img = image(64, 64, 1);
+    let run = |precision, padded, fused, tf32| {
+        set_cuda_tf32(tf32);
+        set_cuda_fused_epilogue(fused);
+        let options =
+            LoadOptions { tensor_core_padding: padded, ..LoadOptions::new(DeviceSpec::Cuda(0), precision) };
+        let model = Model::load_from_memory(&bytes, options).unwrap();
+        let out = region_grid(&model, &img, 64, 64, 96, 96, None);
+        set_cuda_fused_epilogue(true);
+        out
+    };
+    let relative = |got: &[f32], want: &[f32]| {
+        let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+        got.iter().zip(want).fold(0f32, |m, (a, b)| m.max((a - b).abs())) / scale
+    };
+    let plain = run(Precision::F32, false, false, false);
+    let fast = run(Precision::F32, true, true, false);
+    assert!(relative(&fast, &plain) < 1e-5, "f32: {}", relative(&fast, &plain));
+    let tf32 = run(Precision::F32, true, true, true);
+    assert!(relative(&tf32, &plain) < 2e-2, "TF32: {}", relative(&tf32, &plain));
+    let plain16 = run(Precision::F16, false, false, false);
+    let fast16 = run(Precision::F16, true, true, false);
+    assert!(relative(&fast16, &plain16) < 1e-2, "f16: {}", relative(&fast16, &plain16));
+    assert!(relative(&fast16, &plain) < 2e-2, "f16 against f32: {}", relative(&fast16, &plain));
+}
+
 /// The C API's region call on one CPU model runs single-threaded workers where `cpu_workers`
 /// chooses them (two threads, enough pixels, a small network), says so in the report, and writes
 /// the bytes of the one-thread call; with one thread, or a budget whose share cannot hold a

@@ -7,6 +7,7 @@
 
 pub mod budget;
 pub mod cuda_memory;
+pub mod host_copy;
 pub mod spilled_filter;
 pub mod stream;
 

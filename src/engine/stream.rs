@@ -28,6 +28,7 @@ use std::sync::Arc;
 use tch::{Device, Kind, Tensor};
 
 use super::budget::{self, bytes_per_pixel, format_bytes, BatchPlan, BATCH_QUANTUM};
+use super::host_copy::PendingValues;
 use super::spilled_filter::{filter_to_scratch, SpilledImage};
 use super::{ImageView, OutputView, Progress, Region, Window};
 use crate::error::{Error, Result};
@@ -37,6 +38,9 @@ use crate::model::Model;
 /// Pixels of margin around a batch's computed reach: float32 rounding of coordinates (a sixteenth
 /// of a pixel at the largest coordinates accepted) and the bicubic kernel's floor.
 const MARGIN: f64 = 3.0;
+
+/// What a batch's values are called in an out-of-memory error.
+const BATCH_VALUES: &str = "a batch of results on the host";
 /// Allocator rounding of the window buffers.
 const SAFETY: f64 = 1.25;
 
@@ -152,35 +156,14 @@ pub fn reach(model: &Model, height: usize, width: usize) -> Option<[f64; 2]> {
 }
 
 /// Whether libtorch accepts a view whose data pointer lies before its buffer (the window trick,
-/// see the module's notes) on `device`. Always on the CPU; on CUDA, `from_blob` may ask the driver
-/// which device a pointer belongs to, so it is tried once per device and the whole-image path used
-/// where it is refused.
+/// see the module's notes) on `device`: on the CPU only. On CUDA `from_blob` asks the driver which
+/// device the pointer belongs to, and a pointer shifted before the window's allocation is accepted
+/// only while it happens to land inside another block of the caching allocator's segment: a probe
+/// with a small shift passed on an H200, and then `lofi reconstruct` on camera.png (512^2, windows
+/// starting hundreds of rows in) failed with "the specified pointer resides on host memory". So
+/// GPUs take the whole-image path, the input held on the device.
 fn shifted_views_work(device: Device) -> bool {
-    if device == Device::Cpu {
-        return true;
-    }
-    static CHECKED: parking_lot::Mutex<Vec<(Device, bool)>> = parking_lot::Mutex::new(Vec::new());
-    let mut checked = CHECKED.lock();
-    if let Some(&(_, works)) = checked.iter().find(|(d, _)| *d == device) {
-        return works;
-    }
-    let probe = crate::error::catch_torch(|| {
-        let window = Tensor::zeros([1, 1, 4, 4], (Kind::Float, device));
-        let base = (window.data_ptr() as *const u8).wrapping_sub(4 * 4 * 8);
-        // SAFETY: as in `Streamer::run_batch`; only [8, 12) x [0, 4) of the view is read.
-        let view =
-            unsafe { Tensor::f_from_blob(base, &[1, 1, 12, 4], &[16, 16, 4, 1], Kind::Float, device)? };
-        let sum = f64::try_from(view.narrow(2, 8, 4).sum(Kind::Float)).map_err(crate::error::Error::from)?;
-        Ok(sum == 0.0)
-    });
-    let works = probe.unwrap_or(false);
-    if !works {
-        log::info!(
-            "{device:?} refuses shifted views of a window: input streaming is off there (whole image)"
-        );
-    }
-    checked.push((device, works));
-    works
+    device == Device::Cpu
 }
 
 /// Bytes of the input's share that do not depend on the batch: the whole prepared image for a
@@ -772,6 +755,13 @@ impl<'a> Streamer<'a> {
     /// Runs the network on `count` points (`coords`, normalised pairs, padded in place to a whole
     /// quantum) and returns their (count, c_out) float32 values on the host.
     fn run_batch(&self, coords: &mut Vec<f32>, count: usize) -> Result<Vec<f32>> {
+        self.launch_batch(coords, count)?.finish(BATCH_VALUES)
+    }
+
+    /// [`run_batch`](Self::run_batch) without waiting for the values: on a GPU the work and the
+    /// copy of its results to the host are queued, and the caller can launch the next batch
+    /// before it finishes this one (see [`super::host_copy`]).
+    fn launch_batch(&self, coords: &mut Vec<f32>, count: usize) -> Result<PendingValues> {
         let padded = count.div_ceil(BATCH_QUANTUM) * BATCH_QUANTUM;
         let (ly, lx) = (coords[2 * count - 2], coords[2 * count - 1]);
         coords.truncate(2 * count);
@@ -822,7 +812,7 @@ impl<'a> Streamer<'a> {
                 out
             }
         };
-        super::to_host(&out, "a batch of results on the host")
+        PendingValues::start(&out, BATCH_VALUES)
     }
 
     /// Reconstructs `window` of the grid `job` into `out` ((rows, cols, c_out) with its row
@@ -841,6 +831,25 @@ impl<'a> Streamer<'a> {
         let total = window.rows * window.cols;
         let mut coords = crate::error::try_vec(self.plan.batch_pixels * 2, "the batch coordinates")?;
         let (mut done, mut batches) = (0, 0);
+        // Tile k is written out after tile k + 1 is launched: on a GPU the device computes the
+        // next tile while the host waits for this one's values and writes them (on the CPU the
+        // values are there when the launch returns; the order of work is the same).
+        let mut pending: Option<(Window, PendingValues)> = None;
+        let mut write_out = |tile: Window, values: PendingValues| -> Result<()> {
+            let values = values.finish(BATCH_VALUES)?;
+            for (k, line) in values.chunks_exact(tile.cols * c_out).enumerate() {
+                let at = (tile.row0 + k) * row_stride + tile.col0 * c_out;
+                data[at..at + tile.cols * c_out].copy_from_slice(line);
+            }
+            batches += 1;
+            done += tile.rows * tile.cols;
+            if let Some(cb) = progress.as_mut() {
+                if !cb(Progress::new(done, total)) {
+                    return Err(Error::Cancelled);
+                }
+            }
+            Ok(())
+        };
         for r0 in (0..window.rows).step_by(tile_rows) {
             let rows = tile_rows.min(window.rows - r0);
             for c0 in (0..window.cols).step_by(tile_cols) {
@@ -852,19 +861,15 @@ impl<'a> Streamer<'a> {
                         coords.extend_from_slice(&self.normalise(y, job.x(window.col0 + c)));
                     }
                 }
-                let values = self.run_batch(&mut coords, rows * cols)?;
-                for (k, line) in values.chunks_exact(cols * c_out).enumerate() {
-                    let at = (r0 + k) * row_stride + c0 * c_out;
-                    data[at..at + cols * c_out].copy_from_slice(line);
-                }
-                batches += 1;
-                done += rows * cols;
-                if let Some(cb) = progress.as_mut() {
-                    if !cb(Progress::new(done, total)) {
-                        return Err(Error::Cancelled);
-                    }
+                let launched = self.launch_batch(&mut coords, rows * cols)?;
+                let tile = Window { row0: r0, col0: c0, rows, cols };
+                if let Some((previous, values)) = pending.replace((tile, launched)) {
+                    write_out(previous, values)?;
                 }
             }
+        }
+        if let Some((previous, values)) = pending.take() {
+            write_out(previous, values)?;
         }
         Ok(batches)
     }

@@ -16,8 +16,15 @@
 //!
 //! `LOFI_CPU_MATMUL=blas` or `=onednn` (or [`set_cpu_backend`]) overrides the default: for
 //! comparisons, and for hosts that need the previous release's bits.
+//!
+//! On CUDA, cuBLAS computes every product. Two things are chosen here:
+//! - in inference, a hidden layer's bias and ReLU run in cuBLASLt's epilogue of the product
+//!   (libtorch's `_addmm_activation`), not as a separate pass over the activations, which on a
+//!   GPU costs about as much memory traffic as the product itself ([`set_cuda_fused_epilogue`]
+//!   switches it, for comparisons);
+//! - whether float32 products may use TF32 tensor cores ([`set_cuda_tf32`], `LOFI_CUDA_TF32`).
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::OnceLock;
 
 use tch::{Device, Kind, Tensor};
@@ -51,6 +58,8 @@ static BACKEND: AtomicU8 = AtomicU8::new(UNSET);
 mod shim {
     use torch_sys::C_tensor;
     extern "C" {
+        pub fn lofi_set_cuda_tf32(on: i32) -> i32;
+        pub fn lofi_cuda_tf32() -> i32;
         pub fn lofi_onednn_available() -> i32;
         pub fn lofi_onednn_linear(
             x: *const C_tensor,
@@ -120,6 +129,95 @@ pub fn set_cpu_backend(backend: CpuBackend) {
     BACKEND.store(if backend == CpuBackend::OneDnn { ONEDNN } else { BLAS }, Ordering::Relaxed);
 }
 
+/// Lets cuBLAS compute float32 products with TF32 tensor cores (10-bit mantissas, float32 range
+/// and sums), or not: libtorch's process-wide switch (`torch.backends.cuda.matmul.allow_tf32`),
+/// so it applies to every CUDA model of the process, and to the host's own libtorch products if
+/// it has any. Returns false where this build cannot set it. Half-precision networks are not
+/// affected; nor is the CPU.
+pub fn set_cuda_tf32(on: bool) -> bool {
+    TF32_CHOSEN.store(true, Ordering::Relaxed);
+    #[cfg(lofi_onednn)]
+    {
+        // SAFETY: an integer argument; the shim catches every C++ exception.
+        unsafe { shim::lofi_set_cuda_tf32(i32::from(on)) == 0 }
+    }
+    #[cfg(not(lofi_onednn))]
+    {
+        let _ = on;
+        false
+    }
+}
+
+/// Whether float32 CUDA products may use TF32 now (libtorch's switch; see [`set_cuda_tf32`]).
+pub fn cuda_tf32() -> bool {
+    #[cfg(lofi_onednn)]
+    {
+        // SAFETY: no arguments; the shim catches every C++ exception.
+        unsafe { shim::lofi_cuda_tf32() == 1 }
+    }
+    #[cfg(not(lofi_onednn))]
+    {
+        false
+    }
+}
+
+/// Whether [`set_cuda_tf32`] (or [`apply_cuda_tf32_default`]) has chosen already.
+static TF32_CHOSEN: AtomicBool = AtomicBool::new(false);
+
+/// TF32 for float32 CUDA products unless `LOFI_CUDA_TF32` says otherwise: measured on an H200
+/// (README, "GPU"), the paper-size model's output moved by less than bfloat16 moves it, at
+/// several times float32's speed.
+pub const CUDA_TF32_DEFAULT: bool = true;
+
+/// Called when a model is loaded on CUDA: the first time, sets TF32 from `LOFI_CUDA_TF32`
+/// (`1`/`on` or `0`/`off`), else [`CUDA_TF32_DEFAULT`], unless [`set_cuda_tf32`] chose before.
+pub fn apply_cuda_tf32_default() {
+    if TF32_CHOSEN.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    let on = match std::env::var("LOFI_CUDA_TF32").ok().as_deref().map(str::trim) {
+        Some("1") | Some("on") | Some("true") => true,
+        Some("0") | Some("off") | Some("false") => false,
+        Some(other) if !other.is_empty() => {
+            log::warn!("LOFI_CUDA_TF32={other:?} is not 1/on or 0/off; using the default");
+            CUDA_TF32_DEFAULT
+        }
+        _ => CUDA_TF32_DEFAULT,
+    };
+    if !set_cuda_tf32(on) {
+        log::warn!("cannot set TF32 for CUDA float32 products in this build");
+    }
+}
+
+/// Whether inference on CUDA fuses bias and ReLU into the product (default true).
+static CUDA_FUSED_EPILOGUE: AtomicBool = AtomicBool::new(true);
+
+/// Chooses whether CUDA inference runs bias + ReLU in cuBLASLt's epilogue (true, the default)
+/// or as libtorch's `linear` then an in-place ReLU (the other side of a benchmark).
+pub fn set_cuda_fused_epilogue(on: bool) {
+    CUDA_FUSED_EPILOGUE.store(on, Ordering::Relaxed);
+}
+
+/// ReLU(`x w^T + b`) as one `_addmm_activation` (x flattened to rows and restored): on CUDA
+/// cuBLASLt applies bias and ReLU in the product's epilogue. Not for autograd.
+fn fused_bias_relu(x: &Tensor, w: &Tensor, b: &Tensor) -> Tensor {
+    let k = w.size()[1];
+    let dims = x.size();
+    let rows = if dims.len() == 2 { x.shallow_clone() } else { x.reshape([-1, k]) };
+    // tch 0.24's wrapper calls `_addmm_activation(self, mat1, mat2, use_gelu)` against the C++
+    // signature `(self, mat1, mat2, beta = 1, alpha = 1, use_gelu = false)`: its flag lands in
+    // `beta` and `use_gelu` keeps its default. So `true` here means beta = 1 (the bias added) and
+    // ReLU; `false` would drop the bias. The test below holds this to relu(linear).
+    let y = b.internal_addmm_activation(&rows, &w.tr(), true);
+    if dims.len() == 2 {
+        y
+    } else {
+        let mut shape = dims;
+        *shape.last_mut().expect("x has a dimension") = w.size()[0];
+        y.view(shape.as_slice())
+    }
+}
+
 /// `x w^T + b`, as `x.linear(w, b)`: x (..., k), w (m, k), b (m). Differentiable.
 pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Tensor {
     if uses_onednn(x, w, b) {
@@ -141,6 +239,14 @@ pub fn linear_relu(
     relu: impl FnOnce(Tensor) -> Tensor,
 ) -> Tensor {
     let differentiable = x.requires_grad() || w.requires_grad() || b.is_some_and(Tensor::requires_grad);
+    if let (false, Some(bias), Device::Cuda(_)) = (differentiable, b, x.device()) {
+        if CUDA_FUSED_EPILOGUE.load(Ordering::Relaxed)
+            && x.dim() >= 1
+            && x.size().last() == Some(&w.size()[1])
+        {
+            return fused_bias_relu(x, w, bias);
+        }
+    }
     if !differentiable && uses_onednn(x, w, b) {
         if let Some(y) = onednn_linear(x, w, b, true) {
             return y;
@@ -286,6 +392,34 @@ mod tests {
         let y = linear_relu(&x, &w, Some(&b), |t| t.relu());
         assert!(y.requires_grad());
         assert!(y.allclose(&fused, 1e-5, 1e-5, false));
+    }
+
+    /// The fused bias + ReLU (`_addmm_activation`, what CUDA inference runs) equals ReLU after
+    /// libtorch's linear, for 2-D and 3-D inputs (computed here on the CPU, where libtorch has the
+    /// same operation).
+    #[test]
+    fn fused_bias_relu_equals_relu_after_linear() {
+        tch::manual_seed(9);
+        let opts = (Kind::Float, Device::Cpu);
+        let w = Tensor::randn([37, 21], opts);
+        let b = Tensor::randn([37], opts);
+        for x in [Tensor::randn([130, 21], opts), Tensor::randn([4, 33, 21], opts)] {
+            let got = fused_bias_relu(&x, &w, &b);
+            let want = x.linear(&w, Some(&b)).relu();
+            assert_eq!(got.size(), want.size());
+            assert_close(&got, &want, &format!("x {:?}", x.size()));
+        }
+    }
+
+    /// The TF32 switch sets libtorch's flag and reads it back (a context flag: no GPU needed).
+    #[test]
+    fn the_tf32_switch_round_trips() {
+        let before = cuda_tf32();
+        for on in [true, false, true] {
+            assert!(set_cuda_tf32(on));
+            assert_eq!(cuda_tf32(), on);
+        }
+        set_cuda_tf32(before);
     }
 
     /// Gradients through the shim's autograd function equal libtorch's, for input, weight and

@@ -45,6 +45,9 @@ pub struct LofiNet {
     pub ccpg: Option<Ccpg>,
     /// INR-LoFi coordinate transform (2 -> 2).
     pub inr: Option<Mlp>,
+    /// The work per pixel before zero units were added ([`LofiNet::pad_widths`]): what
+    /// [`flops_per_pixel`](LofiNet::flops_per_pixel) reports, since the zeros compute nothing.
+    pub unpadded_flops: Option<f64>,
 }
 
 impl LofiNet {
@@ -129,7 +132,16 @@ impl LofiNet {
             Init::With(Box::new(move || initial_patch(shape, n, m, s).view(&dims[..]))),
         )?;
         let patch_scale = p.param("patch_scale", &[1], Init::Const(cfg.recep_scale))?;
-        Ok(LofiNet { config: cfg.clone(), patch, patch_scale, filter, network, ccpg, inr })
+        Ok(LofiNet {
+            config: cfg.clone(),
+            patch,
+            patch_scale,
+            filter,
+            network,
+            ccpg,
+            inr,
+            unpadded_flops: None,
+        })
     }
 
     /// A freshly initialised network on `device` (training, tests).
@@ -328,6 +340,9 @@ impl LofiNet {
     /// multiply-add of every Linear layer: per-angle MLPs, mixer or MLP, CCPG blocks, INR). The
     /// sampling and the filter are not counted: they are a few per cent at most.
     pub fn flops_per_pixel(&self) -> f64 {
+        if let Some(flops) = self.unpadded_flops {
+            return flops;
+        }
         let mlp = |m: &Mlp| m.layers.iter().map(|(w, _)| 2.0 * w.numel() as f64).sum::<f64>();
         let network = match &self.network {
             PixelNetwork::MultiMlp { per_angle, mixer } => {
@@ -409,6 +424,61 @@ impl LofiNet {
         ))
     }
 
+    /// The same function with the pixel MLPs' hidden widths, and a MultiMLP's per-angle outputs,
+    /// rounded up to multiples of `multiple` by units of zero weight (see
+    /// [`Mlp::with_padded_widths`]; the mixer takes each angle's outputs at the padded stride).
+    /// `None` where every width is a multiple already.
+    ///
+    /// Why: cuBLAS runs half-precision products on the tensor cores' fast kernels only when each
+    /// matrix's leading dimension is a multiple of 16 bytes (8 halves; 4 floats for TF32). The
+    /// paper's widths (370 hidden, 100 features per angle) are not, and neither are the rows of
+    /// the activations between layers; the padded network does 2-4 % more multiply-adds (zeros)
+    /// in aligned kernels. The first layer's inputs (C' N samples per angle) stay as they are: that
+    /// product is thin and bound by memory. Outputs equal the stored network's up to the order of
+    /// the sums (the added terms are exact zeros).
+    pub fn pad_widths(&self, multiple: i64) -> Option<LofiNet> {
+        let round = |n: i64| (n + multiple - 1) / multiple * multiple;
+        let hidden_aligned = |mlp: &Mlp, with_output: bool| {
+            let last = mlp.layers.len() - 1;
+            mlp.layers
+                .iter()
+                .enumerate()
+                .all(|(k, (w, _))| (k == last && !with_output) || w.size()[0] % multiple == 0)
+        };
+        let _guard = tch::no_grad_guard();
+        let network = match &self.network {
+            PixelNetwork::MultiMlp { per_angle, mixer } => {
+                let first = per_angle.mlps.first()?;
+                let features = first.layers.last()?.0.size()[0];
+                if hidden_aligned(first, true) && hidden_aligned(mixer, false) {
+                    return None;
+                }
+                let angles = per_angle.mlps.len() as i64;
+                PixelNetwork::MultiMlp {
+                    per_angle: MlpBank::new(
+                        per_angle.mlps.iter().map(|mlp| mlp.with_padded_widths(multiple, true)).collect(),
+                    ),
+                    mixer: mixer
+                        .with_spread_input(angles, features, round(features))
+                        .with_padded_widths(multiple, false),
+                }
+            }
+            PixelNetwork::Mlp(mlp) => {
+                if hidden_aligned(mlp, false) {
+                    return None;
+                }
+                PixelNetwork::Mlp(mlp.with_padded_widths(multiple, false))
+            }
+        };
+        let mut padded = self.with_networks(
+            network,
+            self.ccpg.as_ref().map(|c| Ccpg { blocks: c.blocks.iter().map(Mlp::shallow_clone).collect() }),
+            self.inr.as_ref().map(Mlp::shallow_clone),
+        );
+        padded.unpadded_flops = Some(self.flops_per_pixel());
+        Some(padded)
+    }
+
     /// This network's geometry and filter (shared) with other MLPs: folded or cast ones.
     fn with_networks(&self, network: PixelNetwork, ccpg: Option<Ccpg>, inr: Option<Mlp>) -> LofiNet {
         LofiNet {
@@ -419,6 +489,7 @@ impl LofiNet {
             network,
             ccpg,
             inr,
+            unpadded_flops: None,
         }
     }
 
@@ -523,6 +594,65 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Zero units padding the hidden widths and the per-angle outputs to multiples of 8 (what
+    /// CUDA loads run) keep the values, stored and folded, with and without the noise level and
+    /// the filter, for a MultiMLP and a plain MLP; the work reported stays the unpadded network's;
+    /// widths that are multiples already are left alone.
+    #[test]
+    fn padding_widths_with_zero_units_keeps_the_values() {
+        tch::manual_seed(4);
+        let image = Tensor::rand([2, 1, 24, 24], (Kind::Float, Device::Cpu));
+        let coords = Tensor::rand([2, 300, 2], (Kind::Float, Device::Cpu)) - 0.5;
+        let level = Tensor::from_slice(&[0.05f32, 0.15]);
+        let mlp_cfg = LofiConfig {
+            network: Network::MLP,
+            c_in: 1,
+            c_out: 1,
+            hidden_dim: 13,
+            n: 5,
+            m: 4,
+            image_size: 24,
+            ..Default::default()
+        };
+        let plain = LofiNet::init(&mlp_cfg, Device::Cpu).unwrap().0;
+        let mut nets = vec![(plain, false)];
+        for (noise_aware, filter, layers) in
+            [(false, false, 3), (true, false, 3), (false, true, 2), (true, false, 1)]
+        {
+            let net = multi_mlp(13, 10, layers, noise_aware, filter);
+            nets.push((net.fold_layers().expect("folding pays"), noise_aware));
+            nets.push((net, noise_aware));
+        }
+        for (net, noise_aware) in &nets {
+            let padded = net.pad_widths(8).expect("13 and 10 are no multiples of 8");
+            let level = noise_aware.then_some(&level);
+            let want = pixels(net, &image, &coords, level);
+            let got = pixels(&padded, &image, &coords, level);
+            let scale = want.abs().max().double_value(&[]);
+            let diff = (&got - &want).abs().max().double_value(&[]);
+            assert!(diff <= 2e-6 * scale.max(1.0), "padded differs by {diff} (scale {scale})");
+            assert_eq!(padded.flops_per_pixel(), net.flops_per_pixel());
+            let widths = |net: &LofiNet| match &net.network {
+                PixelNetwork::MultiMlp { per_angle, mixer } => per_angle.mlps[0]
+                    .layers
+                    .iter()
+                    .chain(&mixer.layers)
+                    .map(|(w, _)| w.size())
+                    .collect::<Vec<_>>(),
+                PixelNetwork::Mlp(mlp) => mlp.layers.iter().map(|(w, _)| w.size()).collect(),
+            };
+            let (stored, wide) = (widths(net), widths(&padded));
+            let last = wide.len() - 1;
+            for (k, (a, b)) in stored.iter().zip(&wide).enumerate() {
+                assert!(b[0] % 8 == 0 || k == last, "layer {k}: {b:?}");
+                assert!(b[0] >= a[0] && b[1] >= a[1] && b[0] - a[0] < 8, "layer {k}: {a:?} -> {b:?}");
+            }
+            assert_eq!(wide[last][0], 1, "the output stays c_out wide");
+            assert!(padded.pad_widths(8).is_none(), "a padded network needs no more padding");
+        }
+        assert!(multi_mlp(16, 8, 2, false, false).pad_widths(8).is_none());
     }
 
     /// Networks where folding would cost work, or that have nothing to fold, stay as stored.

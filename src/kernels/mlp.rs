@@ -110,6 +110,43 @@ impl Mlp {
         self.after_first_layer(y)
     }
 
+    /// The same function with every hidden width (and the output width too when `pad_output`)
+    /// rounded up to a multiple of `multiple` by zero units: zero weights and bias in, zero
+    /// weights out, so each added unit is ReLU(0) = 0 and adds nothing to the next layer. Used on
+    /// CUDA, where half-precision and TF32 products take the tensor cores' fast kernels only when
+    /// every leading dimension is a multiple of 16 bytes (see `LofiNet::pad_widths`).
+    pub fn with_padded_widths(&self, multiple: i64, pad_output: bool) -> Mlp {
+        let last = self.layers.len() - 1;
+        let mut fan_in_padded = None;
+        let layers = self
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(k, (w, b))| {
+                let (out, fan_in) = (w.size()[0], w.size()[1]);
+                let out_padded = if k < last || pad_output { round_up(out, multiple) } else { out };
+                let cols = fan_in_padded.unwrap_or(fan_in);
+                fan_in_padded = Some(out_padded);
+                (zero_padded(w, &[out_padded, cols]), zero_padded(b, &[out_padded]))
+            })
+            .collect();
+        Mlp { layers, relu_last: self.relu_last }
+    }
+
+    /// The same function on an input of `blocks` blocks of `width` columns each laid out with a
+    /// stride of `stride` columns (the extra columns zero-weighted): the mixer of per-angle MLPs
+    /// whose outputs were padded to `stride`.
+    pub fn with_spread_input(&self, blocks: i64, width: i64, stride: i64) -> Mlp {
+        let mut layers = self.shallow_clone().layers;
+        let (w, _) = &self.layers[0];
+        let spread = w.new_zeros([w.size()[0], blocks * stride], (w.kind(), w.device()));
+        for m in 0..blocks {
+            spread.narrow(1, m * stride, width).copy_(&w.narrow(1, m * width, width));
+        }
+        layers[0].0 = spread;
+        Mlp { layers, relu_last: self.relu_last }
+    }
+
     /// The same network sharing its tensors.
     pub fn shallow_clone(&self) -> Mlp {
         Mlp::sharing(&self.layers, self.relu_last)
@@ -135,6 +172,24 @@ impl Mlp {
             relu_last: self.relu_last,
         }
     }
+}
+
+fn round_up(n: i64, multiple: i64) -> i64 {
+    (n + multiple - 1) / multiple * multiple
+}
+
+/// `t` in the top-left corner of zeros of `shape` (same rank, each side at least `t`'s).
+fn zero_padded(t: &Tensor, shape: &[i64]) -> Tensor {
+    if t.size() == shape {
+        return t.shallow_clone();
+    }
+    let out = t.new_zeros(shape, (t.kind(), t.device()));
+    let mut corner = out.shallow_clone();
+    for (dim, &side) in t.size().iter().enumerate() {
+        corner = corner.narrow(dim as i64, 0, side);
+    }
+    corner.copy_(t);
+    out
 }
 
 /// ReLU in place. bfloat16 without autograd goes through its bits: the sign bit of a bfloat16 is

@@ -521,6 +521,9 @@ fn targets(args: &Args, device: DeviceSpec) -> Result<()> {
         tch::get_num_threads(),
         if bf16 { "native" } else { "not available (no avx512_bf16 / amx_bf16)" }
     );
+    if cuda {
+        return cuda_targets(args, device);
+    }
     let onednn = !cuda && cpu_f32_backends();
     // The paper-size model (random weights: the cost does not depend on them), loaded from bytes as
     // a file would be, in each precision.
@@ -713,5 +716,189 @@ fn targets(args: &Args, device: DeviceSpec) -> Result<()> {
     } else {
         println!("shipped denoiser: {} not found (--denoiser)", args.denoiser.display());
     }
+    Ok(())
+}
+
+/// One CUDA configuration of the inference timing: precision, TF32 for float32 products, and
+/// this release's two changes of the CUDA path (zero-padded widths, bias + ReLU in the product's
+/// epilogue), so that each can be timed against the path without it in the same run.
+#[derive(Clone, Copy)]
+struct CudaPath {
+    precision: Precision,
+    tf32: bool,
+    padded: bool,
+    fused: bool,
+    /// Results copied to the host asynchronously while the next batch runs.
+    overlap: bool,
+}
+
+impl CudaPath {
+    fn load(&self, bytes: &[u8], device: DeviceSpec) -> Result<Model> {
+        use lofi::kernels::linear::{set_cuda_fused_epilogue, set_cuda_tf32};
+        set_cuda_tf32(self.tf32);
+        set_cuda_fused_epilogue(self.fused);
+        engine::host_copy::set_overlapped_copies(self.overlap);
+        let options =
+            LoadOptions { tensor_core_padding: self.padded, ..LoadOptions::new(device, self.precision) };
+        Ok(Model::load_from_memory(bytes, options)?)
+    }
+
+    fn name(&self) -> String {
+        let tf32 = match (self.precision, self.tf32) {
+            (Precision::F32, true) => " TF32",
+            (Precision::F32, false) => " (IEEE)",
+            _ => "",
+        };
+        format!("{}{tf32}", self.precision)
+    }
+}
+
+/// Seconds of a `size`^2 reconstruction of `input` on CUDA under `budget`: the best of three runs
+/// after a warm-up of the same size (the first run loads kernels and fills the allocator's cache).
+fn time_cuda(model: &Model, input: &Image, size: usize, budget: usize) -> Result<(f64, engine::RunReport)> {
+    let c_out = model.config().c_out as usize;
+    let mut out = vec![0f32; size * size * c_out];
+    let job = Job { model, input, size, budget, threads: 0 };
+    run_pass(&job, &mut out, None, false)?;
+    let mut best: Option<Measured> = None;
+    for _ in 0..3 {
+        let m = run_pass(&job, &mut out, None, false)?;
+        if best.as_ref().is_none_or(|b| m.seconds < b.seconds) {
+            best = Some(m);
+        }
+    }
+    let best = best.expect("three runs");
+    Ok((best.seconds, best.report))
+}
+
+/// The output of `model` on `input` at `size`^2 (noise-aware models told sigma 0.1).
+fn output_of(model: &Model, input: &Image, size: usize) -> Result<Vec<f32>> {
+    let mut out = vec![0f32; size * size * model.config().c_out as usize];
+    run_pass(&Job { model, input, size, budget: 1 << 30, threads: 0 }, &mut out, None, false)?;
+    Ok(out)
+}
+
+/// Max |difference| relative to max |want|, and the RMS difference.
+fn differences(got: &[f32], want: &[f32]) -> (f64, f64) {
+    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12) as f64;
+    let max = got.iter().zip(want).fold(0f32, |m, (a, b)| m.max((a - b).abs())) as f64;
+    let rms =
+        (got.iter().zip(want).map(|(a, b)| ((a - b) as f64).powi(2)).sum::<f64>() / want.len() as f64).sqrt();
+    (max / scale, rms)
+}
+
+/// `lofi bench --targets --device cuda`: the GPU targets. The paper-size model on a 384^2 input
+/// rendered at 2048^2 (4.2 M pixels: a 384^2 output is a single batch on a GPU, too short to
+/// time) under an 8 GiB budget, in f32 (IEEE and TF32), bf16 and f16; each beside the path
+/// without the padding and the fused epilogue, the achieved TFLOP/s beside the device's matmul
+/// rate measured now; the accuracy of TF32 and the half precisions against IEEE f32 on every
+/// shipped model; training rates.
+fn cuda_targets(args: &Args, device: DeviceSpec) -> Result<()> {
+    use lofi::kernels::linear::{
+        apply_cuda_tf32_default, set_cuda_fused_epilogue, set_cuda_tf32, CUDA_TF32_DEFAULT,
+    };
+    let (side, size, budget) = (384, 2048, 8usize << 30);
+    let bytes = default_model(DeviceSpec::Cpu)?.to_bytes()?;
+    let input = random_input(side, 1);
+    println!(
+        "paper-size model on {device}: {side}^2 input rendered at {size}^2, budget {}",
+        format_bytes(budget)
+    );
+    let paths = [
+        CudaPath { precision: Precision::F32, tf32: false, padded: true, fused: true, overlap: true },
+        CudaPath { precision: Precision::F32, tf32: true, padded: true, fused: true, overlap: true },
+        CudaPath { precision: Precision::BF16, tf32: false, padded: true, fused: true, overlap: true },
+        CudaPath { precision: Precision::F16, tf32: false, padded: true, fused: true, overlap: true },
+    ];
+    for path in paths {
+        let model = path.load(&bytes, device)?;
+        let flops_per_pixel = model.pixel_net().flops_per_pixel();
+        let (seconds, report) = time_cuda(&model, &input, size, budget)?;
+        let rate = (size * size) as f64 / seconds;
+        let kind = if path.precision == Precision::F32 { tch::Kind::Float } else { path.precision.kind() };
+        let peak = matmul_rate(model.device(), kind);
+        println!(
+            "inference {}: {seconds:.3} s, {:.2} M pixels/s, {:.1} TFLOP/s = {:.1} % of this device's {} matmul \
+             measured now ({:.1} TFLOP/s, 8192^2); batches of {} pixels; target >= {} M pixels/s",
+            path.name(),
+            rate / 1e6,
+            flops_per_pixel * rate / 1e12,
+            100.0 * flops_per_pixel * rate / peak,
+            path.name(),
+            peak / 1e12,
+            report.plan.batch_pixels,
+            if path.precision == Precision::F32 { 8 } else { 20 },
+        );
+        // The other sides: without each change, and without both (the previous release's path).
+        let others: &[(bool, bool, bool)] =
+            if path.precision == Precision::BF16 || !path.tf32 && path.precision == Precision::F32 {
+                &[(false, false, false)]
+            } else {
+                &[(false, true, true), (true, false, true), (true, true, false), (false, false, false)]
+            };
+        for &(padded, fused, overlap) in others {
+            let other = CudaPath { padded, fused, overlap, ..path };
+            let (s, _) = time_cuda(&other.load(&bytes, device)?, &input, size, budget)?;
+            println!(
+                "  without {}: {:.2} M pixels/s ({:.2}x slower)",
+                match (padded, fused, overlap) {
+                    (false, true, true) => "the padded widths",
+                    (true, false, true) => "the fused bias + ReLU",
+                    (true, true, false) => "the overlapped copies to the host",
+                    _ => "all three (the previous release's path)",
+                },
+                (size * size) as f64 / s / 1e6,
+                s / seconds
+            );
+        }
+    }
+    set_cuda_fused_epilogue(true);
+    engine::host_copy::set_overlapped_copies(true);
+
+    // Accuracy against IEEE float32, on every shipped model (a random input of the model's
+    // training size, rendered at 512^2).
+    let models_dir = args.denoiser.parent().map_or_else(|| PathBuf::from("models"), PathBuf::from);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&models_dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "lofi"))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    for file in &files {
+        let bytes = std::fs::read(file)?;
+        let ieee =
+            CudaPath { precision: Precision::F32, tf32: false, padded: true, fused: true, overlap: true };
+        let reference = ieee.load(&bytes, device)?;
+        let cfg = reference.config();
+        let input = random_input(cfg.image_size as usize, cfg.c_in as usize);
+        let want = output_of(&reference, &input, 512)?;
+        let unpadded = output_of(
+            &CudaPath { padded: false, fused: false, overlap: false, ..ieee }.load(&bytes, device)?,
+            &input,
+            512,
+        )?;
+        let mut line = format!("accuracy against IEEE f32, {} at 512^2:", file.display());
+        let (max, rms) = differences(&unpadded, &want);
+        line += &format!(" f32 unpadded, unfused: max {max:.1e}, RMS {rms:.1e};");
+        for path in &paths[1..] {
+            let got = output_of(&path.load(&bytes, device)?, &input, 512)?;
+            let (max, rms) = differences(&got, &want);
+            line += &format!(" {}: max {max:.1e} (of max |f32|), RMS {rms:.1e};", path.name());
+        }
+        println!("{}", line.trim_end_matches(';'));
+    }
+
+    for (precision, tf32) in [(Precision::F32, false), (Precision::F32, true), (Precision::BF16, false)] {
+        set_cuda_tf32(tf32);
+        let rate = training_rate(device, precision, 0)?;
+        println!(
+            "training, paper-size model, 8 objects x 512 pixels per step, {}: {rate:.0} samples/s",
+            CudaPath { precision, tf32, padded: true, fused: true, overlap: true }.name()
+        );
+    }
+    set_cuda_tf32(CUDA_TF32_DEFAULT);
+    apply_cuda_tf32_default();
     Ok(())
 }
