@@ -200,6 +200,11 @@ pub struct TrainSection {
     /// "constant" or "cosine" (decay to `lr_min` at the last step).
     pub lr_schedule: LrSchedule,
     pub lr_min: f64,
+    /// Steps over which the learning rate rises linearly from lr / warmup_steps to the
+    /// schedule's value (0: none). Fine-tuning a trained model with a fresh Adam state needs it:
+    /// Adam's first steps move every parameter by about lr whatever its gradient, which knocked a
+    /// trained denoiser 0.6 dB back in 4 steps at lr 2e-4.
+    pub warmup_steps: u64,
     pub beta1: f64,
     pub beta2: f64,
     pub eps: f64,
@@ -240,6 +245,7 @@ impl Default for TrainSection {
             lr: 1e-4,
             lr_schedule: LrSchedule::Constant,
             lr_min: 0.0,
+            warmup_steps: 0,
             beta1: 0.9,
             beta2: 0.999,
             eps: 1e-8,
@@ -570,6 +576,9 @@ pub struct ConfigFlags {
     /// [train] final learning rate of the cosine schedule.
     #[arg(long)]
     pub lr_min: Option<f64>,
+    /// [train] steps of linear learning-rate warm-up.
+    #[arg(long)]
+    pub warmup_steps: Option<u64>,
     /// [train] Adam beta1.
     #[arg(long)]
     pub beta1: Option<f64>,
@@ -702,6 +711,7 @@ impl ConfigFlags {
         set(t, r, "lr", &self.lr)?;
         set(t, r, "lr_schedule", &self.lr_schedule)?;
         set(t, r, "lr_min", &self.lr_min)?;
+        set(t, r, "warmup_steps", &self.warmup_steps)?;
         set(t, r, "beta1", &self.beta1)?;
         set(t, r, "beta2", &self.beta2)?;
         set(t, r, "eps", &self.eps)?;

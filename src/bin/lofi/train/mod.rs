@@ -428,6 +428,10 @@ impl Trainer {
     pub fn new(cfg: TrainConfig, device: Device, from: Option<BTreeMap<String, Tensor>>) -> Result<Trainer> {
         let task = Task::new(&cfg.task, &cfg.model)?;
         let mlp_kind = mixed_precision_kind(&cfg.train.precision, device)?;
+        if device.is_cuda() {
+            // Float32 products on TF32 tensor cores unless LOFI_CUDA_TF32=0 (as for inference).
+            lofi::kernels::linear::apply_cuda_tf32_default();
+        }
         let (net, params, adam) = build_network(&cfg, device, from)?;
         let grid = pixel_grid(cfg.model.image_size, device);
         Ok(Trainer {
@@ -559,6 +563,13 @@ impl Trainer {
 
     /// The learning rate of step `step` (0-based) under the schedule.
     pub fn learning_rate(&self, step: u64, n: usize) -> f64 {
+        let t = &self.cfg.train;
+        let warmup = if step < t.warmup_steps { (step + 1) as f64 / t.warmup_steps as f64 } else { 1.0 };
+        warmup * self.scheduled_rate(step, n)
+    }
+
+    /// The schedule's learning rate at step `step`, before any warm-up.
+    fn scheduled_rate(&self, step: u64, n: usize) -> f64 {
         let t = &self.cfg.train;
         match (t.lr_schedule, self.step_limit(n)) {
             (LrSchedule::Cosine, Some(last)) if last > 1 => {
@@ -964,6 +975,28 @@ mod tests {
         cfg.train.pixel_batch = 32;
         cfg.train.device = "cpu".into();
         cfg
+    }
+
+    /// The warm-up scales the schedule linearly over its first steps (lr / W at step 0, the full
+    /// schedule from step W on), under the cosine schedule too.
+    #[test]
+    fn warmup_ramps_the_learning_rate_up_to_the_schedule() {
+        let _rng = GLOBAL_TORCH_RNG.lock();
+        let mut cfg = tiny(LofiConfig { image_size: 16, hidden_dim: 8, n: 3, m: 4, ..Default::default() });
+        cfg.train.lr = 1e-3;
+        cfg.train.lr_schedule = LrSchedule::Cosine;
+        cfg.train.lr_min = 1e-5;
+        cfg.train.max_steps = Some(100);
+        let plain = Trainer::new(cfg.clone(), Device::Cpu, None).unwrap();
+        cfg.train.warmup_steps = 10;
+        let warm = Trainer::new(cfg, Device::Cpu, None).unwrap();
+        for step in 0..100 {
+            let (a, b) = (plain.learning_rate(step, 4), warm.learning_rate(step, 4));
+            let want = if step < 10 { a * (step + 1) as f64 / 10.0 } else { a };
+            assert!((b - want).abs() <= 1e-15, "step {step}: {b} against {want}");
+        }
+        assert!(warm.learning_rate(0, 4) < 1.01e-4);
+        assert!((plain.learning_rate(99, 4) - 1e-5).abs() < 1e-12);
     }
 
     /// After one step, every trainable parameter has a non-zero gradient, for CCPG + INR-LoFi with
