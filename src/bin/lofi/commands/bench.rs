@@ -22,7 +22,8 @@ pub struct Args {
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     device: String,
-    /// Network precision: f32; bf16 or f16 on CUDA; bf16 on CPUs with avx512_bf16 or amx_bf16.
+    /// Network precision: f32; bf16 or f16 on CUDA; bf16 on CPUs with avx512_bf16 or amx_bf16. On
+    /// CUDA, f32 products use TF32 tensor cores unless LOFI_CUDA_TF32=0.
     #[arg(long, default_value = "f32")]
     precision: String,
     /// Side of the (random) input image.

@@ -43,7 +43,8 @@ pub struct Args {
     /// Working-memory budget (device memory on CUDA), e.g. 512MiB.
     #[arg(long, default_value = "512MiB")]
     memory_budget: String,
-    /// Network precision: f32; bf16 or f16 on CUDA; bf16 on CPUs with avx512_bf16 or amx_bf16.
+    /// Network precision: f32; bf16 or f16 on CUDA; bf16 on CPUs with avx512_bf16 or amx_bf16. On
+    /// CUDA, f32 products use TF32 tensor cores unless LOFI_CUDA_TF32=0.
     #[arg(long, default_value = "f32")]
     precision: String,
     /// CPU threads (0: libtorch's default).
