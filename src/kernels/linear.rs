@@ -175,7 +175,16 @@ pub fn apply_cuda_tf32_default() {
     if TF32_CHOSEN.swap(true, Ordering::Relaxed) {
         return;
     }
-    let on = match std::env::var("LOFI_CUDA_TF32").ok().as_deref().map(str::trim) {
+    let on = tf32_wanted(std::env::var("LOFI_CUDA_TF32").ok().as_deref());
+    if !set_cuda_tf32(on) {
+        log::warn!("cannot set TF32 for CUDA float32 products in this build");
+    }
+}
+
+/// TF32 or not from `LOFI_CUDA_TF32`'s value (`1`/`on`/`true`, `0`/`off`/`false`; unset, empty
+/// or anything else: [`CUDA_TF32_DEFAULT`], with a warning for anything else).
+fn tf32_wanted(value: Option<&str>) -> bool {
+    match value.map(str::trim) {
         Some("1") | Some("on") | Some("true") => true,
         Some("0") | Some("off") | Some("false") => false,
         Some(other) if !other.is_empty() => {
@@ -183,9 +192,6 @@ pub fn apply_cuda_tf32_default() {
             CUDA_TF32_DEFAULT
         }
         _ => CUDA_TF32_DEFAULT,
-    };
-    if !set_cuda_tf32(on) {
-        log::warn!("cannot set TF32 for CUDA float32 products in this build");
     }
 }
 
@@ -408,6 +414,20 @@ mod tests {
             let want = x.linear(&w, Some(&b)).relu();
             assert_eq!(got.size(), want.size());
             assert_close(&got, &want, &format!("x {:?}", x.size()));
+        }
+    }
+
+    /// LOFI_CUDA_TF32's values: on, off, and the default for unset, empty or unknown ones.
+    #[test]
+    fn the_tf32_variable_is_read_as_documented() {
+        for on in ["1", "on", "true", " on "] {
+            assert!(tf32_wanted(Some(on)), "{on:?}");
+        }
+        for off in ["0", "off", "false"] {
+            assert!(!tf32_wanted(Some(off)), "{off:?}");
+        }
+        for default in [None, Some(""), Some("maybe")] {
+            assert_eq!(tf32_wanted(default), CUDA_TF32_DEFAULT, "{default:?}");
         }
     }
 
