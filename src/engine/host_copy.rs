@@ -96,6 +96,11 @@ impl PendingValues {
         Ok(PendingValues::Ready(super::to_host(values, what)?))
     }
 
+    /// Whether the values are on the host already (no copy in flight).
+    pub(crate) fn is_ready(&self) -> bool {
+        matches!(self, PendingValues::Ready(_))
+    }
+
     /// The values, once they are on the host.
     pub(crate) fn finish(self, what: &str) -> Result<Vec<f32>> {
         match self {

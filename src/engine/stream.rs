@@ -831,9 +831,8 @@ impl<'a> Streamer<'a> {
         let total = window.rows * window.cols;
         let mut coords = crate::error::try_vec(self.plan.batch_pixels * 2, "the batch coordinates")?;
         let (mut done, mut batches) = (0, 0);
-        // Tile k is written out after tile k + 1 is launched: on a GPU the device computes the
-        // next tile while the host waits for this one's values and writes them (on the CPU the
-        // values are there when the launch returns; the order of work is the same).
+        // On a GPU tile k is written out after tile k + 1 is launched: the device computes the
+        // next tile while the host waits for this one's values and writes them.
         let mut pending: Option<(Window, PendingValues)> = None;
         let mut write_out = |tile: Window, values: PendingValues| -> Result<()> {
             let values = values.finish(BATCH_VALUES)?;
@@ -863,8 +862,15 @@ impl<'a> Streamer<'a> {
                 }
                 let launched = self.launch_batch(&mut coords, rows * cols)?;
                 let tile = Window { row0: r0, col0: c0, rows, cols };
-                if let Some((previous, values)) = pending.replace((tile, launched)) {
+                if let Some((previous, values)) = pending.take() {
                     write_out(previous, values)?;
+                }
+                // Values already on the host (the CPU) are written at once, so that progress and
+                // cancellation follow the work as before.
+                if launched.is_ready() {
+                    write_out(tile, launched)?;
+                } else {
+                    pending = Some((tile, launched));
                 }
             }
         }
