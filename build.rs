@@ -28,6 +28,7 @@ fn main() {
     println!("cargo::rustc-check-cfg=cfg(lofi_cuda_stats)");
     println!("cargo::rustc-check-cfg=cfg(lofi_onednn)");
     println!("cargo::rustc-check-cfg=cfg(lofi_host_copy)");
+    println!("cargo::rustc-check-cfg=cfg(lofi_matmul_precision)");
     let lib_dir = match env::var("DEP_TCH_LIBTORCH_LIB") {
         Ok(dir) => PathBuf::from(dir),
         Err(_) => return, // non-Unix targets: torch-sys did not report it
@@ -57,6 +58,7 @@ fn main() {
     // The CUDA float32 products' TF32 switch (src/kernels/linear.rs); libtorch's context lives in
     // its CPU library, so this builds without CUDA too.
     shim("src/kernels/matmul_precision.cpp", "lofi_matmul_precision");
+    println!("cargo:rustc-cfg=lofi_matmul_precision");
     // Asynchronous device-to-host copies of the engine's batches (src/engine/host_copy.rs).
     shim("src/engine/host_copy.cpp", "lofi_host_copy");
     println!("cargo:rustc-cfg=lofi_host_copy");

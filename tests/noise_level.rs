@@ -2,10 +2,12 @@
 //! noise level from such models and refuses one from fixed-level models, the level changes the
 //! output, and fine-tuning's zero-initialised noise inputs leave a model's output unchanged.
 
+mod common;
+
 use std::path::Path;
 
 use lofi::config::NoiseLevelInput;
-use lofi::engine::{self, ImageView, OutputView, Region, RunOptions};
+use lofi::engine::{self, ImageView, RunOptions};
 use lofi::kernels::LofiNet;
 use lofi::model::LoadOptions;
 use lofi::{Error, LofiConfig, Model};
@@ -20,18 +22,8 @@ fn image(h: usize, w: usize) -> Vec<f32> {
 }
 
 fn run(model: &Model, img: &[f32], h: usize, w: usize, noise_level: Option<f64>) -> Result<Vec<f32>, Error> {
-    let mut out = vec![f32::NAN; h * w];
-    engine::reconstruct_region(
-        model,
-        ImageView { data: img, height: h, width: w, channels: 1, row_stride: w },
-        Region::whole(h, w),
-        w,
-        h,
-        None,
-        OutputView { data: &mut out, row_stride: w },
-        RunOptions { memory_budget: 8 << 20, threads: 1, noise_level, ..Default::default() },
-    )?;
-    Ok(out)
+    let options = RunOptions { memory_budget: 8 << 20, threads: 1, noise_level, ..Default::default() };
+    common::try_reconstruct_whole(model, img, h, w, options)
 }
 
 #[test]

@@ -54,12 +54,18 @@ const BLAS: u8 = 2;
 /// The chosen backend (UNSET until the first product or [`set_cpu_backend`]).
 static BACKEND: AtomicU8 = AtomicU8::new(UNSET);
 
+#[cfg(lofi_matmul_precision)]
+mod precision_shim {
+    extern "C" {
+        pub fn lofi_set_cuda_tf32(on: i32) -> i32;
+        pub fn lofi_cuda_tf32() -> i32;
+    }
+}
+
 #[cfg(lofi_onednn)]
 mod shim {
     use torch_sys::C_tensor;
     extern "C" {
-        pub fn lofi_set_cuda_tf32(on: i32) -> i32;
-        pub fn lofi_cuda_tf32() -> i32;
         pub fn lofi_onednn_available() -> i32;
         pub fn lofi_onednn_linear(
             x: *const C_tensor,
@@ -136,12 +142,12 @@ pub fn set_cpu_backend(backend: CpuBackend) {
 /// affected; nor is the CPU.
 pub fn set_cuda_tf32(on: bool) -> bool {
     TF32_CHOSEN.store(true, Ordering::Relaxed);
-    #[cfg(lofi_onednn)]
+    #[cfg(lofi_matmul_precision)]
     {
         // SAFETY: an integer argument; the shim catches every C++ exception.
-        unsafe { shim::lofi_set_cuda_tf32(i32::from(on)) == 0 }
+        unsafe { precision_shim::lofi_set_cuda_tf32(i32::from(on)) == 0 }
     }
-    #[cfg(not(lofi_onednn))]
+    #[cfg(not(lofi_matmul_precision))]
     {
         let _ = on;
         false
@@ -150,12 +156,12 @@ pub fn set_cuda_tf32(on: bool) -> bool {
 
 /// Whether float32 CUDA products may use TF32 now (libtorch's switch; see [`set_cuda_tf32`]).
 pub fn cuda_tf32() -> bool {
-    #[cfg(lofi_onednn)]
+    #[cfg(lofi_matmul_precision)]
     {
         // SAFETY: no arguments; the shim catches every C++ exception.
-        unsafe { shim::lofi_cuda_tf32() == 1 }
+        unsafe { precision_shim::lofi_cuda_tf32() == 1 }
     }
-    #[cfg(not(lofi_onednn))]
+    #[cfg(not(lofi_matmul_precision))]
     {
         false
     }
@@ -207,21 +213,32 @@ pub fn set_cuda_fused_epilogue(on: bool) {
 /// ReLU(`x w^T + b`) as one `_addmm_activation` (x flattened to rows and restored): on CUDA
 /// cuBLASLt applies bias and ReLU in the product's epilogue. Not for autograd.
 fn fused_bias_relu(x: &Tensor, w: &Tensor, b: &Tensor) -> Tensor {
-    let k = w.size()[1];
-    let dims = x.size();
-    let rows = if dims.len() == 2 { x.shallow_clone() } else { x.reshape([-1, k]) };
+    let rows = as_rows(x, w.size()[1]);
     // tch 0.24's wrapper calls `_addmm_activation(self, mat1, mat2, use_gelu)` against the C++
     // signature `(self, mat1, mat2, beta = 1, alpha = 1, use_gelu = false)`: its flag lands in
     // `beta` and `use_gelu` keeps its default. So `true` here means beta = 1 (the bias added) and
     // ReLU; `false` would drop the bias. The test below holds this to relu(linear).
     let y = b.internal_addmm_activation(&rows, &w.tr(), true);
-    if dims.len() == 2 {
-        y
+    in_leading_dims_of(y, x)
+}
+
+/// `x` (..., k) as 2-D rows of k columns (products that take matrices): itself when 2-D.
+fn as_rows(x: &Tensor, k: i64) -> Tensor {
+    if x.dim() == 2 {
+        x.shallow_clone()
     } else {
-        let mut shape = dims;
-        *shape.last_mut().expect("x has a dimension") = w.size()[0];
-        y.view(shape.as_slice())
+        x.reshape([-1, k])
     }
+}
+
+/// The rows `y` (n, m) of a product of [`as_rows`]`(x)` in x's leading dimensions: (..., m).
+fn in_leading_dims_of(y: Tensor, x: &Tensor) -> Tensor {
+    if x.dim() == 2 {
+        return y;
+    }
+    let mut shape = x.size();
+    *shape.last_mut().expect("x has a dimension") = y.size()[1];
+    y.view(shape.as_slice())
 }
 
 /// `x w^T + b`, as `x.linear(w, b)`: x (..., k), w (m, k), b (m). Differentiable.
@@ -300,12 +317,11 @@ fn uses_onednn(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> bool {
 #[cfg(lofi_onednn)]
 fn onednn_linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>, relu: bool) -> Option<Tensor> {
     let k = w.size()[1];
-    let dims = x.size();
-    if dims.last() != Some(&k) {
+    if x.size().last() != Some(&k) {
         return None; // libtorch's linear reports the mismatch
     }
     // The shim takes 2-D inputs: leading dimensions are flattened into rows and restored after.
-    let mut rows = if dims.len() == 2 { x.shallow_clone() } else { x.reshape([-1, k]) };
+    let mut rows = as_rows(x, k);
     let n = rows.size()[0];
     let padded = (n + ROW_QUANTUM - 1) / ROW_QUANTUM * ROW_QUANTUM;
     if padded > n {
@@ -330,13 +346,7 @@ fn onednn_linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>, relu: bool) -> Opti
         Tensor::from_ptr(out)
     };
     let y = if padded > n { y.narrow(0, 0, n) } else { y };
-    if dims.len() == 2 {
-        Some(y)
-    } else {
-        let mut shape = dims;
-        *shape.last_mut().expect("x has a dimension") = w.size()[0];
-        Some(y.view(shape.as_slice()))
-    }
+    Some(in_leading_dims_of(y, x))
 }
 
 #[cfg(not(lofi_onednn))]

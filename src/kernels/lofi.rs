@@ -9,7 +9,7 @@ use tch::{Kind, Tensor};
 
 use super::filter::apply_filter;
 use super::geometry::{initial_patch, resolution_scale, sample_patches_by_angle};
-use super::mlp::{Mlp, MlpBank};
+use super::mlp::{round_up, Mlp, MlpBank};
 use super::params::{Init, ParamBuilder, ParamStore};
 use super::self_ensemble::SelfEnsemble;
 use crate::config::{LofiConfig, Network, PatchShape};
@@ -437,7 +437,6 @@ impl LofiNet {
     /// product is thin and bound by memory. Outputs equal the stored network's up to the order of
     /// the sums (the added terms are exact zeros).
     pub fn pad_widths(&self, multiple: i64) -> Option<LofiNet> {
-        let round = |n: i64| (n + multiple - 1) / multiple * multiple;
         let hidden_aligned = |mlp: &Mlp, with_output: bool| {
             let last = mlp.layers.len() - 1;
             mlp.layers
@@ -459,7 +458,7 @@ impl LofiNet {
                         per_angle.mlps.iter().map(|mlp| mlp.with_padded_widths(multiple, true)).collect(),
                     ),
                     mixer: mixer
-                        .with_spread_input(angles, features, round(features))
+                        .with_spread_input(angles, features, round_up(features, multiple))
                         .with_padded_widths(multiple, false),
                 }
             }
@@ -551,6 +550,20 @@ mod tests {
         tch::no_grad(|| net.forward_conditioned(&net.prepare(image).unwrap(), coords, level))
     }
 
+    /// Two random 24^2 images, 300 random points in each, and a noise level for each.
+    fn inputs() -> (Tensor, Tensor, Tensor) {
+        let image = Tensor::rand([2, 1, 24, 24], (Kind::Float, Device::Cpu));
+        let coords = Tensor::rand([2, 300, 2], (Kind::Float, Device::Cpu)) - 0.5;
+        (image, coords, Tensor::from_slice(&[0.05f32, 0.15]))
+    }
+
+    /// `got` equals `want` up to float32 rounding (2e-6 of the largest value, or absolute below 1).
+    fn assert_same_values(got: &Tensor, want: &Tensor, what: &str) {
+        let scale = want.abs().max().double_value(&[]);
+        let diff = (got - want).abs().max().double_value(&[]);
+        assert!(diff <= 2e-6 * scale.max(1.0), "{what} differs by {diff} (scale {scale})");
+    }
+
     /// The folded network computes the stored one's values (up to float rounding), with and
     /// without the noise level and the Fourier filter, in float32 and (cast after folding) in
     /// bfloat16 where this CPU has it; and it does the work it promises: H M H_a multiply-adds in
@@ -558,9 +571,7 @@ mod tests {
     #[test]
     fn folding_the_last_per_angle_layer_into_the_mixer_keeps_the_values() {
         tch::manual_seed(3);
-        let image = Tensor::rand([2, 1, 24, 24], (Kind::Float, Device::Cpu));
-        let coords = Tensor::rand([2, 300, 2], (Kind::Float, Device::Cpu)) - 0.5;
-        let level = Tensor::from_slice(&[0.05f32, 0.15]);
+        let (image, coords, level) = inputs();
         for (noise_aware, filter, layers) in
             [(false, false, 3), (true, false, 3), (false, true, 2), (true, false, 1)]
         {
@@ -569,9 +580,7 @@ mod tests {
             let level = noise_aware.then_some(&level);
             let want = pixels(&net, &image, &coords, level);
             let got = pixels(&folded, &image, &coords, level);
-            let scale = want.abs().max().double_value(&[]);
-            let diff = (&got - &want).abs().max().double_value(&[]);
-            assert!(diff <= 2e-6 * scale.max(1.0), "folded differs by {diff} (scale {scale})");
+            assert_same_values(&got, &want, "folded");
 
             let PixelNetwork::MultiMlp { per_angle, mixer } = &folded.network else { unreachable!() };
             assert_eq!(per_angle.mlps[0].layers.len() as i64, layers);
@@ -603,9 +612,7 @@ mod tests {
     #[test]
     fn padding_widths_with_zero_units_keeps_the_values() {
         tch::manual_seed(4);
-        let image = Tensor::rand([2, 1, 24, 24], (Kind::Float, Device::Cpu));
-        let coords = Tensor::rand([2, 300, 2], (Kind::Float, Device::Cpu)) - 0.5;
-        let level = Tensor::from_slice(&[0.05f32, 0.15]);
+        let (image, coords, level) = inputs();
         let mlp_cfg = LofiConfig {
             network: Network::MLP,
             c_in: 1,
@@ -630,9 +637,7 @@ mod tests {
             let level = noise_aware.then_some(&level);
             let want = pixels(net, &image, &coords, level);
             let got = pixels(&padded, &image, &coords, level);
-            let scale = want.abs().max().double_value(&[]);
-            let diff = (&got - &want).abs().max().double_value(&[]);
-            assert!(diff <= 2e-6 * scale.max(1.0), "padded differs by {diff} (scale {scale})");
+            assert_same_values(&got, &want, "padded");
             assert_eq!(padded.flops_per_pixel(), net.flops_per_pixel());
             let widths = |net: &LofiNet| match &net.network {
                 PixelNetwork::MultiMlp { per_angle, mixer } => per_angle.mlps[0]

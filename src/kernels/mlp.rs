@@ -174,7 +174,8 @@ impl Mlp {
     }
 }
 
-fn round_up(n: i64, multiple: i64) -> i64 {
+/// `n` rounded up to a multiple of `multiple`.
+pub(crate) fn round_up(n: i64, multiple: i64) -> i64 {
     (n + multiple - 1) / multiple * multiple
 }
 

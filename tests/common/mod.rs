@@ -51,6 +51,17 @@ pub fn reconstruct_whole(
     w: usize,
     options: RunOptions<'_>,
 ) -> Vec<f32> {
+    try_reconstruct_whole(model, img, h, w, options).unwrap()
+}
+
+/// [`reconstruct_whole`], returning the engine's error.
+pub fn try_reconstruct_whole(
+    model: &Model,
+    img: &[f32],
+    h: usize,
+    w: usize,
+    options: RunOptions<'_>,
+) -> lofi::Result<Vec<f32>> {
     let mut out = vec![f32::NAN; h * w];
     engine::reconstruct_region(
         model,
@@ -61,9 +72,8 @@ pub fn reconstruct_whole(
         None,
         OutputView { data: &mut out, row_stride: w },
         options,
-    )
-    .unwrap();
-    out
+    )?;
+    Ok(out)
 }
 
 /// The side x side crop of the bundled camera.png (held out of the shipped denoiser's training)

@@ -357,15 +357,10 @@ pub fn run(args: Args) -> Result<()> {
             None,
             false,
         )?;
-        let scale = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
-        let max_err = got.iter().zip(&want).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-        let rms = (got.iter().zip(&want).map(|(a, b)| ((a - b) as f64).powi(2)).sum::<f64>()
-            / want.len() as f64)
-            .sqrt();
+        let Differences { max, relative_max, rms } = differences(&got, &want);
         println!(
-            "precision {} vs f32 at {size}^2: max |diff| {max_err:.3e} ({:.3e} of max |f32|), rms diff {rms:.3e}",
+            "precision {} vs f32 at {size}^2: max |diff| {max:.3e} ({relative_max:.3e} of max |f32|), rms diff {rms:.3e}",
             model.precision(),
-            max_err / scale
         );
     }
     Ok(())
@@ -779,13 +774,21 @@ fn output_of(model: &Model, input: &Image, size: usize) -> Result<Vec<f32>> {
     Ok(out)
 }
 
-/// Max |difference| relative to max |want|, and the RMS difference.
-fn differences(got: &[f32], want: &[f32]) -> (f64, f64) {
+/// How far `got` is from `want`.
+fn differences(got: &[f32], want: &[f32]) -> Differences {
     let scale = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12) as f64;
     let max = got.iter().zip(want).fold(0f32, |m, (a, b)| m.max((a - b).abs())) as f64;
     let rms =
         (got.iter().zip(want).map(|(a, b)| ((a - b) as f64).powi(2)).sum::<f64>() / want.len() as f64).sqrt();
-    (max / scale, rms)
+    Differences { max, relative_max: max / scale, rms }
+}
+
+/// How far one output is from another: the largest |difference|, the same relative to the
+/// largest |value| of the reference, and the RMS difference.
+struct Differences {
+    max: f64,
+    relative_max: f64,
+    rms: f64,
 }
 
 /// `lofi bench --targets --device cuda`: the GPU targets. The paper-size model on a 384^2 input
@@ -795,9 +798,10 @@ fn differences(got: &[f32], want: &[f32]) -> (f64, f64) {
 /// rate measured now; the accuracy of TF32 and the half precisions against IEEE f32 on every
 /// shipped model; training rates.
 fn cuda_targets(args: &Args, device: DeviceSpec) -> Result<()> {
-    use lofi::kernels::linear::{
-        apply_cuda_tf32_default, set_cuda_fused_epilogue, set_cuda_tf32, CUDA_TF32_DEFAULT,
-    };
+    use lofi::kernels::linear::{apply_cuda_tf32_default, cuda_tf32, set_cuda_fused_epilogue, set_cuda_tf32};
+    // The paths below set TF32 each way; the process's own choice is restored at the end.
+    apply_cuda_tf32_default();
+    let tf32_chosen = cuda_tf32();
     let (side, size, budget) = (384, 2048, 8usize << 30);
     let bytes = default_model(DeviceSpec::Cpu)?.to_bytes()?;
     let input = random_input(side, 1);
@@ -881,11 +885,11 @@ fn cuda_targets(args: &Args, device: DeviceSpec) -> Result<()> {
             512,
         )?;
         let mut line = format!("accuracy against IEEE f32, {} at 512^2:", file.display());
-        let (max, rms) = differences(&unpadded, &want);
+        let Differences { max: _, relative_max: max, rms } = differences(&unpadded, &want);
         line += &format!(" f32 unpadded, unfused: max {max:.1e}, RMS {rms:.1e};");
         for path in &paths[1..] {
             let got = output_of(&path.load(&bytes, device)?, &input, 512)?;
-            let (max, rms) = differences(&got, &want);
+            let Differences { max: _, relative_max: max, rms } = differences(&got, &want);
             line += &format!(" {}: max {max:.1e} (of max |f32|), RMS {rms:.1e};", path.name());
         }
         println!("{}", line.trim_end_matches(';'));
@@ -899,7 +903,6 @@ fn cuda_targets(args: &Args, device: DeviceSpec) -> Result<()> {
             CudaPath { precision, tf32, padded: true, fused: true, overlap: true }.name()
         );
     }
-    set_cuda_tf32(CUDA_TF32_DEFAULT);
-    apply_cuda_tf32_default();
+    set_cuda_tf32(tf32_chosen);
     Ok(())
 }
