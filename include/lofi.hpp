@@ -335,6 +335,11 @@ struct RunParams {
   std::uint64_t memory_budget_bytes = lofi_default_run_params().memory_budget_bytes;
   int threads = 0;  ///< CPU threads for the call; 0: libtorch's default.
   ProgressFn progress;
+  /// The input's noise level for noise-level-aware models (lofi_run_params.noise_level);
+  /// negative: none.
+  double noise_level = LOFI_NOISE_LEVEL_NONE;
+  /// Geometric self-ensemble passes: 1 (off), 2, 4 or 8 (lofi_run_params.self_ensemble).
+  unsigned self_ensemble = 1;
 };
 
 namespace detail {
@@ -361,6 +366,8 @@ inline lofi_run_params to_c(const RunParams& p, ProgressContext& ctx) noexcept {
   lofi_run_params c = lofi_default_run_params();
   c.memory_budget_bytes = p.memory_budget_bytes;
   c.threads = static_cast<std::int32_t>(p.threads);
+  c.noise_level = p.noise_level;
+  c.self_ensemble = p.self_ensemble;
   if (p.progress) {
     ctx.fn = &p.progress;
     c.progress = &progress_trampoline;
@@ -535,6 +542,26 @@ class Model {
   std::vector<float> reconstruct(const ImageView& in, const RunParams& params = {},
                                  RunReport* report = nullptr) const {
     return reconstruct_region(in, Grid::pixels(in), params, report);
+  }
+
+  // --- refined denoising ------------------------------------------------------------------------
+
+  /// Refined denoising of the whole image on its own grid (lofi_denoise_refined()), for
+  /// noise-level-aware denoisers: params.noise_level is required. A default-constructed
+  /// refinement is the library's defaults (lofi_default_refinement()). Returns width x height x
+  /// channels values; `report`, if not null, receives what the passes did together.
+  std::vector<float> denoise_refined(const ImageView& in, const RunParams& params,
+                                     const lofi_refinement& refinement = lofi_default_refinement(),
+                                     RunReport* report = nullptr) const {
+    std::vector<float> out(in.width * in.height * in.channels);
+    const lofi_image img = in.to_c();
+    detail::ProgressContext ctx;
+    const lofi_run_params p = detail::to_c(params, ctx);
+    RunReport r{};
+    const lofi_status s = lofi_denoise_refined(model_, &img, &refinement, out.data(), 0, &p, &r);
+    detail::finish(s, ctx);
+    if (report) *report = r;
+    return out;
   }
 
   // --- arbitrary points -------------------------------------------------------------------------

@@ -441,6 +441,64 @@ fn self_ensemble_on_the_command_line() {
     assert!(one.data.iter().zip(&eight.data).any(|(a, b)| (a - b).abs() > 1e-6), "8 passes changed nothing");
 }
 
+/// `lofi reconstruct --refine`: the library's refined denoising, on any input format, with its
+/// settings on the command line and in the JSON report; refused where it cannot apply.
+#[test]
+fn refined_denoising_on_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let aware = fixture("models/tiny-gray-sigma-plain.lofi");
+    let fixed = fixture("models/tiny-gray.lofi");
+    let input = write_npy(dir.path(), "in.npy", 17, 22, 1, |i| (i % 13) as f32 / 13.0);
+    let out = s(&dir.path().join("out.npy"));
+    let run = |model: &str, extra: &[&str]| {
+        let mut args = vec!["reconstruct", "--model", model, "--input", &input, "--output", &out];
+        args.extend_from_slice(extra);
+        lofi(&args)
+    };
+    let done = run(&aware, &["--sigma", "0.1", "--refine", "--json"]);
+    ok(&done);
+    let report: serde_json::Value = serde_json::from_slice(&done.stdout).unwrap();
+    assert_eq!(report["refinement"]["coarse_blur"], 2.5);
+    assert_eq!(report["refinement"]["cleanup"], 0.1);
+    // Every pass's pixels: two at full resolution and one at half.
+    assert_eq!(report["pixels"], 2 * 17 * 22 + 9 * 11);
+    let refined = image_io::read(Path::new(&out)).unwrap();
+    assert_eq!((refined.height, refined.width), (17, 22));
+    ok(&run(&aware, &["--sigma", "0.1"]));
+    let one = image_io::read(Path::new(&out)).unwrap();
+    assert!(
+        one.data.iter().zip(&refined.data).any(|(a, b)| (a - b).abs() > 1e-5),
+        "--refine changed nothing"
+    );
+    // Both steps off: the one-pass result.
+    ok(&run(
+        &aware,
+        &["--sigma", "0.1", "--refine", "--refine-blur", "0", "--refine-cleanup", "0", "--threads", "1"],
+    ));
+    let none = image_io::read(Path::new(&out)).unwrap();
+    ok(&run(&aware, &["--sigma", "0.1", "--threads", "1"]));
+    assert_eq!(none.data, image_io::read(Path::new(&out)).unwrap().data);
+    // PNG out works as for one pass.
+    let png = s(&dir.path().join("out.png"));
+    ok(&lofi(&[
+        "reconstruct",
+        "--model",
+        &aware,
+        "--input",
+        &input,
+        "--output",
+        &png,
+        "--sigma",
+        "0.1",
+        "--refine",
+    ]));
+
+    fails_with(&run(&aware, &["--sigma", "0.1", "--refine", "--width", "40"]), "whole image on its own grid");
+    fails_with(&run(&aware, &["--sigma", "0.1", "--refine", "--refine-cleanup", "2"]), "clean-up level");
+    fails_with(&run(&fixed, &["--refine"]), "noise-level-aware");
+    fails_cleanly_with(&run(&aware, &["--sigma", "0.1", "--refine-blur", "2"]), "--refine");
+}
+
 /// `lofi pnp --operator inpaint` with a noise-level-aware prior starts from the inpainting
 /// settings (`PnpParams::for_inpainting`: sigma 0.6 x the top of the training range, alpha 0.01,
 /// 40 iterations); each flag given wins, and other operators keep the generic defaults.

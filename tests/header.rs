@@ -75,7 +75,10 @@ fn inline_wrappers_cover_every_sized_entry_point() {
             }
         }
     }
-    assert_eq!(sized, 6, "model info, three reconstructions (image, reader, points), step and solve");
+    assert_eq!(
+        sized, 7,
+        "model info, three reconstructions (image, reader, points), refined denoising, step and solve"
+    );
 }
 
 #[test]

@@ -70,6 +70,26 @@ def test_self_ensemble_equals_the_cli(tmp_path, plain_sigma_model, sigma_model):
         sigma_model.reconstruct(x, sigma=0.1, self_ensemble=4)
 
 
+def test_denoise_refined_equals_the_cli(tmp_path, sigma_model, gray):
+    x = pixels(13, 18, seed=8)
+    ours, rep = sigma_model.denoise_refined(x, 25 / 255, threads=1, report=True)
+    assert ours.shape == (13, 18) and ours.dtype == np.float32
+    np.testing.assert_array_equal(ours, cli_reconstruct(tmp_path, "tiny-gray-sigma.lofi", x, "--sigma", "25/255",
+                                                        "--refine"))
+    assert rep.pixels == 2 * 13 * 18 + 7 * 9  # two full passes and one at half resolution
+    theirs = cli_reconstruct(tmp_path, "tiny-gray-sigma.lofi", x, "--sigma", "25/255", "--refine",
+                             "--refine-blur", "1.5", "--refine-cleanup", "0.3")
+    np.testing.assert_array_equal(sigma_model.denoise_refined(x, 25 / 255, threads=1, coarse_blur=1.5, cleanup=0.3),
+                                  theirs)
+    # Both steps off: the one-pass result.
+    np.testing.assert_array_equal(sigma_model.denoise_refined(x, 25 / 255, threads=1, coarse_blur=0, cleanup=0),
+                                  sigma_model.reconstruct(x, sigma=25 / 255, threads=1))
+    with pytest.raises(lofi.InvalidArgumentError, match="clean-up level"):
+        sigma_model.denoise_refined(x, 0.1, cleanup=3)
+    with pytest.raises(lofi.InvalidArgumentError, match="noise-level-aware"):
+        gray.denoise_refined(x, 0.1)
+
+
 def test_complex_channel(tmp_path, complex_model):
     # Two input channels = one complex channel (real, imaginary interleaved): a complex (H, W)
     # array is read as that layout.

@@ -8,12 +8,14 @@
 pub mod budget;
 pub mod cuda_memory;
 pub mod host_copy;
+pub mod refine;
 pub mod spilled_filter;
 pub mod stream;
 
 use tch::{Device, Kind, Tensor};
 
 pub use budget::{format_bytes, parse_bytes, BatchPlan, BATCH_QUANTUM};
+pub use refine::{denoise_refined, Refinement};
 pub use stream::{GridJob, InputSource, Streamer};
 
 pub use crate::kernels::SelfEnsemble;

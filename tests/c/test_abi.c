@@ -206,6 +206,10 @@ static void test_layouts_are_pinned(void) {
   CHECK_LAYOUT(lofi_input_reader, channels, 24);
   CHECK_LAYOUT(lofi_input_reader, read, 32);
   CHECK_LAYOUT(lofi_input_reader, user_data, 40);
+  CHECK_SIZE(lofi_refinement, 24);
+  CHECK_LAYOUT(lofi_refinement, struct_size, 0);
+  CHECK_LAYOUT(lofi_refinement, coarse_blur, 8);
+  CHECK_LAYOUT(lofi_refinement, cleanup, 16);
 
   CHECK_SIZE(lofi_pnp_params, 136);
   CHECK_LAYOUT(lofi_pnp_params, struct_size, 0);
@@ -276,6 +280,10 @@ static void test_defaults_carry_their_size(void) {
   lofi_operator op = lofi_default_operator();
   lofi_input_reader ir = lofi_default_input_reader();
   CHECK(ir.struct_size == sizeof ir && ir.width == 0 && ir.read == NULL && ir.user_data == NULL);
+  {
+    lofi_refinement rf = lofi_default_refinement();
+    CHECK(rf.struct_size == sizeof rf && rf.coarse_blur == 2.5 && rf.cleanup == 0.1);
+  }
   CHECK(lp.struct_size == sizeof lp && lp.device == LOFI_DEVICE_CPU && lp.precision == LOFI_PRECISION_F32);
   CHECK(rp.struct_size == sizeof rp && rp.memory_budget_bytes == (uint64_t)512 << 20 && rp.threads == 0);
   CHECK(rp.progress == NULL && rp.progress_user_data == NULL && rp.noise_level == LOFI_NOISE_LEVEL_NONE);

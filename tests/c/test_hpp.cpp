@@ -360,6 +360,38 @@ void test_metadata_and_model_lifetime() {
   CHECK(pnp.estimate().size() == W * H);
 }
 
+// Noise levels and refined denoising through the wrapper: the same values as the C calls.
+void test_noise_level_and_refined_denoising() {
+  const lofi::Model aware = lofi::Model::load(fixture("tiny-gray-sigma.lofi"));
+  const std::vector<float> px = pixels(1, 12);
+  const lofi::ImageView in(px.data(), W, H, 1);
+  lofi::RunParams params;
+  params.threads = 1;
+  try {
+    (void)aware.reconstruct(in, params);
+    CHECK_MSG(false, "a noise-level-aware model ran without a noise level");
+  } catch (const lofi::Error& e) {
+    CHECK(e.status() == LOFI_STATUS_INVALID_ARGUMENT);
+  }
+  params.noise_level = 0.1;
+  const std::vector<float> one = aware.reconstruct(in, params);
+  lofi_run_params c = lofi_default_run_params();
+  c.threads = 1;
+  c.noise_level = 0.1;
+  const lofi_image img = in.to_c();
+  std::vector<float> expected(W * H);
+  CHECK_OK(lofi_denoise_refined(aware.get(), &img, NULL, expected.data(), 0, &c, NULL));
+  lofi::RunReport report{};
+  const std::vector<float> refined = aware.denoise_refined(in, params, lofi_default_refinement(), &report);
+  CHECK(same_bits(refined, expected));
+  CHECK(!same_bits(refined, one));
+  CHECK(report.pixels == 2 * W * H + (W / 2) * (H / 2));
+  lofi_refinement none = lofi_default_refinement();
+  none.coarse_blur = 0.0;
+  none.cleanup = 0.0;
+  CHECK(same_bits(aware.denoise_refined(in, params, none), one));
+}
+
 // ---- plug-and-play ------------------------------------------------------------------------------
 
 bool finite(double v) { return v - v == 0.0; }
@@ -570,5 +602,6 @@ int main(int argc, char** argv) {
   RUN(test_pnp_builtin_operator);
   RUN(test_pnp_user_operator);
   RUN(test_metadata_and_model_lifetime);
+  RUN(test_noise_level_and_refined_denoising);
   return lt_done();
 }

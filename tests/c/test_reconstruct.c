@@ -578,6 +578,65 @@ static void test_noise_level(void) {
   lofi_model_free(aware);
 }
 
+/* lofi_denoise_refined: NULL refinement = the defaults; both steps off = the one-pass region call
+ * bit for bit (one thread); the clean-up alone = a second region call at the fraction of the level;
+ * the report counts every pass; bad settings, a fixed-level model, a missing level and a bad
+ * struct_size are refused with a message. */
+static void test_denoise_refined(void) {
+  lofi_model *aware = lt_load("tiny-gray-sigma.lofi");
+  lofi_run_params p = lofi_default_run_params();
+  lofi_refinement r = lofi_default_refinement();
+  lofi_run_report report;
+  size_t n = (size_t)W * H;
+  float *px = lt_make_pixels(W, H, 1, 11u);
+  float *a = (float *)malloc(n * sizeof(float)), *b = (float *)malloc(n * sizeof(float));
+  float *c = (float *)malloc(n * sizeof(float));
+  lofi_image img = lt_image(px, W, H, 1);
+  REQUIRE(aware && px && a && b && c);
+  CHECK(r.coarse_blur == 2.5 && r.cleanup == 0.1);
+  p.noise_level = 0.1;
+  p.threads = 1;
+  CHECK_OK(lofi_denoise_refined(aware, &img, NULL, a, 0, &p, &report));
+  CHECK(report.pixels == 2 * n + (size_t)(W / 2) * (H / 2));
+  CHECK_OK(lofi_denoise_refined(aware, &img, &r, b, 0, &p, NULL));
+  CHECK(memcmp(a, b, n * sizeof(float)) == 0 && lt_all_finite(a, n));
+  CHECK_OK(lofi_reconstruct_region(aware, &img, NULL, W, H, NULL, c, 0, &p, NULL));
+  CHECK_MSG(lt_max_abs_diff(a, c, n) > 1e-5, "the refinement changed nothing");
+  r.coarse_blur = 0.0;
+  r.cleanup = 0.0;
+  CHECK_OK(lofi_denoise_refined(aware, &img, &r, b, 0, &p, NULL));
+  CHECK_MSG(memcmp(b, c, n * sizeof(float)) == 0, "no steps must be the one-pass result");
+  r.cleanup = 0.5;
+  CHECK_OK(lofi_denoise_refined(aware, &img, &r, b, 0, &p, NULL));
+  {
+    lofi_image once = lt_image(c, W, H, 1);
+    p.noise_level = 0.05;
+    CHECK_OK(lofi_reconstruct_region(aware, &once, NULL, W, H, NULL, a, 0, &p, NULL));
+    CHECK_MSG(memcmp(a, b, n * sizeof(float)) == 0, "the clean-up pass is not a second pass");
+    p.noise_level = 0.1;
+  }
+  r.cleanup = 2.0;
+  EXPECT_FAIL(lofi_denoise_refined(aware, &img, &r, b, 0, &p, NULL), LOFI_STATUS_INVALID_ARGUMENT,
+              "clean-up");
+  r = lofi_default_refinement();
+  r.struct_size = 3;
+  EXPECT_FAIL(lofi_denoise_refined(aware, &img, &r, b, 0, &p, NULL), LOFI_STATUS_INVALID_ARGUMENT,
+              "struct_size");
+  EXPECT_FAIL(lofi_denoise_refined(gray, &img, NULL, b, 0, &p, NULL), LOFI_STATUS_INVALID_ARGUMENT,
+              "noise-level-aware");
+  p.noise_level = LOFI_NOISE_LEVEL_NONE;
+  EXPECT_FAIL(lofi_denoise_refined(aware, &img, NULL, b, 0, &p, NULL), LOFI_STATUS_INVALID_ARGUMENT,
+              "noise");
+  p.noise_level = 0.1;
+  EXPECT_FAIL(lofi_denoise_refined(aware, &img, NULL, NULL, 0, &p, NULL), LOFI_STATUS_INVALID_ARGUMENT,
+              "output");
+  free(px);
+  free(a);
+  free(b);
+  free(c);
+  lofi_model_free(aware);
+}
+
 /* lofi_load_params.devices: one replica per device ("cpu,cpu" stands in for two GPUs); bands of
  * rows dealt out to them give one device's result bit for bit (one thread), windows and strides
  * included, the progress callback sees every pixel; a bad list is refused naming the entry. */
@@ -803,6 +862,7 @@ int main(int argc, char **argv) {
   RUN(test_threads_param);
   RUN(test_memory_load_equivalent);
   RUN(test_noise_level);
+  RUN(test_denoise_refined);
   RUN(test_device_list);
   RUN(test_input_reader);
   RUN(test_cuda_matches_cpu);

@@ -200,6 +200,14 @@ class PnpResiduals(Structure):
     ]
 
 
+class Refinement(Structure):
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("coarse_blur", c_double),
+        ("cleanup", c_double),
+    ]
+
+
 class Image(Structure):
     """Frozen layout (no struct_size)."""
 
@@ -287,6 +295,21 @@ _SIGNATURES = [
             c_size_t,
             c_size_t,
             POINTER(Window),
+            POINTER(c_float),
+            c_size_t,
+            POINTER(RunParams),
+            POINTER(RunReport),
+            c_size_t,
+        ],
+    ),
+    ("lofi_init_refinement", c_int32, [POINTER(Refinement)]),
+    (
+        "lofi_denoise_refined_sized",
+        c_int32,
+        [
+            MODEL_P,
+            POINTER(Image),
+            POINTER(Refinement),
             POINTER(c_float),
             c_size_t,
             POINTER(RunParams),
