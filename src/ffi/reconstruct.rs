@@ -59,6 +59,52 @@ fn stride_in_floats(bytes: usize, row: usize, what: &str) -> Result<usize> {
     Ok(bytes / 4)
 }
 
+/// The caller's output buffer: `rows` rows of `row` floats, `stride_bytes` apart (0: packed),
+/// after checking the pointer and that the extent fits the address space. Returns the buffer
+/// and its row stride in floats.
+///
+/// # Safety
+/// `output` must be NULL or valid for writes of `(rows - 1) * stride + row` floats.
+unsafe fn output_buffer<'a>(
+    output: *mut f32,
+    rows: usize,
+    row: usize,
+    stride_bytes: usize,
+) -> Result<(&'a mut [f32], usize)> {
+    if output.is_null() {
+        return Err(Error::invalid_argument("output is NULL"));
+    }
+    let stride = stride_in_floats(stride_bytes, row, "output")?;
+    let len = (rows - 1)
+        .checked_mul(stride)
+        .and_then(|v| v.checked_add(row))
+        .filter(|&v| v <= isize::MAX as usize / 4)
+        .ok_or_else(|| Error::invalid_argument("output size overflows"))?;
+    Ok((std::slice::from_raw_parts_mut(output, len), stride))
+}
+
+/// The models a call runs on: the handle's devices, or, for one CPU model, single-threaded
+/// workers sharing it where they are faster (`engine::cpu_workers`), with `options`' threads and
+/// budget shared among them. Workers only read the model.
+fn run_devices<'m>(
+    handle: &'m lofi_model,
+    options: &mut RunOptions<'_>,
+    pixels: usize,
+    input: (usize, usize),
+) -> Vec<&'m crate::Model> {
+    let devices = handle.devices();
+    if let [one] = devices[..] {
+        let n =
+            engine::cpu_workers_within(one, options.threads, pixels, options.memory_budget, input.0, input.1);
+        if n > 1 {
+            (options.threads, options.memory_budget) =
+                engine::worker_share(options.threads, options.memory_budget, n);
+            return vec![one; n];
+        }
+    }
+    devices
+}
+
 /// Per-call options with the C callback wrapped as a closure.
 struct CallParams {
     params: lofi_run_params,
@@ -192,34 +238,11 @@ unsafe fn region_call(
     }
     let c_out = model.config().c_out as usize;
     let row = cols.checked_mul(c_out).ok_or_else(|| Error::invalid_argument("output width overflows"))?;
-    let stride = stride_in_floats(output_row_stride_bytes, row, "output")?;
-    let len = (rows - 1)
-        .checked_mul(stride)
-        .and_then(|v| v.checked_add(row))
-        .filter(|&v| v <= isize::MAX as usize / 4)
-        .ok_or_else(|| Error::invalid_argument("output size overflows"))?;
+    let (data, stride) = output_buffer(output, rows, row, output_row_stride_bytes)?;
     let call = CallParams::new(params)?;
     check_report(report, report_size)?;
-    let data = std::slice::from_raw_parts_mut(output, len);
     let r = call.run(|mut options| {
-        let mut devices = handle.devices();
-        if let [one] = devices[..] {
-            // One CPU model: single-threaded workers where they are faster (`engine::cpu_workers`),
-            // sharing the threads and the budget. They only read the model.
-            let n = engine::cpu_workers_within(
-                one,
-                options.threads,
-                rows * cols,
-                options.memory_budget,
-                source.height(),
-                source.width(),
-            );
-            if n > 1 {
-                (options.threads, options.memory_budget) =
-                    engine::worker_share(options.threads, options.memory_budget, n);
-                devices = vec![one; n];
-            }
-        }
+        let devices = run_devices(handle, &mut options, rows * cols, (source.height(), source.width()));
         engine::reconstruct_region_from_on_devices(
             &devices,
             source,
@@ -398,42 +421,14 @@ pub unsafe extern "C" fn lofi_denoise_refined_sized(
         let image = image_view(non_null(input, "input")?)?;
         let r = abi::read_in_or_default(refinement)?;
         let refinement = engine::Refinement { coarse_blur: r.coarse_blur, cleanup: r.cleanup };
-        if output.is_null() {
-            return Err(Error::invalid_argument("output is NULL"));
-        }
+        // image_view checked width x channels; a stride below a row is the engine's error.
         let row = image.width * image.channels;
-        let stride = stride_in_floats(output_row_stride_bytes, row, "output")?;
-        if stride < row {
-            return Err(Error::invalid_argument(format!(
-                "output row stride {stride} floats is smaller than a row ({row})"
-            )));
-        }
-        let len = (image.height - 1)
-            .checked_mul(stride)
-            .and_then(|v| v.checked_add(row))
-            .filter(|&v| v <= isize::MAX as usize / 4)
-            .ok_or_else(|| Error::invalid_argument("output size overflows"))?;
+        let (data, stride) = output_buffer(output, image.height, row, output_row_stride_bytes)?;
         let call = CallParams::new(params)?;
         check_report(report, report_size)?;
-        let data = std::slice::from_raw_parts_mut(output, len);
         let r = call.run(|mut options| {
-            let mut devices = handle.devices();
-            if let [one] = devices[..] {
-                // As region calls: single-threaded CPU workers where they are faster.
-                let n = engine::cpu_workers_within(
-                    one,
-                    options.threads,
-                    image.height * image.width,
-                    options.memory_budget,
-                    image.height,
-                    image.width,
-                );
-                if n > 1 {
-                    (options.threads, options.memory_budget) =
-                        engine::worker_share(options.threads, options.memory_budget, n);
-                    devices = vec![one; n];
-                }
-            }
+            let pixels = image.height * image.width;
+            let devices = run_devices(handle, &mut options, pixels, (image.height, image.width));
             engine::denoise_refined(
                 &devices,
                 image,
