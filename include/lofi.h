@@ -9,7 +9,7 @@
  *                       lofi_reconstruct_region_from_reader() (an input the host reads in
  *                       rectangles: larger than memory, or only the rows a band needs)
  *                       lofi_denoise_refined() (a noise-level-aware denoiser at two scales
- *                       and a clean-up pass: better at high noise levels, 2.25x the time)
+ *                       and a clean-up pass: better at high noise levels, 2.5x the time)
  * 3. Release:           lofi_model_free()
  * 4. Plug-and-play:     describe y = A x with a lofi_operator, then lofi_pnp_create(),
  *                       lofi_pnp_step() / lofi_pnp_solve(), lofi_pnp_estimate(), lofi_pnp_free()
@@ -759,7 +759,7 @@ typedef struct lofi_refinement {
   size_t struct_size;
   /**
    * Standard deviation in pixels of the Gaussian through which the half-resolution estimate
-   * replaces the one-pass result's low frequencies (default 2.5); 0 leaves out the coarse
+   * replaces the one-pass result's low frequencies (default 2); 0 leaves out the coarse
    * scale. At most 64.
    */
   double coarse_blur;
@@ -1292,7 +1292,7 @@ enum lofi_status lofi_reconstruct_points_sized(const struct lofi_model *model,
                                                size_t report_size);
 
 /**
- * Fills `*refinement` with the defaults (coarse blur 2.5 pixels, clean-up at 0.1 of the noise
+ * Fills `*refinement` with the defaults (coarse blur 2 pixels, clean-up at 0.1 of the noise
  * level) for the layout `refinement->struct_size` declares; set it to
  * `sizeof(lofi_refinement)` first. `lofi_default_refinement()` does both.
  *
@@ -1305,10 +1305,10 @@ enum lofi_status lofi_init_refinement(struct lofi_refinement *refinement);
  * Refined denoising of the whole of `input` on its own pixel grid, for noise-level-aware
  * denoisers (`lofi_model_info.noise_level_aware`; `params->noise_level` is required): the
  * one-pass result, its low frequencies replaced by the denoiser's estimate from the image's
- * 2 x 2 means (at half the noise, where its neighbourhood reaches twice as far), then a clean-up
- * pass at a fraction of the noise level. About 2.25 times the time of
+ * 2 x 2 means on two grids (at half the noise, where its neighbourhood reaches twice as far),
+ * then a clean-up pass at a fraction of the noise level. About 2.5 times the time of
  * `lofi_reconstruct_region()` on the same image (with the self-ensemble of `params` in every
- * pass); on Set12 with the shipped quality model +0.25 dB at sigma 50/255, +0.09 at 25/255.
+ * pass); on Set12 with the shipped quality model +0.29 dB at sigma 50/255, +0.12 at 25/255.
  *
  * * `refinement`: NULL for `lofi_default_refinement()`.
  * * `output`: (height, width, channels) float32, `output_row_stride_bytes` apart (0: packed).

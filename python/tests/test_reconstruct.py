@@ -76,7 +76,7 @@ def test_denoise_refined_equals_the_cli(tmp_path, sigma_model, gray):
     assert ours.shape == (13, 18) and ours.dtype == np.float32
     np.testing.assert_array_equal(ours, cli_reconstruct(tmp_path, "tiny-gray-sigma.lofi", x, "--sigma", "25/255",
                                                         "--refine"))
-    assert rep.pixels == 2 * 13 * 18 + 7 * 9  # two full passes and one at half resolution
+    assert rep.pixels == 2 * 13 * 18 + 7 * 9 + 7 * 10  # two full passes and two grids at half resolution
     theirs = cli_reconstruct(tmp_path, "tiny-gray-sigma.lofi", x, "--sigma", "25/255", "--refine",
                              "--refine-blur", "1.5", "--refine-cleanup", "0.3")
     np.testing.assert_array_equal(sigma_model.denoise_refined(x, 25 / 255, threads=1, coarse_blur=1.5, cleanup=0.3),

@@ -10,17 +10,23 @@
 //! (the multi-scale denoising of Lebrun, Colom and Morel, IPOL 2015, with LoFi at both scales):
 //!
 //! ```text
-//! fine   = D(y, sigma)                         the one-pass result
-//! coarse = D(mean2x2(y), sigma / 2)            the half-resolution estimate
-//! joined = fine + G_s * (up(coarse) - fine)    its low frequencies replaced (G_s: Gaussian of s pixels)
-//! out    = D(joined, c sigma)                  a clean-up pass at a fraction c of the level
+//! fine   = D(y, sigma)                                  the one-pass result
+//! coarse = (up(D(mean2x2(y), sigma / 2))                the half-resolution estimate, on the
+//!          + up(D(mean2x2(shift(y)), sigma / 2))) / 2   2 x 2 grid and on the grid moved diagonally
+//! joined = fine + G_s * (coarse - fine)                 its low frequencies replaced (G_s: Gaussian of s pixels)
+//! out    = D(joined, c sigma)                           a clean-up pass at a fraction c of the level
 //! ```
+//!
+//! One 2 x 2 grid leaves its blocks' phase in the estimate (aliasing that the upsampling turns
+//! into a faint grid); the second grid, moved one pixel in both directions, has the opposite
+//! phase, and the mean of the two (cycle spinning, Coifman and Donoho 1995) cancels most of it:
+//! +0.03 / +0.03 / +0.04 dB on Set12 at sigma 15 / 25 / 50 for another quarter pass, which also
+//! lets the join take over more frequencies (a Gaussian of 2 pixels instead of 2.5).
 //!
 //! The clean-up pass removes what both scales left (faint texture where the denoiser's errors
 //! have preferred directions), told the small level such a residue has. Measured on Set12 with
-//! the shipped quality model (README, "Against classical methods"): +0.01 / +0.09 / +0.25 dB at
-//! sigma 15 / 25 / 50, and +0.12 / +0.35 dB on 12 Kodak images in gray at sigma 25 / 50, at 2.1-2.3
-//! times the time of one pass.
+//! the shipped quality model (README, "Against classical methods"): +0.03 / +0.12 / +0.29 dB at
+//! sigma 15 / 25 / 50 over one pass, for 2.5 passes' work.
 
 use tch::{Kind, Tensor};
 
@@ -32,8 +38,9 @@ use crate::error::{Error, Result};
 use crate::model::Model;
 
 /// Default [`Refinement::coarse_blur`]: the Gaussian's standard deviation, in full-resolution
-/// pixels (Set12: 2 to 3 were within 0.03 dB of each other at every level; 1.5 lost at sigma 15).
-pub const DEFAULT_COARSE_BLUR: f64 = 2.5;
+/// pixels (Set12 with both grids: 2 best at sigma 25, within 0.003 dB of the best at 15, 0.015
+/// below 1.5 at 50; 1.5 lost 0.03 dB at 15).
+pub const DEFAULT_COARSE_BLUR: f64 = 2.0;
 
 /// Default [`Refinement::cleanup`]: the clean-up pass's noise level as a fraction of the input's
 /// (Set12 at sigma 50: 0.1 best after the coarse scale; 0.2 and above smooth detail away).
@@ -74,10 +81,10 @@ impl Refinement {
         Ok(())
     }
 
-    /// Network passes over the image's pixels, as a multiple of one pass (the coarse scale costs
-    /// a quarter): what the refinement costs in time.
+    /// Network passes over the image's pixels, as a multiple of one pass (the coarse scale's two
+    /// grids cost a quarter each): what the refinement costs in time.
     pub fn passes(&self) -> f64 {
-        1.0 + if self.coarse_blur > 0.0 { 0.25 } else { 0.0 } + if self.cleanup > 0.0 { 1.0 } else { 0.0 }
+        1.0 + if self.coarse_blur > 0.0 { 0.5 } else { 0.0 } + if self.cleanup > 0.0 { 1.0 } else { 0.0 }
     }
 }
 
@@ -125,8 +132,9 @@ pub fn denoise_refined(
         )));
     }
     let coarse = refinement.coarse_blur > 0.0 && h >= 4 && w >= 4;
-    let (ch, cw) = (h.div_ceil(2), w.div_ceil(2));
-    let total = h * w + if coarse { ch * cw } else { 0 } + if refinement.cleanup > 0.0 { h * w } else { 0 };
+    let coarse_pixels: usize = GRID_SHIFTS.iter().map(|&s| half_size(h, s) * half_size(w, s)).sum();
+    let total =
+        h * w + if coarse { coarse_pixels } else { 0 } + if refinement.cleanup > 0.0 { h * w } else { 0 };
 
     let RunOptions { memory_budget, threads, noise_level: _, self_ensemble, mut progress } = options;
     let mut done = 0usize;
@@ -164,12 +172,17 @@ pub fn denoise_refined(
     pass(image, sigma, &mut fine, &mut report)?;
 
     let joined = if coarse {
-        let halved = crate::error::catch_torch(|| half_resolution(image))?;
-        let mut estimate = crate::error::try_vec(ch * cw * c, "the half-resolution estimate")?;
-        estimate.resize(ch * cw * c, 0.0);
-        let view = ImageView { data: &halved, height: ch, width: cw, channels: c, row_stride: cw * c };
-        pass(view, sigma / 2.0, &mut estimate, &mut report)?;
-        crate::error::catch_torch(|| join_scales(&fine, &estimate, (h, w, c), refinement.coarse_blur))?
+        let mut estimates = Vec::with_capacity(GRID_SHIFTS.len());
+        for shift in GRID_SHIFTS {
+            let (ch, cw) = (half_size(h, shift), half_size(w, shift));
+            let halved = crate::error::catch_torch(|| half_resolution(image, shift))?;
+            let mut estimate = crate::error::try_vec(ch * cw * c, "the half-resolution estimate")?;
+            estimate.resize(ch * cw * c, 0.0);
+            let view = ImageView { data: &halved, height: ch, width: cw, channels: c, row_stride: cw * c };
+            pass(view, sigma / 2.0, &mut estimate, &mut report)?;
+            estimates.push(estimate);
+        }
+        crate::error::catch_torch(|| join_scales(&fine, &estimates, (h, w, c), refinement.coarse_blur))?
     } else {
         fine
     };
@@ -215,33 +228,51 @@ fn to_rows(planes: &Tensor) -> Result<Vec<f32>> {
     to_host(&planes.squeeze_dim(0).permute([1, 2, 0]), "an image on the host")
 }
 
-/// The means of the image's 2 x 2 blocks, (ceil(H/2), ceil(W/2), C): an odd last row or column
-/// is repeated, so that every block has four pixels and the noise level is half the input's.
-fn half_resolution(image: ImageView<'_>) -> Result<Vec<f32>> {
+/// The 2 x 2 grids of the coarse scale: blocks starting at the first pixel, and blocks starting
+/// one pixel before it in both directions (the first row and column repeated).
+const GRID_SHIFTS: [usize; 2] = [0, 1];
+
+/// Blocks along a side of `n` pixels on the grid shifted by `shift`.
+fn half_size(n: usize, shift: usize) -> usize {
+    (n + shift).div_ceil(2)
+}
+
+/// The means of the image's 2 x 2 blocks on the grid moved by `shift` (0 or 1 pixel in both
+/// directions), (half_size(H), half_size(W), C): the first row and column are repeated before a
+/// shifted grid and an odd last one after, so that every block has four pixels and the noise
+/// level is half the input's.
+fn half_resolution(image: ImageView<'_>, shift: usize) -> Result<Vec<f32>> {
     let _guard = tch::no_grad_guard();
     let planes = image.to_tensor()?;
-    let even = planes.f_replication_pad2d([0, (image.width % 2) as i64, 0, (image.height % 2) as i64])?;
+    let (after_w, after_h) = ((image.width + shift) % 2, (image.height + shift) % 2);
+    let even = planes.f_replication_pad2d([shift as i64, after_w as i64, shift as i64, after_h as i64])?;
     to_rows(&even.f_avg_pool2d([2, 2], [2, 2], [0, 0], false, true, None)?)
 }
 
-/// `fine + G_s * (up(coarse) - fine)`: the coarse estimate, upsampled (bicubic, pixel centres
-/// aligned), takes over the fine one's frequencies below the Gaussian's.
+/// `fine + G_s * (coarse - fine)`, where `coarse` is the mean of the estimates on the
+/// [`GRID_SHIFTS`] grids, each upsampled (bicubic, pixel centres aligned): the coarse scale takes
+/// over the fine one's frequencies below the Gaussian's.
 fn join_scales(
     fine: &[f32],
-    coarse: &[f32],
+    estimates: &[Vec<f32>],
     (h, w, c): (usize, usize, usize),
     blur: f64,
 ) -> Result<Vec<f32>> {
     let _guard = tch::no_grad_guard();
-    let (ch, cw) = (h.div_ceil(2), w.div_ceil(2));
     let fine_planes = to_planes(fine, (h, w, c))?;
-    // Upsampled onto the padded even grid (exactly twice the coarse one, so the pixel centres
-    // line up), then cut back to the image.
-    let up = to_planes(coarse, (ch, cw, c))?
-        .f_upsample_bicubic2d([2 * ch as i64, 2 * cw as i64], false, None, None)?
-        .f_narrow(2, 0, h as i64)?
-        .f_narrow(3, 0, w as i64)?;
-    let correction = gaussian_blur(&(up - &fine_planes), blur)?;
+    let mut coarse = Tensor::zeros_like(&fine_planes);
+    for (estimate, shift) in estimates.iter().zip(GRID_SHIFTS) {
+        let (ch, cw) = (half_size(h, shift), half_size(w, shift));
+        // Upsampled onto its padded even grid (exactly twice the coarse one, so the pixel centres
+        // line up), then cut back to the image.
+        let up = to_planes(estimate, (ch, cw, c))?
+            .f_upsample_bicubic2d([2 * ch as i64, 2 * cw as i64], false, None, None)?
+            .f_narrow(2, shift as i64, h as i64)?
+            .f_narrow(3, shift as i64, w as i64)?;
+        coarse += up;
+    }
+    coarse /= estimates.len() as f64;
+    let correction = gaussian_blur(&(coarse - &fine_planes), blur)?;
     to_rows(&(fine_planes + correction))
 }
 
@@ -280,17 +311,27 @@ mod tests {
     fn half_resolution_averages_blocks_and_repeats_an_odd_edge() {
         // 3 x 3: the last row and column are repeated into the blocks.
         let values = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0];
-        let half = half_resolution(view(&values, 3, 3)).unwrap();
+        let half = half_resolution(view(&values, 3, 3), 0).unwrap();
         assert_eq!(half, vec![3.0, 4.5, 7.5, 9.0]);
+        // The shifted grid: the first row and column are repeated before it instead.
+        let shifted = half_resolution(view(&values, 3, 3), 1).unwrap();
+        assert_eq!(shifted, vec![1.0, 2.5, 5.5, 7.0]);
+        // 4 x 4 on the shifted grid: 3 x 3 blocks, both edges repeated.
+        let values: Vec<f32> = (0..16).map(|v| v as f32).collect();
+        let shifted = half_resolution(view(&values, 4, 4), 1).unwrap();
+        assert_eq!(shifted.len(), half_size(4, 1) * half_size(4, 1));
+        assert_eq!(shifted, vec![0.0, 1.5, 3.0, 6.0, 7.5, 9.0, 12.0, 13.5, 15.0]);
     }
 
     #[test]
     fn half_resolution_halves_white_noise() {
         let noise = Tensor::randn([256, 256], (Kind::Float, tch::Device::Cpu)) * 0.2;
         let values = Vec::<f32>::try_from(noise.flatten(0, -1)).unwrap();
-        let half = half_resolution(view(&values, 256, 256)).unwrap();
-        let std = Tensor::from_slice(&half).std(true).double_value(&[]);
-        assert!((std - 0.1).abs() < 0.003, "noise level after 2 x 2 means: {std}");
+        for shift in GRID_SHIFTS {
+            let half = half_resolution(view(&values, 256, 256), shift).unwrap();
+            let std = Tensor::from_slice(&half).std(true).double_value(&[]);
+            assert!((std - 0.1).abs() < 0.003, "noise level after 2 x 2 means (shift {shift}): {std}");
+        }
     }
 
     #[test]
@@ -313,14 +354,15 @@ mod tests {
         let (h, w) = (16, 20);
         let fine: Vec<f32> =
             (0..h * w).map(|i| 0.5 + 0.01 * ((i / w) as f32) + 0.005 * ((i % w) as f32)).collect();
-        let coarse = half_resolution(view(&fine, h, w)).unwrap();
-        let joined = join_scales(&fine, &coarse, (h, w, 1), 2.5).unwrap();
+        let coarse: Vec<Vec<f32>> =
+            GRID_SHIFTS.iter().map(|&s| half_resolution(view(&fine, h, w), s).unwrap()).collect();
+        let joined = join_scales(&fine, &coarse, (h, w, 1), 2.0).unwrap();
         let worst = fine.iter().zip(&joined).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         // Exact in the interior; bicubic upsampling's clamped edges move the border a little.
         assert!(worst < 2e-3, "a consistent coarse scale changed the image by {worst}");
-        // A coarse estimate brighter by 0.1 everywhere lifts the whole image by 0.1.
-        let brighter: Vec<f32> = coarse.iter().map(|v| v + 0.1).collect();
-        let lifted = join_scales(&fine, &brighter, (h, w, 1), 2.5).unwrap();
+        // Coarse estimates brighter by 0.1 everywhere lift the whole image by 0.1.
+        let brighter: Vec<Vec<f32>> = coarse.iter().map(|e| e.iter().map(|v| v + 0.1).collect()).collect();
+        let lifted = join_scales(&fine, &brighter, (h, w, 1), 2.0).unwrap();
         for ((a, b), before) in lifted.iter().zip(&joined).zip(&fine) {
             assert!((a - b - 0.1).abs() < 1e-5, "{before}: {b} -> {a}");
         }
@@ -339,6 +381,6 @@ mod tests {
             assert!(bad.check().is_err(), "{bad:?} was accepted");
         }
         assert_eq!(Refinement { coarse_blur: 0.0, cleanup: 0.0 }.passes(), 1.0);
-        assert_eq!(Refinement::default().passes(), 2.25);
+        assert_eq!(Refinement::default().passes(), 2.5);
     }
 }

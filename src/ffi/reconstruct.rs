@@ -347,7 +347,7 @@ pub struct lofi_refinement {
     /// `sizeof(lofi_refinement)`, set by `lofi_default_refinement()`.
     pub struct_size: usize,
     /// Standard deviation in pixels of the Gaussian through which the half-resolution estimate
-    /// replaces the one-pass result's low frequencies (default 2.5); 0 leaves out the coarse
+    /// replaces the one-pass result's low frequencies (default 2); 0 leaves out the coarse
     /// scale. At most 64.
     pub coarse_blur: f64,
     /// The clean-up pass's noise level as a fraction of `lofi_run_params.noise_level` (default
@@ -374,7 +374,7 @@ unsafe impl abi::Versioned for lofi_refinement {
     }
 }
 
-/// Fills `*refinement` with the defaults (coarse blur 2.5 pixels, clean-up at 0.1 of the noise
+/// Fills `*refinement` with the defaults (coarse blur 2 pixels, clean-up at 0.1 of the noise
 /// level) for the layout `refinement->struct_size` declares; set it to
 /// `sizeof(lofi_refinement)` first. `lofi_default_refinement()` does both.
 ///
@@ -388,10 +388,10 @@ pub unsafe extern "C" fn lofi_init_refinement(refinement: *mut lofi_refinement) 
 /// Refined denoising of the whole of `input` on its own pixel grid, for noise-level-aware
 /// denoisers (`lofi_model_info.noise_level_aware`; `params->noise_level` is required): the
 /// one-pass result, its low frequencies replaced by the denoiser's estimate from the image's
-/// 2 x 2 means (at half the noise, where its neighbourhood reaches twice as far), then a clean-up
-/// pass at a fraction of the noise level. About 2.25 times the time of
+/// 2 x 2 means on two grids (at half the noise, where its neighbourhood reaches twice as far),
+/// then a clean-up pass at a fraction of the noise level. About 2.5 times the time of
 /// `lofi_reconstruct_region()` on the same image (with the self-ensemble of `params` in every
-/// pass); on Set12 with the shipped quality model +0.25 dB at sigma 50/255, +0.09 at 25/255.
+/// pass); on Set12 with the shipped quality model +0.29 dB at sigma 50/255, +0.12 at 25/255.
 ///
 /// * `refinement`: NULL for `lofi_default_refinement()`.
 /// * `output`: (height, width, channels) float32, `output_row_stride_bytes` apart (0: packed).

@@ -282,7 +282,7 @@ static void test_defaults_carry_their_size(void) {
   CHECK(ir.struct_size == sizeof ir && ir.width == 0 && ir.read == NULL && ir.user_data == NULL);
   {
     lofi_refinement rf = lofi_default_refinement();
-    CHECK(rf.struct_size == sizeof rf && rf.coarse_blur == 2.5 && rf.cleanup == 0.1);
+    CHECK(rf.struct_size == sizeof rf && rf.coarse_blur == 2.0 && rf.cleanup == 0.1);
   }
   CHECK(lp.struct_size == sizeof lp && lp.device == LOFI_DEVICE_CPU && lp.precision == LOFI_PRECISION_F32);
   CHECK(rp.struct_size == sizeof rp && rp.memory_budget_bytes == (uint64_t)512 << 20 && rp.threads == 0);

@@ -540,13 +540,13 @@ class Model(_HandleOwner):
                         self_ensemble: int = 1, progress=None, report: bool = False):
         """Refined denoising of the whole image on its own grid (``lofi_denoise_refined``), for
         noise-level-aware denoisers: the one-pass result with its low frequencies taken from the
-        denoiser's estimate at half resolution (the 2 x 2 means, at ``sigma / 2``), then a
-        clean-up pass at ``cleanup * sigma``. About 2.25 times the time of :meth:`reconstruct`;
+        denoiser's estimate at half resolution (the 2 x 2 means on two grids, at ``sigma / 2``), then a
+        clean-up pass at ``cleanup * sigma``. About 2.5 times the time of :meth:`reconstruct`;
         better at high noise levels (README, "Against classical methods").
 
         * ``coarse_blur``: the Gaussian (pixels) joining the scales, 0 without the coarse scale;
           ``cleanup``: the clean-up level as a fraction of ``sigma``, 0 without the pass. None
-          takes the library's defaults (``lofi_default_refinement()``: 2.5 and 0.1).
+          takes the library's defaults (``lofi_default_refinement()``: 2 and 0.1).
         * ``budget``, ``threads``, ``self_ensemble``, ``progress``, ``report``: as
           :meth:`reconstruct` (the progress and the report count every pass).
 
