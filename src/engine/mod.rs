@@ -1102,7 +1102,8 @@ fn check_output(len: usize, rows: usize, row_values: usize, row_stride: usize) -
             "output row stride {row_stride} is smaller than a row ({row_values} values)"
         )));
     }
-    let needed = (rows - 1) * row_stride + row_values;
+    // No rows need no values (an empty image is the input check's to refuse).
+    let needed = rows.checked_sub(1).map_or(0, |r| r * row_stride + row_values);
     if len < needed {
         return Err(Error::invalid_argument(format!(
             "the output buffer holds {len} values, {rows} rows with stride {row_stride} need {needed}"

@@ -31,8 +31,8 @@
 use tch::{Kind, Tensor};
 
 use super::{
-    first_replica, reconstruct_region_on_devices, to_host, ImageView, OutputView, Progress, Region,
-    RunOptions, RunReport,
+    check_output, first_replica, reconstruct_region_on_devices, to_host, ImageView, OutputView, Progress,
+    Region, RunOptions, RunReport,
 };
 use crate::error::{Error, Result};
 use crate::model::Model;
@@ -124,13 +124,7 @@ pub fn denoise_refined(
     model.check_noise_level(Some(sigma))?;
     let (h, w, c) = (image.height, image.width, image.channels);
     let row = w * c;
-    if out.row_stride < row || out.data.len() < (h.max(1) - 1) * out.row_stride + row {
-        return Err(Error::invalid_argument(format!(
-            "the output buffer ({} values, row stride {}) cannot hold {h} x {w} x {c}",
-            out.data.len(),
-            out.row_stride
-        )));
-    }
+    check_output(out.data.len(), h, row, out.row_stride)?;
     let coarse = refinement.coarse_blur > 0.0 && h >= 4 && w >= 4;
     let coarse_pixels: usize = GRID_SHIFTS.iter().map(|&s| half_size(h, s) * half_size(w, s)).sum();
     let total =
@@ -140,8 +134,8 @@ pub fn denoise_refined(
     let mut done = 0usize;
     let mut report: Option<RunReport> = None;
     // One pass of the denoiser over `input` at `level` into `output`, its progress counted after
-    // the passes before it.
-    let mut pass = |input: ImageView<'_>, level: f64, output: &mut [f32], report: &mut Option<RunReport>| {
+    // the passes before it and its report added to theirs.
+    let mut pass = |input: ImageView<'_>, level: f64, output: &mut [f32]| {
         let offset = done;
         let mut inner = |p: Progress| match (&mut progress, p.filter) {
             (None, _) => true,
@@ -160,7 +154,7 @@ pub fn denoise_refined(
         let this =
             reconstruct_region_on_devices(models, input, Region::whole(ih, iw), iw, ih, None, out, run)?;
         done += ih * iw;
-        *report = Some(match report.take() {
+        report = Some(match report.take() {
             None => this,
             Some(before) => combine(before, this),
         });
@@ -169,7 +163,7 @@ pub fn denoise_refined(
 
     let mut fine = crate::error::try_vec(h * row, "the one-pass estimate")?;
     fine.resize(h * row, 0.0);
-    pass(image, sigma, &mut fine, &mut report)?;
+    pass(image, sigma, &mut fine)?;
 
     let joined = if coarse {
         let mut estimates = Vec::with_capacity(GRID_SHIFTS.len());
@@ -179,7 +173,7 @@ pub fn denoise_refined(
             let mut estimate = crate::error::try_vec(ch * cw * c, "the half-resolution estimate")?;
             estimate.resize(ch * cw * c, 0.0);
             let view = ImageView { data: &halved, height: ch, width: cw, channels: c, row_stride: cw * c };
-            pass(view, sigma / 2.0, &mut estimate, &mut report)?;
+            pass(view, sigma / 2.0, &mut estimate)?;
             estimates.push(estimate);
         }
         crate::error::catch_torch(|| join_scales(&fine, &estimates, (h, w, c), refinement.coarse_blur))?
@@ -191,7 +185,7 @@ pub fn denoise_refined(
         let view = ImageView { data: &joined, height: h, width: w, channels: c, row_stride: row };
         let mut cleaned = crate::error::try_vec(h * row, "the clean-up pass's result")?;
         cleaned.resize(h * row, 0.0);
-        pass(view, refinement.cleanup * sigma, &mut cleaned, &mut report)?;
+        pass(view, refinement.cleanup * sigma, &mut cleaned)?;
         copy_rows(&cleaned, row, out);
     } else {
         copy_rows(&joined, row, out);
