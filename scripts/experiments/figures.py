@@ -32,7 +32,7 @@ def row(tiles, path):
 
 inp = exp / "inpaint"
 name = "camera-256"
-if not inp.exists():  # a folder of run_radio_nufft.sh only: the NUFFT figure below
+if not (inp / f"{name}.npy").exists():  # no inpainting part (PARTS=radio, or run_radio_nufft.sh)
     inp = None
 
 if inp is not None:
@@ -53,6 +53,15 @@ if truth is not None:
      tile(np.load(sky / "lofi.npy"), "LoFi-ADMM, fixed sigma", stretch),
      tile(np.load(sky / "lofi-anneal.npy"), "LoFi-ADMM, annealed", stretch),
      tile(truth, "truth", stretch)], out / "pnp-radio.png")
+    # The outskirts up close: 96 x 96 pixels around the brightest one, each shown as 3 x 3, where
+    # a cross-hatch or stripes in the faint light would show.
+    r, c = np.unravel_index(np.argmax(truth), truth.shape)
+    r0, c0 = min(max(r - 48, 0), truth.shape[0] - 96), min(max(c - 48, 0), truth.shape[1] - 96)
+    zoom = lambda x: np.kron(stretch(x.squeeze())[r0:r0 + 96, c0:c0 + 96], np.ones((3, 3)))
+    row([tile(np.load(sky / "tv-0.005.npy"), "TV-ADMM", zoom),
+         tile(np.load(sky / "lofi.npy"), "LoFi-ADMM, fixed sigma", zoom),
+         tile(np.load(sky / "lofi-anneal.npy"), "LoFi-ADMM, annealed", zoom),
+         tile(truth, "truth", zoom)], out / "pnp-radio-zoom.png")
 
 # The NUFFT experiment (run_radio_nufft.sh): MeerKAT coverage, uniform weighting, a 256^2 sky.
 for sky in sorted(exp.glob("256-seed*"))[:1]:

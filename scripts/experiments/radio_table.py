@@ -1,8 +1,8 @@
 """The README's NUFFT radio table from run_radio_nufft.sh's folder: radio_table.py OUT_DIR
 
-One row per sky: PSNR (dB) / dynamic range / residual RMS for the dirty image, CLEAN, TV-ADMM
-(the best of its weights by PSNR, weight named) and LoFi-ADMM; the best PSNR and dynamic range
-in bold.
+One row per sky: PSNR (dB) / dynamic range / residual RMS / outskirts texture (score.py) for the
+dirty image, CLEAN, TV-ADMM (the best of its weights by PSNR, weight named) and LoFi-ADMM; the
+best PSNR and dynamic range in bold.
 """
 import json
 import sys
@@ -26,6 +26,6 @@ for sky in sorted(out.glob("*-seed*"), key=lambda p: (int(p.name.split("-")[0]),
         p = f"**{p}**" if s["psnr"] == best_psnr else p
         d = f"**{d}**" if s["dynamic_range"] == best_dr else d
         extra = f" (w {k[3:]})" if k.startswith("tv-") else ""
-        cells.append(f"{p} / {d} / {s['residual_rms']:.1e}{extra}")
+        cells.append(f"{p} / {d} / {s['residual_rms']:.1e} / {s['outskirts_texture']:.4f}{extra}")
     n, seed = sky.name.split("-seed")
     print(f"| {n}^2, seed {seed} | " + " | ".join(cells) + " |")

@@ -28,7 +28,7 @@ run_sky() {  # size seed iterations tv-weights...
     --alpha 0.05 --iterations "$iters" --cg-iterations 30 --cg-tolerance 1e-4)
   # Simulate once (LoFi run), then every method reads the same visibilities.
   "$L" pnp --model "$G" "${common[@]}" --uv "$uv" --snr 30 --seed 1 --save-visibilities "$sky/vis.npy" \
-    --anneal "0.1,0.01,$((iters * 3 / 4))" --output "$sky/lofi.npy" --log "$sky/lofi.csv"
+    --anneal "0.1,${ANNEAL_END:-0.001},$((iters * 3 / 4))" --output "$sky/lofi.npy" --log "$sky/lofi.csv"
   "$L" clean --visibilities "$sky/vis.npy" --pixel-arcsec $pixel --image-size "$n" --weighting uniform \
     --output "$sky/clean.npy" --dirty "$sky/dirty.npy" --model "$sky/clean-model.npy" --flux-per-pixel | tee "$sky/clean.txt"
   for w in "$@"; do

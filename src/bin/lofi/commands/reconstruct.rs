@@ -67,7 +67,8 @@ pub struct Args {
     /// Refined denoising, for noise-level-aware denoisers on the whole image at its own grid: a
     /// second pass at half resolution (the 2 x 2 means on two grids, at half the noise) replaces
     /// the result's low frequencies, then a clean-up pass at a tenth of the noise level. About 2.5
-    /// times the time of one pass; on Set12 +0.29 dB at sigma 50, +0.12 at 25, +0.03 at 15 (README).
+    /// times the time of one pass; on Set12 +0.29 dB at sigma 50, +0.12 at 25, +0.04 at 15,
+    /// above BM3D at all three with the quality model (README).
     #[arg(long)]
     refine: bool,
     /// --refine: the Gaussian (standard deviation in pixels) through which the half-resolution

@@ -46,8 +46,10 @@ impl std::fmt::Display for TaskKind {
 pub enum LrSchedule {
     /// `lr` throughout (the reference).
     Constant,
-    /// Cosine decay from `lr` at step 0 to `lr_min` at the last step (needs `max_steps` or
-    /// `epochs`; a run limited only by time keeps `lr`).
+    /// Cosine decay from `lr` at the start to `lr_min` at the end of the run: at the last step
+    /// of `max_steps` or `epochs`, or when `max_minutes` is spent, whichever comes first (the
+    /// schedule follows the further advanced of the two). A budget in minutes lets one run use a
+    /// machine's time whatever its speed: no pilot run to size `max_steps`.
     Cosine,
 }
 

@@ -191,6 +191,9 @@ pub struct Trainer {
     pub without_gradient: Vec<String>,
     /// Kind of the MLPs' products: float32, or bfloat16 for mixed precision (`train.precision`).
     mlp_kind: Kind,
+    /// The share of `train.max_minutes` spent by this invocation, when it has such a budget: the
+    /// cosine schedule ends with the budget when time runs out before the steps do.
+    pub time_progress: Option<f64>,
 }
 
 /// The MLP kind of `train.precision` on `device`: float32, or bfloat16 where it runs natively.
@@ -449,6 +452,7 @@ impl Trainer {
             step_check: true,
             without_gradient: Vec::new(),
             mlp_kind,
+            time_progress: None,
         })
     }
 
@@ -571,13 +575,22 @@ impl Trainer {
     /// The schedule's learning rate at step `step`, before any warm-up.
     fn scheduled_rate(&self, step: u64, n: usize) -> f64 {
         let t = &self.cfg.train;
-        match (t.lr_schedule, self.step_limit(n)) {
-            (LrSchedule::Cosine, Some(last)) if last > 1 => {
-                let progress = (step as f64 / (last - 1) as f64).min(1.0);
-                t.lr_min + 0.5 * (t.lr - t.lr_min) * (1.0 + (std::f64::consts::PI * progress).cos())
-            }
-            _ => t.lr,
+        if t.lr_schedule != LrSchedule::Cosine {
+            return t.lr;
         }
+        let by_steps = match self.step_limit(n) {
+            Some(last) if last > 1 => Some(step as f64 / (last - 1) as f64),
+            _ => None,
+        };
+        let progress = match (by_steps, self.time_progress) {
+            (Some(a), Some(b)) => a.max(b),
+            (a, b) => match a.or(b) {
+                Some(p) => p,
+                None => return t.lr,
+            },
+        }
+        .clamp(0.0, 1.0);
+        t.lr_min + 0.5 * (t.lr - t.lr_min) * (1.0 + (std::f64::consts::PI * progress).cos())
     }
 
     /// The last step of the run: the first of `max_steps` and `epochs` that is set.
@@ -870,6 +883,7 @@ pub fn run(cfg: TrainConfig, options: RunOptions) -> Result<()> {
         if cfg.train.stop_at_step.is_some_and(|s| trainer.step >= s) {
             break;
         }
+        trainer.time_progress = max_seconds.map(|m| started.elapsed().as_secs_f64() / m);
         let t0 = Instant::now();
         let (loss, pixels) = trainer.train_step(&data)?;
         window.loss += loss;
@@ -997,6 +1011,35 @@ mod tests {
         }
         assert!(warm.learning_rate(0, 4) < 1.01e-4);
         assert!((plain.learning_rate(99, 4) - 1e-5).abs() < 1e-12);
+    }
+
+    /// With a time budget the cosine schedule follows whichever of steps and minutes is further
+    /// along: a run limited only by time decays over its minutes, and one whose steps outlast its
+    /// minutes reaches `lr_min` when the time is spent.
+    #[test]
+    fn cosine_schedule_follows_the_time_budget() {
+        let _rng = GLOBAL_TORCH_RNG.lock();
+        let mut cfg = tiny(LofiConfig { image_size: 16, hidden_dim: 8, n: 3, m: 4, ..Default::default() });
+        cfg.train.lr = 1e-3;
+        cfg.train.lr_schedule = LrSchedule::Cosine;
+        cfg.train.lr_min = 1e-5;
+        cfg.train.max_minutes = Some(1.0);
+        let mut by_time = Trainer::new(cfg.clone(), Device::Cpu, None).unwrap();
+        // No time measured yet: the schedule's start.
+        assert_eq!(by_time.learning_rate(500, 4), 1e-3);
+        by_time.time_progress = Some(0.5);
+        let mid = 1e-5 + 0.5 * (1e-3 - 1e-5);
+        assert!((by_time.learning_rate(500, 4) - mid).abs() < 1e-15);
+        by_time.time_progress = Some(1.3);
+        assert!((by_time.learning_rate(500, 4) - 1e-5).abs() < 1e-15);
+
+        cfg.train.max_steps = Some(101);
+        let mut both = Trainer::new(cfg, Device::Cpu, None).unwrap();
+        both.time_progress = Some(0.25);
+        // Step 50 of 101 is half-way, further than a quarter of the minutes.
+        assert!((both.learning_rate(50, 4) - mid).abs() < 1e-15);
+        both.time_progress = Some(0.5);
+        assert!((both.learning_rate(10, 4) - mid).abs() < 1e-15);
     }
 
     /// After one step, every trainable parameter has a non-zero gradient, for CCPG + INR-LoFi with
