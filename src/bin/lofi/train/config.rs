@@ -596,7 +596,8 @@ pub struct ConfigFlags {
     /// [train] optimisation steps in all.
     #[arg(long)]
     pub max_steps: Option<u64>,
-    /// [train] wall-clock budget of this invocation, minutes.
+    /// [train] wall-clock budget of this invocation, minutes (a cosine schedule ends with it when
+    /// the time runs out before the steps).
     #[arg(long)]
     pub max_minutes: Option<f64>,
     /// [train] end this invocation at this step, keeping the schedule (phased runs).
