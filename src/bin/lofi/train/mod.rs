@@ -582,14 +582,11 @@ impl Trainer {
             Some(last) if last > 1 => Some(step as f64 / (last - 1) as f64),
             _ => None,
         };
-        let progress = match (by_steps, self.time_progress) {
-            (Some(a), Some(b)) => a.max(b),
-            (a, b) => match a.or(b) {
-                Some(p) => p,
-                None => return t.lr,
-            },
-        }
-        .clamp(0.0, 1.0);
+        // The further advanced of steps and minutes; neither known: the schedule has no end.
+        let Some(progress) = by_steps.into_iter().chain(self.time_progress).reduce(f64::max) else {
+            return t.lr;
+        };
+        let progress = progress.clamp(0.0, 1.0);
         t.lr_min + 0.5 * (t.lr - t.lr_min) * (1.0 + (std::f64::consts::PI * progress).cos())
     }
 
@@ -991,15 +988,21 @@ mod tests {
         cfg
     }
 
+    /// A tiny model under a cosine schedule from 1e-3 to 1e-5, and no stopping rule yet.
+    fn tiny_cosine() -> TrainConfig {
+        let mut cfg = tiny(LofiConfig { image_size: 16, hidden_dim: 8, n: 3, m: 4, ..Default::default() });
+        cfg.train.lr = 1e-3;
+        cfg.train.lr_schedule = LrSchedule::Cosine;
+        cfg.train.lr_min = 1e-5;
+        cfg
+    }
+
     /// The warm-up scales the schedule linearly over its first steps (lr / W at step 0, the full
     /// schedule from step W on), under the cosine schedule too.
     #[test]
     fn warmup_ramps_the_learning_rate_up_to_the_schedule() {
         let _rng = GLOBAL_TORCH_RNG.lock();
-        let mut cfg = tiny(LofiConfig { image_size: 16, hidden_dim: 8, n: 3, m: 4, ..Default::default() });
-        cfg.train.lr = 1e-3;
-        cfg.train.lr_schedule = LrSchedule::Cosine;
-        cfg.train.lr_min = 1e-5;
+        let mut cfg = tiny_cosine();
         cfg.train.max_steps = Some(100);
         let plain = Trainer::new(cfg.clone(), Device::Cpu, None).unwrap();
         cfg.train.warmup_steps = 10;
@@ -1019,10 +1022,7 @@ mod tests {
     #[test]
     fn cosine_schedule_follows_the_time_budget() {
         let _rng = GLOBAL_TORCH_RNG.lock();
-        let mut cfg = tiny(LofiConfig { image_size: 16, hidden_dim: 8, n: 3, m: 4, ..Default::default() });
-        cfg.train.lr = 1e-3;
-        cfg.train.lr_schedule = LrSchedule::Cosine;
-        cfg.train.lr_min = 1e-5;
+        let mut cfg = tiny_cosine();
         cfg.train.max_minutes = Some(1.0);
         let mut by_time = Trainer::new(cfg.clone(), Device::Cpu, None).unwrap();
         // No time measured yet: the schedule's start.
