@@ -549,7 +549,8 @@ class Model {
   /// Refined denoising of the whole image on its own grid (lofi_denoise_refined()), for
   /// noise-level-aware denoisers: params.noise_level is required. A default-constructed
   /// refinement is the library's defaults (lofi_default_refinement()). Returns width x height x
-  /// channels values; `report`, if not null, receives what the passes did together.
+  /// channels values; `report`, if not null, receives what the passes did together. An RGB image
+  /// and a gray denoiser take the opponent colour path (see lofi_denoise_refined()): 3 channels out.
   std::vector<float> denoise_refined(const ImageView& in, const RunParams& params,
                                      const lofi_refinement& refinement = lofi_default_refinement(),
                                      RunReport* report = nullptr) const {

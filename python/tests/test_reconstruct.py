@@ -90,6 +90,23 @@ def test_denoise_refined_equals_the_cli(tmp_path, sigma_model, gray):
         gray.denoise_refined(x, 0.1)
 
 
+def test_denoise_refined_takes_rgb_through_a_gray_denoiser(tmp_path, sigma_model, gray):
+    # The opponent colour path: the same numbers as the CLI, refined and in one pass, and the
+    # result's channel mean is the luminance denoised at sigma / sqrt(3).
+    x = pixels(13, 18, 3, seed=9)
+    ours, rep = sigma_model.denoise_refined(x, 25 / 255, threads=1, report=True)
+    assert ours.shape == (13, 18, 3) and ours.dtype == np.float32
+    assert rep.pixels == 3 * (2 * 13 * 18 + 7 * 9 + 7 * 10)
+    np.testing.assert_array_equal(ours, cli_reconstruct(tmp_path, "tiny-gray-sigma.lofi", x, "--sigma", "25/255",
+                                                        "--refine"))
+    one = sigma_model.denoise_refined(x, 25 / 255, threads=1, coarse_blur=0, cleanup=0)
+    np.testing.assert_array_equal(one, cli_reconstruct(tmp_path, "tiny-gray-sigma.lofi", x, "--sigma", "25/255"))
+    luma = sigma_model.reconstruct(x.mean(axis=2), sigma=25 / 255 / np.sqrt(3), threads=1)
+    np.testing.assert_allclose(one.mean(axis=2), luma, atol=1e-5)
+    with pytest.raises(lofi.InvalidArgumentError, match="noise-level-aware"):
+        gray.denoise_refined(x, 0.1)
+
+
 def test_complex_channel(tmp_path, complex_model):
     # Two input channels = one complex channel (real, imaginary interleaved): a complex (H, W)
     # array is read as that layout.

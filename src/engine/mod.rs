@@ -6,6 +6,7 @@
 //! Working memory is bounded by the plan, whatever the number of output pixels.
 
 pub mod budget;
+pub mod colour;
 pub mod cuda_memory;
 pub mod host_copy;
 pub mod refine;

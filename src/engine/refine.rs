@@ -95,6 +95,11 @@ impl Refinement {
 /// and devices apply to every pass, and `options.progress` sees the passes as one run (pixels of
 /// all passes done, in all). `models` are replicas as in [`reconstruct_region_on_devices`].
 /// Images smaller than 4 x 4 skip the coarse scale.
+///
+/// An RGB image ((H, W, 3)) and a gray noise-level-aware denoiser: the image is denoised channel
+/// by channel in CBM3D's opponent colour space, each channel refined as above and told its own
+/// noise level (see [`super::colour`]), into an (H, W, 3) `out`. With both steps of `refinement`
+/// off that is one pass per channel.
 pub fn denoise_refined(
     models: &[&Model],
     image: ImageView<'_>,
@@ -104,6 +109,9 @@ pub fn denoise_refined(
 ) -> Result<RunReport> {
     let model = first_replica(models)?;
     refinement.check()?;
+    if super::colour::applies(model, &image) {
+        return super::colour::denoise_opponent(models, image, out, options, refinement);
+    }
     let config = model.config();
     if config.noise_level.is_none() {
         return Err(Error::invalid_argument(
@@ -195,7 +203,7 @@ pub fn denoise_refined(
 }
 
 /// Two passes' reports as one: the first pass's plan, work and peaks summed or maximised.
-fn combine(a: RunReport, b: RunReport) -> RunReport {
+pub(crate) fn combine(a: RunReport, b: RunReport) -> RunReport {
     RunReport {
         plan: a.plan,
         pixels: a.pixels + b.pixels,

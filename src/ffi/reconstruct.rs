@@ -393,6 +393,12 @@ pub unsafe extern "C" fn lofi_init_refinement(refinement: *mut lofi_refinement) 
 /// `lofi_reconstruct_region()` on the same image (with the self-ensemble of `params` in every
 /// pass); on Set12 with the shipped quality model +0.29 dB at sigma 50/255, +0.12 at 25/255.
 ///
+/// Colour: an RGB `input` (3 channels) and a gray denoiser (1 channel in and out) are denoised
+/// channel by channel in CBM3D's opponent colour space (luminance, red - blue, green - magenta),
+/// each channel told its share of `params->noise_level` and refined as above (both steps of
+/// `refinement` at 0: one pass per channel), and turned back: `output` has 3 channels. Three
+/// times the work of a gray image, plus three planes of the image in memory.
+///
 /// * `refinement`: NULL for `lofi_default_refinement()`.
 /// * `output`: (height, width, channels) float32, `output_row_stride_bytes` apart (0: packed).
 ///   On failure its contents are unspecified.

@@ -638,6 +638,48 @@ static void test_denoise_refined(void) {
   lofi_model_free(aware);
 }
 
+/* lofi_denoise_refined on an RGB image with a gray denoiser: the opponent colour path. The
+ * output's channel mean is the luminance (R + G + B) / 3 denoised in one pass told sigma / sqrt(3);
+ * the report counts the three channels; a fixed-level gray model refuses the image. */
+static void test_denoise_colour(void) {
+  lofi_model *aware = lt_load("tiny-gray-sigma.lofi");
+  lofi_run_params p = lofi_default_run_params();
+  lofi_refinement r = lofi_default_refinement();
+  lofi_run_report report;
+  size_t n = (size_t)W * H, i;
+  float *px = lt_make_pixels(W, H, 3, 17u);
+  float *out = (float *)malloc(3 * n * sizeof(float));
+  float *luma = (float *)malloc(n * sizeof(float)), *want = (float *)malloc(n * sizeof(float));
+  float *mean = (float *)malloc(n * sizeof(float));
+  lofi_image img = lt_image(px, W, H, 3);
+  REQUIRE(aware && px && out && luma && want && mean);
+  p.noise_level = 0.1;
+  p.threads = 1;
+  r.coarse_blur = 0.0;
+  r.cleanup = 0.0;
+  CHECK_OK(lofi_denoise_refined(aware, &img, &r, out, 0, &p, &report));
+  CHECK(report.pixels == 3 * n && lt_all_finite(out, 3 * n));
+  for (i = 0; i < n; i++) {
+    luma[i] = (px[3 * i] + px[3 * i + 1] + px[3 * i + 2]) / 3.0f;
+    mean[i] = (out[3 * i] + out[3 * i + 1] + out[3 * i + 2]) / 3.0f;
+  }
+  {
+    lofi_image gray_image = lt_image(luma, W, H, 1);
+    p.noise_level = 0.1 / sqrt(3.0);
+    CHECK_OK(lofi_reconstruct_region(aware, &gray_image, NULL, W, H, NULL, want, 0, &p, NULL));
+    CHECK_MSG(lt_max_abs_diff(mean, want, n) < 1e-5, "the luminance is not the gray pass at sigma / sqrt(3)");
+    p.noise_level = 0.1;
+  }
+  EXPECT_FAIL(lofi_denoise_refined(gray, &img, NULL, out, 0, &p, NULL), LOFI_STATUS_INVALID_ARGUMENT,
+              "noise-level-aware");
+  free(px);
+  free(out);
+  free(luma);
+  free(want);
+  free(mean);
+  lofi_model_free(aware);
+}
+
 /* lofi_load_params.devices: one replica per device ("cpu,cpu" stands in for two GPUs); bands of
  * rows dealt out to them give one device's result bit for bit (one thread), windows and strides
  * included, the progress callback sees every pixel; a bad list is refused naming the entry. */
@@ -864,6 +906,7 @@ int main(int argc, char **argv) {
   RUN(test_memory_load_equivalent);
   RUN(test_noise_level);
   RUN(test_denoise_refined);
+  RUN(test_denoise_colour);
   RUN(test_device_list);
   RUN(test_input_reader);
   RUN(test_cuda_matches_cpu);

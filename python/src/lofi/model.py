@@ -550,10 +550,17 @@ class Model(_HandleOwner):
         * ``budget``, ``threads``, ``self_ensemble``, ``progress``, ``report``: as
           :meth:`reconstruct` (the progress and the report count every pass).
 
+        An RGB ``image`` (H, W, 3) and a gray denoiser: denoised channel by channel in CBM3D's
+        opponent colour space, each channel told its share of ``sigma`` and refined as above
+        (``coarse_blur=0, cleanup=0``: one pass per channel); the result is (H, W, 3).
+
         Returns (H, W, C) float32, or (H, W) for a 2-D input.
         """
         info = self.info
-        view = image_view(image, info.channels_in)
+        colour = (info.channels_in == 1 and info.channels_out == 1
+                  and np.ndim(image) == 3 and np.shape(image)[2] == 3)
+        channels = 3 if colour else info.channels_in
+        view = image_view(image, channels)
         h, w, _ = view.shape
         squeeze = np.ndim(image) == 2 and info.channels_out == 1
         refinement = _ffi.Refinement()
@@ -563,7 +570,7 @@ class Model(_HandleOwner):
             refinement.coarse_blur = as_float(coarse_blur, "coarse_blur")
         if cleanup is not None:
             refinement.cleanup = as_float(cleanup, "cleanup")
-        result = np.empty((h, w, info.channels_out), dtype=np.float32)
+        result = np.empty((h, w, 3 if colour else info.channels_out), dtype=np.float32)
         slot = ErrorSlot()
         params, keep = run_params(budget=budget, threads=threads, sigma=sigma, self_ensemble=self_ensemble,
                                   progress=progress, slot=slot)

@@ -57,6 +57,8 @@ pub struct Args {
     cpu_workers: usize,
     /// Noise standard deviation of the input, for noise-level-aware models (`lofi info` says
     /// which): a number in image units (0.1) or a fraction (25/255). Fixed-level models refuse it.
+    /// An RGB input and a gray denoiser: each channel of CBM3D's opponent colour space is
+    /// denoised, told its share of sigma (the whole image on its own grid, three passes' work).
     #[arg(long, value_parser = super::parse_sigma, allow_hyphen_values = true)]
     sigma: Option<f64>,
     /// Geometric self-ensemble: each value is the mean of N network passes with the sampling
@@ -152,15 +154,19 @@ pub fn run(args: Args) -> Result<()> {
     }
     let window = args.window.as_deref().map(lofi::formats::dicom::Window::parse).transpose()?;
     let (rank, ranks) = launcher_rank()?;
-    let refinement = if args.refine {
+    let whole_image_only = |what: &str| -> Result<()> {
         if args.region.is_some() || args.width.is_some() || args.height.is_some() {
             bail!(
-                "--refine denoises the whole image on its own grid: leave out --region, --width and --height"
+                "{what} denoises the whole image on its own grid: leave out --region, --width and --height"
             );
         }
         if ranks > 1 {
-            bail!("--refine runs in one process (its passes need the whole image): not under MPI");
+            bail!("{what} runs in one process (its passes need the whole image): not under MPI");
         }
+        Ok(())
+    };
+    let mut refinement = if args.refine {
+        whole_image_only("--refine")?;
         let refinement = Refinement { coarse_blur: args.refine_blur, cleanup: args.refine_cleanup };
         refinement.check()?;
         Some(refinement)
@@ -195,8 +201,22 @@ pub fn run(args: Args) -> Result<()> {
     let mut whole: Option<ImageView> = None;
     let (mut fits_header, mut window) = (None, window);
     // --refine needs the whole image in memory (its passes feed one another).
-    let source: &(dyn InputSource + Sync) = if is_npy(&args.input) && refinement.is_none() {
-        mapped = NpyInput::open(&args.input)?;
+    // An RGB input and a gray noise-level-aware denoiser: the opponent colour path, which needs
+    // the whole image too (engine::colour).
+    let gray_denoiser = {
+        let config = model.config();
+        config.c_in == 1 && config.c_out == 1 && config.noise_level.is_some()
+    };
+    let mut colour = false;
+    let mapped_npy = if is_npy(&args.input) && refinement.is_none() {
+        let npy = NpyInput::open(&args.input)?;
+        colour = gray_denoiser && npy.channels() == 3;
+        (!colour).then_some(npy)
+    } else {
+        None
+    };
+    let source: &(dyn InputSource + Sync) = if let Some(npy) = mapped_npy {
+        mapped = npy;
         &mapped
     } else {
         let input = lofi::formats::read_input(&args.input, window)?;
@@ -204,8 +224,14 @@ pub fn run(args: Args) -> Result<()> {
         decoded = input.image;
         view = ImageView::from_image(&decoded);
         whole = Some(view);
+        colour = gray_denoiser && decoded.channels == 3;
         &view
     };
+    if colour {
+        whole_image_only("an RGB image through a gray denoiser (the opponent colour path)")?;
+        // Without --refine, one pass per channel.
+        refinement = Some(refinement.unwrap_or(Refinement { coarse_blur: 0.0, cleanup: 0.0 }));
+    }
     if args.output_hu && window.is_none() {
         bail!("--output-hu applies to DICOM inputs");
     }
@@ -217,7 +243,7 @@ pub fn run(args: Args) -> Result<()> {
         }
     };
     let (in_h, in_w) = (source.height(), source.width());
-    let c_out = model.config().c_out as usize;
+    let c_out = if colour { 3 } else { model.config().c_out as usize };
     let region = args.region.unwrap_or_else(|| Region::whole(in_h, in_w));
     let width = args.width.unwrap_or(in_w);
     let height = args.height.unwrap_or(in_h);
@@ -351,7 +377,7 @@ pub fn run(args: Args) -> Result<()> {
         let row_values = width * c_out;
         let report = if let Some(refinement) = refinement {
             let out = OutputView { data: &mut image.data, row_stride: row_values };
-            let image = whole.context("--refine reads the whole input")?;
+            let image = whole.context("--refine and the colour path read the whole input")?;
             engine::denoise_refined(&replicas, image, out, options, refinement)?
         } else {
             engine::stream::reconstruct_rows_on_devices(
@@ -443,7 +469,8 @@ pub fn run(args: Args) -> Result<()> {
             "peak_rss_above_baseline_bytes": baseline.zip(peak).map(|(b, p)| p.saturating_sub(b)),
             "seconds": seconds,
             "self_ensemble_passes": args.self_ensemble.max(1),
-            "refinement": refinement.map(|r| serde_json::json!({"coarse_blur": r.coarse_blur, "cleanup": r.cleanup})),
+            "colour_space": colour.then_some("opponent"),
+            "refinement": refinement.filter(|_| args.refine).map(|r| serde_json::json!({"coarse_blur": r.coarse_blur, "cleanup": r.cleanup})),
             "cpu_workers": workers,
             "rank": rank,
             "ranks": ranks,
