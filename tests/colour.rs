@@ -8,7 +8,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{fails_with, lofi, ok, reconstruct_whole};
+use common::{assert_first_report_cancels, assert_one_run, fails_with, lofi, ok, reconstruct_whole};
 use lofi::engine::{self, ImageView, OutputView, Progress, Refinement, RunOptions};
 use lofi::model::LoadOptions;
 use lofi::{Error, Model};
@@ -140,23 +140,12 @@ fn progress_counts_the_three_channels_and_a_cancel_stops_them() {
     denoise_colour(&model, &rgb, h, w, run, Refinement { coarse_blur: 0.0, cleanup: 0.5 }).unwrap();
     // Two passes per channel.
     let total = 3 * 2 * h * w;
-    assert!(
-        seen.iter().all(|p| p.total == total),
-        "totals {:?}",
-        seen.iter().map(|p| p.total).collect::<Vec<_>>()
-    );
-    assert!(seen.windows(2).all(|p| p[0].done <= p[1].done), "progress went back");
-    assert_eq!(seen.last().unwrap().done, total);
+    assert_one_run(&seen, total);
 
-    let mut calls = 0;
-    let mut cancel = |_: Progress| {
-        calls += 1;
-        false
-    };
-    let run = RunOptions { progress: Some(&mut cancel), ..options(0.1) };
-    let err = denoise_colour(&model, &rgb, h, w, run, ONE_PASS).unwrap_err();
-    assert!(matches!(err, Error::Cancelled), "{err:?}");
-    assert_eq!(calls, 1, "the channels after a cancel must not run");
+    assert_first_report_cancels("the channels", |cancel| {
+        let run = RunOptions { progress: Some(cancel), ..options(0.1) };
+        denoise_colour(&model, &rgb, h, w, run, ONE_PASS)
+    });
 }
 
 #[test]
@@ -202,18 +191,13 @@ fn the_cli_denoises_an_rgb_image_with_a_gray_denoiser() {
     let dir = tempfile::tempdir().unwrap();
     let input = root().join("data/images/color/chelsea.png");
     let out = dir.path().join("out.npy");
-    let run = lofi(&[
-        "reconstruct",
-        "--model",
-        root().join("tests/fixtures/models/tiny-gray-sigma.lofi").to_str().unwrap(),
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        out.to_str().unwrap(),
-        "--sigma",
-        "0.05",
-        "--json",
-    ]);
+    let model = root().join("tests/fixtures/models/tiny-gray-sigma.lofi");
+    let reconstruct = |extra: &[&str]| {
+        let common = ["reconstruct", "--model", model.to_str().unwrap(), "--input", input.to_str().unwrap()];
+        let rest = ["--output", out.to_str().unwrap(), "--sigma", "0.05"];
+        lofi(&[&common[..], &rest, extra].concat())
+    };
+    let run = reconstruct(&["--json"]);
     ok(&run);
     let json: serde_json::Value =
         serde_json::from_str(String::from_utf8_lossy(&run.stdout).lines().last().unwrap()).unwrap();
@@ -225,18 +209,6 @@ fn the_cli_denoises_an_rgb_image_with_a_gray_denoiser() {
     assert!(written.data.iter().all(|v| v.is_finite()));
 
     // The colour path needs the whole image on its own grid.
-    let run = lofi(&[
-        "reconstruct",
-        "--model",
-        root().join("tests/fixtures/models/tiny-gray-sigma.lofi").to_str().unwrap(),
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        out.to_str().unwrap(),
-        "--sigma",
-        "0.05",
-        "--width",
-        "64",
-    ]);
+    let run = reconstruct(&["--width", "64"]);
     fails_with(&run, "opponent colour path");
 }

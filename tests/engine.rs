@@ -1,9 +1,12 @@
 //! The streaming engine: regions at any resolution, tiles, budgets, progress and cancellation,
 //! threads, and every bad argument.
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 
+use common::assert_first_report_cancels;
 use lofi::device::{DeviceSpec, Precision};
 use lofi::engine::{self, BatchPlan, ImageView, OutputView, Progress, Region, RunOptions, Window};
 use lofi::model::LoadOptions;
@@ -373,24 +376,18 @@ fn progress_is_reported_and_cancellation_stops_early() {
     assert!(seen.windows(2).all(|w| w[0].0 < w[1].0));
     assert_eq!(*seen.last().unwrap(), (3600, 3600));
 
-    let mut calls = 0;
-    let mut cancel = |_: Progress| {
-        calls += 1;
-        false
-    };
-    let err = engine::reconstruct_region(
-        &model,
-        view(&img, 24, 24, 1),
-        Region::whole(24, 24),
-        60,
-        60,
-        None,
-        OutputView { data: &mut out, row_stride: 60 },
-        RunOptions { progress: Some(&mut cancel), ..small_budget() },
-    )
-    .unwrap_err();
-    assert!(matches!(err, Error::Cancelled));
-    assert_eq!(calls, 1);
+    assert_first_report_cancels("the batches", |cancel| {
+        engine::reconstruct_region(
+            &model,
+            view(&img, 24, 24, 1),
+            Region::whole(24, 24),
+            60,
+            60,
+            None,
+            OutputView { data: &mut out, row_stride: 60 },
+            RunOptions { progress: Some(cancel), ..small_budget() },
+        )
+    });
 }
 
 #[test]

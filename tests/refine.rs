@@ -7,7 +7,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{noisy_camera_crop, reconstruct_whole};
+use common::{assert_first_report_cancels, assert_one_run, noisy_camera_crop, reconstruct_whole};
 use lofi::engine::{self, ImageView, OutputView, Progress, Refinement, RunOptions};
 use lofi::model::LoadOptions;
 use lofi::{Error, Model};
@@ -109,23 +109,12 @@ fn progress_counts_every_pass_and_a_cancel_stops_it() {
     refine(&model, &img, h, w, run, Refinement::default()).unwrap();
     // The coarse scale's two grids: blocks from the first pixel, and blocks one pixel up and left.
     let total = 2 * h * w + h.div_ceil(2) * w.div_ceil(2) + (h + 1).div_ceil(2) * (w + 1).div_ceil(2);
-    assert!(
-        seen.iter().all(|p| p.total == total),
-        "totals {:?}",
-        seen.iter().map(|p| p.total).collect::<Vec<_>>()
-    );
-    assert!(seen.windows(2).all(|p| p[0].done <= p[1].done), "progress went back");
-    assert_eq!(seen.last().unwrap().done, total);
+    assert_one_run(&seen, total);
 
-    let mut calls = 0;
-    let mut cancel = |_: Progress| {
-        calls += 1;
-        false
-    };
-    let run = RunOptions { progress: Some(&mut cancel), ..options(0.1) };
-    let err = refine(&model, &img, h, w, run, Refinement::default()).unwrap_err();
-    assert!(matches!(err, Error::Cancelled), "{err:?}");
-    assert_eq!(calls, 1, "the passes after a cancel must not run");
+    assert_first_report_cancels("the passes", |cancel| {
+        let run = RunOptions { progress: Some(cancel), ..options(0.1) };
+        refine(&model, &img, h, w, run, Refinement::default())
+    });
 }
 
 #[test]

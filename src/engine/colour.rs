@@ -15,10 +15,10 @@
 //! against CBM3D in the README ("Colour images").
 
 use super::{check_output, first_replica, ImageView, OutputView, Progress, RunOptions, RunReport};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::model::Model;
 
-use super::refine::{combine, denoise_refined, Refinement};
+use super::refine::{combine, denoise_refined, required_noise_level, Refinement};
 
 /// The opponent transform's rows (R, G, B weights) and offsets.
 const OPPONENT: [[f32; 3]; 3] = [[1.0 / 3.0, 1.0 / 3.0, 1.0 / 3.0], [0.5, 0.0, -0.5], [0.25, -0.5, 0.25]];
@@ -43,8 +43,8 @@ pub(crate) fn applies(model: &Model, image: &ImageView<'_>) -> bool {
 /// with the gray noise-level-aware denoiser `models` channel by channel in the opponent colour
 /// space, each channel through [`denoise_refined`] with `refinement` (both steps off: one pass),
 /// into `out` ((H, W, 3) with its row stride). Progress counts the three channels' passes as one
-/// run.
-pub(crate) fn denoise_opponent(
+/// run. [`denoise_refined`] calls it where [`applies`] says so.
+pub(super) fn denoise_opponent(
     models: &[&Model],
     image: ImageView<'_>,
     out: OutputView<'_>,
@@ -52,20 +52,11 @@ pub(crate) fn denoise_opponent(
     refinement: Refinement,
 ) -> Result<RunReport> {
     let model = first_replica(models)?;
-    if !applies(model, &image) {
-        return Err(Error::invalid_argument(
-            "the opponent colour path takes an RGB image and a gray noise-level-aware denoiser",
-        ));
-    }
     image.validate(3)?;
     let (h, w) = (image.height, image.width);
     check_output(out.data.len(), h, w * 3, out.row_stride)?;
-    let Some(sigma) = options.noise_level else {
-        model.check_noise_level(None)?;
-        unreachable!("a noise-level-aware model refuses a missing noise level")
-    };
     // The input's level is checked as given: every channel's is a fraction of it.
-    model.check_noise_level(Some(sigma))?;
+    let sigma = required_noise_level(model, options.noise_level)?;
 
     let mut planes = Vec::with_capacity(3);
     for (row, offset) in OPPONENT.iter().zip(OFFSET) {

@@ -125,12 +125,7 @@ pub fn denoise_refined(
             config.c_in, config.c_out
         )));
     }
-    let Some(sigma) = options.noise_level else {
-        // The model's own message: which range it was trained for.
-        model.check_noise_level(None)?;
-        unreachable!("a noise-level-aware model refuses a missing noise level")
-    };
-    model.check_noise_level(Some(sigma))?;
+    let sigma = required_noise_level(model, options.noise_level)?;
     let (h, w, c) = (image.height, image.width, image.channels);
     let row = w * c;
     check_output(out.data.len(), h, row, out.row_stride)?;
@@ -200,6 +195,13 @@ pub fn denoise_refined(
         copy_rows(&joined, row, out);
     }
     Ok(report.expect("the first pass ran"))
+}
+
+/// The input's noise level, which refined denoising and the colour path need, checked against
+/// `model`; a missing one is refused with the model's own message (the range it was trained for).
+pub(super) fn required_noise_level(model: &Model, noise_level: Option<f64>) -> Result<f64> {
+    model.check_noise_level(noise_level)?;
+    noise_level.ok_or_else(|| Error::invalid_argument("this call needs the input's noise level"))
 }
 
 /// Two passes' reports as one: the first pass's plan, work and peaks summed or maximised.

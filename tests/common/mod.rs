@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use lofi::engine::{self, ImageView, OutputView, Region, RunOptions};
+use lofi::engine::{self, ImageView, OutputView, Progress, Region, RunOptions};
 use lofi::Model;
 use tch::{Device, Kind, Tensor};
 
@@ -90,4 +90,32 @@ pub fn noisy_camera_crop(side: usize, sigma: f64, seed: i64) -> (Vec<f32>, Vec<f
             .unwrap();
     let noisy = clean.iter().zip(&noise).map(|(c, n)| c + n).collect();
     (clean, noisy)
+}
+
+/// The progress reports of one run: every one counts `total` in all, none goes back, and the last
+/// reaches `total`.
+pub fn assert_one_run(seen: &[Progress], total: usize) {
+    assert!(
+        seen.iter().all(|p| p.total == total),
+        "totals {:?}, expected {total}",
+        seen.iter().map(|p| p.total).collect::<Vec<_>>()
+    );
+    assert!(seen.windows(2).all(|p| p[0].done <= p[1].done), "progress went back");
+    assert_eq!(seen.last().expect("progress was reported").done, total);
+}
+
+/// `call`, handed a progress callback that cancels at its first report, fails as cancelled and
+/// reports nothing more (`what`: the work that must not run after the cancel).
+pub fn assert_first_report_cancels<T: std::fmt::Debug>(
+    what: &str,
+    call: impl FnOnce(&mut dyn FnMut(Progress) -> bool) -> lofi::Result<T>,
+) {
+    let mut calls = 0;
+    let err = call(&mut |_| {
+        calls += 1;
+        false
+    })
+    .unwrap_err();
+    assert!(matches!(err, lofi::Error::Cancelled), "{err:?}");
+    assert_eq!(calls, 1, "{what} after a cancel must not run");
 }
